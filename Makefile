@@ -1,0 +1,38 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make train   # creates .venv, installs the pinned environment, runs train.py on the synthetic default
+#   make test    # same environment, runs the test suite
+# Pass Hydra overrides with ARGS, e.g. make train ARGS="model=large data.fold=1".
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+ARGS   ?=
+
+.PHONY: train prepare test bench lock clean
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
+
+train: $(VENV)/.installed
+	$(BIN)/python train.py $(ARGS)
+
+prepare: $(VENV)/.installed
+	$(BIN)/python -m aslfr.prepare $(ARGS)
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/prepare_throughput.py
+	$(BIN)/python bench/prepare_memory.py
+
+# Re-resolve the pinned environment from pyproject.toml (needs the package registry).
+lock:
+	$(PYTHON) -m pip install -q --dry-run --ignore-installed --report .lock-report.json -e '.[test]'
+	$(PYTHON) -c "import json; r=json.load(open('.lock-report.json')); print('\n'.join(sorted(f\"{i['metadata']['name']}=={i['metadata']['version']}\" for i in r['install'] if i['metadata']['name']!='aslfr')))" > requirements.lock
+	rm -f .lock-report.json
+
+clean:
+	rm -rf $(VENV) outputs multirun

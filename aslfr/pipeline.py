@@ -1,0 +1,168 @@
+"""tf.data over the prepared cache: batches of normalized frames with masks and target tokens,
+train-time augmentation switched by config, none at validation.
+
+Each element is a dict:
+  frames [B, max_frames, points*axes] float32  normalized; NaN = landmark not detected; 0 on padding
+  mask   [B, max_frames] bool                 True on real frames
+  tokens [B, max_phrase_length + 1] int32     characters, EOS, then PAD
+
+`fit_length` and `normalize` are the exact TensorFlow ops the exported TFLite graph runs too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from .features import FINGERS, FeatureSpec, NormStats
+
+
+# -- shared with export -------------------------------------------------------------------------
+def normalize(x: tf.Tensor, stats: NormStats) -> tf.Tensor:
+    """[T, P, D] raw -> standardized with the training folds' statistics (NaN stays NaN)."""
+    return (x - tf.constant(stats.mean)) / tf.constant(stats.std)
+
+
+def nearest_indices(n: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
+    """m indices spread evenly over n frames (nearest frame to each of m evenly spaced centres)."""
+    n_f, m_f = tf.cast(n, tf.float32), tf.cast(m, tf.float32)
+    idx = tf.floor((tf.range(m_f) + 0.5) * n_f / m_f)
+    return tf.minimum(tf.cast(idx, tf.int32), tf.cast(n, tf.int32) - 1)
+
+
+def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """[T, P, D] -> ([max_frames, P*D] frames, [max_frames] mask): sequences longer than
+    max_frames are resampled to it (nearest frames, so no NaN is smeared), shorter ones padded."""
+    n = tf.shape(x)[0]
+    x = tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)), lambda: x)
+    kept = tf.shape(x)[0]
+    flat = tf.reshape(x, [kept, -1])
+    flat = tf.pad(flat, [[0, max_frames - kept], [0, 0]])
+    mask = tf.range(max_frames) < kept
+    return flat, mask
+
+
+# -- augmentation -------------------------------------------------------------------------------
+class Augmenter:
+    """Train-time augmentation of one raw sequence [T, P, D], from `data.augment`. Randomness
+    comes from a per-element seed pair (stateless ops), so a run is reproducible from its seed."""
+
+    def __init__(self, cfg: Mapping, spec: FeatureSpec):
+        self.cfg = cfg
+        hand = spec.group_points("hand")
+        self.fingers = tf.constant([[int(hand[i]) for i in f] for f in FINGERS], tf.int32)
+        self.hand = tf.constant(spec.hand_points, tf.int32)
+        self.parts = [tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose")
+                      if len(spec.group_points(g))]
+        self.n_points = spec.n_points
+
+    def _coin(self, p: float, seed) -> tf.Tensor:
+        return tf.random.stateless_uniform([], seed) < p
+
+    def _uniform(self, seed, low, high, shape=()) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape, seed, low, high)
+
+    def resample(self, x, seed):
+        c = self.cfg["resample"]
+        n = tf.shape(x)[0]
+        factor = self._uniform(seed, float(c["low"]), float(c["high"]))
+        m = tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * factor), tf.int32))
+        return tf.gather(x, nearest_indices(n, m))
+
+    def affine(self, x, seed):
+        c = self.cfg["affine"]
+        seeds = tf.random.experimental.stateless_split(seed, 5)
+        xy = x[..., :2]
+        centre = _nanmean(tf.reshape(xy, [-1, 2]))
+        scale = self._uniform(seeds[0], 1 - float(c["scale"]), 1 + float(c["scale"]))
+        angle = self._uniform(seeds[1], -1.0, 1.0) * float(c["rotate_deg"]) * math.pi / 180
+        shear = self._uniform(seeds[2], -float(c["shear"]), float(c["shear"]))
+        shift = self._uniform(seeds[3], -float(c["shift"]), float(c["shift"]), [2])
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        matrix = scale * tf.stack([[cos, -sin], [sin, cos]]) @ tf.stack([[1.0, shear], [0.0, 1.0]])
+        moved = tf.einsum("tpd,ed->tpe", xy - centre, matrix) + centre + shift
+        return tf.concat([moved, x[..., 2:]], axis=-1)
+
+    def finger_dropout(self, x, seed):
+        c = self.cfg["finger_dropout"]
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        k = tf.random.stateless_uniform([], seeds[0], 1, int(c["max_fingers"]) + 1, tf.int32)
+        order = tf.argsort(tf.random.stateless_uniform([5], seeds[1]))
+        points = tf.reshape(tf.gather(self.fingers, order[:k]), [-1])
+        return _blank_points(x, points, self.n_points)
+
+    def hand_dropout(self, x, seed):
+        rate = float(self.cfg["hand_dropout"]["rate"])
+        frames = tf.random.stateless_uniform([tf.shape(x)[0]], seed) < rate
+        points = tf.scatter_nd(self.hand[:, None], tf.ones_like(self.hand, tf.bool), [self.n_points])
+        blank = frames[:, None] & points[None, :]
+        return tf.where(blank[..., None], tf.constant(np.nan, tf.float32), x)
+
+    def part_dropout(self, x, seed):
+        if not self.parts:
+            return x
+        choice = tf.random.stateless_uniform([], seed, 0, len(self.parts), tf.int32)
+        branches = [lambda p=p: _blank_points(x, p, self.n_points) for p in self.parts]
+        return tf.switch_case(choice, branches)
+
+    def __call__(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout")
+        seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
+        for k, name in enumerate(steps):
+            p = float(self.cfg[name]["p"])
+            if p <= 0:
+                continue
+            fn = getattr(self, name)
+            x = tf.cond(self._coin(p, seeds[2 * k]), lambda: fn(x, seeds[2 * k + 1]), lambda: x)
+        return x
+
+
+def _nanmean(v: tf.Tensor) -> tf.Tensor:
+    ok = ~tf.math.is_nan(v)
+    total = tf.reduce_sum(tf.where(ok, v, 0.0), axis=0)
+    return total / tf.maximum(tf.reduce_sum(tf.cast(ok, tf.float32), axis=0), 1.0)
+
+
+def _blank_points(x: tf.Tensor, points: tf.Tensor, n_points: int) -> tf.Tensor:
+    hit = tf.scatter_nd(points[:, None], tf.ones_like(points, tf.bool), [n_points])
+    return tf.where(hit[None, :, None], tf.constant(np.nan, tf.float32), x)
+
+
+# -- the data set -------------------------------------------------------------------------------
+def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
+                 indices: np.ndarray, *, spec: FeatureSpec, stats: NormStats, max_frames: int,
+                 batch_size: int, training: bool, augment: Mapping | None = None,
+                 seed: int = 0, drop_remainder: bool | None = None) -> tf.data.Dataset:
+    """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
+    tokens [N, L] from `Vocab.encode`). Training: reshuffled each epoch and augmented if
+    `augment.enabled`; validation: in order, never augmented."""
+    indices = np.asarray(indices, np.int64)
+    point_shape = frames.shape[1:]
+
+    def fetch(i):
+        return np.asarray(frames[offsets[i]:offsets[i + 1]], np.float32)
+
+    def load(i):
+        x = tf.numpy_function(fetch, [i], tf.float32, stateful=False)
+        return tf.ensure_shape(x, [None, *point_shape])
+
+    table = tf.constant(tokens, tf.int32)
+    ds = tf.data.Dataset.from_tensor_slices(indices)
+    if training:
+        ds = ds.shuffle(max(1, len(indices)), seed=seed, reshuffle_each_iteration=True)
+    augmenter = Augmenter(augment, spec) if training and augment and augment["enabled"] else None
+    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
+
+    def element(i, pair):
+        x = load(i)
+        if augmenter is not None:
+            x = augmenter(x, tf.cast(pair % (2**31 - 1), tf.int32))
+        x, mask = fit_length(normalize(x, stats), max_frames)
+        return {"frames": x, "mask": mask, "tokens": tf.gather(table, i)}
+
+    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    drop = training if drop_remainder is None else drop_remainder
+    return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)

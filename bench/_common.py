@@ -1,0 +1,31 @@
+"""Shared by the bench scripts: a full-width (all 1,630 columns) synthetic set in the Kaggle layout,
+and the default data config."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aslfr import synthetic  # noqa: E402
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("ASLFR_DATA_DIR", ROOT / "data"))
+
+
+def full_width_root(n_sequences: int, seed: int = 1) -> Path:
+    """Kaggle-layout files with every column of the real ones (face: all 468 points)."""
+    spec = synthetic.SyntheticSpec(n_sequences=n_sequences, n_signers=min(30, n_sequences // 10),
+                                   seed=seed, sequences_per_file=1000, face="full")
+    return synthetic.ensure(spec, data_dir() / "bench")
+
+
+def data_config(overrides: list[str] = ()):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides]).data

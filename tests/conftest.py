@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny data sets in the real Kaggle layout, and composed Hydra configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from aslfr import layout, synthetic
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def compose_cfg(overrides: list[str], tmp_path: Path):
+    """The config train.py/prepare would see, with data and outputs under tmp_path."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path / 'run'}",
+            *overrides], return_hydra_config=False)
+    return cfg
+
+
+TINY = ["data.n_sequences=120", "data.n_signers=8", "data.synthetic.sequences_per_file=50",
+        "data.n_folds=4"]
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A small synthetic data set (120 sequences, 8 signers, 3 files) in the Kaggle layout."""
+    spec = synthetic.SyntheticSpec(n_sequences=120, n_signers=8, seed=0, sequences_per_file=50)
+    return synthetic.ensure(spec, tmp_path_factory.mktemp("synthetic"), progress=False)
+
+
+def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
+                    csv_name: str = layout.TRAIN_CSV, landmark_dir: str = layout.TRAIN_DIR) -> Path:
+    """Hand-made Kaggle-layout files: each sequence dict has sequence_id, participant_id, phrase
+    and `hands` ([T] bool: right hand visible) -- or `frames`, a full [T, 1629] array."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / layout.CHARACTER_MAP_JSON).write_text(
+        json.dumps({c: i for i, c in enumerate(layout.CHARACTERS)}))
+    cols = layout.landmark_columns()
+    rng = np.random.default_rng(file_id)
+    parts, rows = [], []
+    for s in sequences:
+        if "frames" in s:
+            data = s["frames"]
+        else:
+            visible = np.asarray(s["hands"], bool)
+            data = rng.uniform(0.2, 0.8, (len(visible), len(cols))).astype(np.float32)
+            for side in ("left_hand", "right_hand"):
+                hidden = ~visible if side == "right_hand" else np.ones_like(visible)
+                idx = [k for k, c in enumerate(cols) if f"_{side}_" in c]
+                data[np.ix_(hidden, idx)] = np.nan
+        df = pd.DataFrame(data, columns=cols, dtype=np.float32)
+        df.insert(0, "frame", np.arange(len(df), dtype=np.int16))
+        df.index = pd.Index(np.full(len(df), s["sequence_id"], np.int64), name="sequence_id")
+        parts.append(df)
+        rows.append({"path": f"{landmark_dir}/{file_id}.parquet", "file_id": file_id,
+                     "sequence_id": s["sequence_id"], "participant_id": s["participant_id"],
+                     "phrase": s["phrase"]})
+    (root / landmark_dir).mkdir(exist_ok=True)
+    pd.concat(parts).to_parquet(root / landmark_dir / f"{file_id}.parquet")
+    csv = root / csv_name
+    table = pd.DataFrame(rows)
+    if csv.exists():
+        table = pd.concat([pd.read_csv(csv, keep_default_na=False), table])
+    table.to_csv(csv, index=False)
+    return root

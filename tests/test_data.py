@@ -1,0 +1,329 @@
+"""The data layer end to end on real files: reader, features, folds, cache, tf.data."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from aslfr import cache, folds, kaggle, layout, pipeline, prepare
+from aslfr.features import FeatureSpec, compute_stats, extract
+
+from conftest import TINY, compose_cfg, write_sequences
+
+
+def read_frames(root, rel, spec, wanted, **kw):
+    """kaggle.read_file into memory: [(result, frames or None)] in file order."""
+    sink = io.BytesIO()
+    results = kaggle.read_file(root, rel, "train.csv", spec, wanted, sink, **kw)
+    flat = np.frombuffer(sink.getvalue(), np.float32).reshape(-1, spec.n_points, len(spec.axes))
+    out, at = [], 0
+    for r in results:
+        out.append((r, flat[at:at + r.n_frames] if r.status == "ok" else None))
+        at += r.n_frames
+    assert at == len(flat)
+    return out
+
+
+def prepared_for(overrides, tmp_path, **kw):
+    cfg = compose_cfg(overrides, tmp_path)
+    return cfg, prepare.setup_from_config(cfg, progress=False, **kw)
+
+
+def test_kaggle_reader_on_synthetic_dir_yields_the_same_arrays(tmp_path):
+    cfg, synth = prepared_for(TINY, tmp_path / "a")
+    root = synth.prepared.meta["root"]
+    _, real = prepared_for(["data=kaggle", f"data.root={root}", "data.n_folds=4"], tmp_path / "b")
+    a, b = synth.prepared, real.prepared
+    assert len(a) > 100
+    np.testing.assert_array_equal(np.asarray(a.frames), np.asarray(b.frames))
+    for name in ("offsets", "sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames",
+                 "dominant_left"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_array_equal(synth.fold, real.fold)
+    np.testing.assert_array_equal(synth.stats.mean, real.stats.mean)
+    assert a.meta["key"] == b.meta["key"]  # same files, same features: one cache entry
+
+
+def test_reader_projects_columns_and_matches_pandas(tiny_root):
+    spec = FeatureSpec.from_config(compose_cfg([], Path("/tmp")).data.features)
+    index = kaggle.read_index(tiny_root, False)
+    path = index.path.iloc[0]
+    rows = index[index.path == path]
+    wanted = {int(s): k for k, s in enumerate(rows.sequence_id)}
+    results = read_frames(tiny_root, path, spec, wanted, batch_rows=1000)
+    assert len(results) == len(wanted)
+    df = pd.read_parquet(tiny_root / path)
+    for r, frames in results:
+        sid = int(rows.sequence_id.iloc[r.position])
+        raw = df.loc[[sid], spec.columns].to_numpy(np.float32)
+        ref = extract(raw, spec)
+        assert r.n_raw_frames == len(raw)
+        if ref is None:
+            assert r.status == "no_hands" and frames is None
+        else:
+            np.testing.assert_array_equal(ref.frames, frames)
+    # only the feature columns (plus index and frame) are ever requested
+    assert len(spec.columns) < len(layout.landmark_columns()) / 8
+
+
+def test_scattered_rows_and_unsorted_frames_are_read_correctly(tmp_path):
+    seqs = [{"sequence_id": 5 + i, "participant_id": i, "phrase": "hi",
+             "hands": [True] * (3 + i)} for i in range(3)]
+    root = write_sequences(tmp_path / "k", seqs)
+    path = root / "train_landmarks" / "1000.parquet"
+    df = pd.read_parquet(path)
+    spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
+    wanted = {5 + i: i for i in range(3)}
+    before = read_frames(root, "train_landmarks/1000.parquet", spec, wanted)
+    df.iloc[np.random.default_rng(0).permutation(len(df))].to_parquet(path)  # rows shuffled
+    after = read_frames(root, "train_landmarks/1000.parquet", spec, wanted, batch_rows=2)
+    assert [r.position for r, _ in after] == [0, 1, 2]
+    for (_, x), (_, y) in zip(before, after):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_mirroring_maps_left_dominant_to_the_canonical_side(tmp_path):
+    spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
+    cols = spec.columns
+    rng = np.random.default_rng(1)
+    right = rng.uniform(0.2, 0.8, (6, len(cols))).astype(np.float32)
+    right[:, [k for k, c in enumerate(cols) if "_left_hand_" in c]] = np.nan
+    # The same signing done with the left hand, seen in a mirror.
+    left = np.empty_like(right)
+    for k, c in enumerate(cols):
+        axis, rest = c.split("_", 1)
+        part, i = rest.rsplit("_", 1)
+        src = layout.column(axis, layout.MIRROR_PART[part], layout.MIRROR[part][int(i)])
+        v = right[:, cols.index(src)]
+        left[:, k] = 1 - v if axis == "x" else v
+    a, b = extract(right, spec), extract(left, spec)
+    assert not a.dominant_left and b.dominant_left
+    np.testing.assert_allclose(a.frames, b.frames, atol=1e-6)
+    spec_no = FeatureSpec(hands="dominant", lip_points=spec.lip_points,
+                          pose_points=spec.pose_points, mirror=False)
+    c = extract(left[:, [cols.index(x) for x in spec_no.columns]], spec_no)
+    assert not np.allclose(c.frames, a.frames)  # without mirroring the left hand stays as it is
+
+
+def test_handless_frames_drop_or_keep(tmp_path):
+    seqs = [{"sequence_id": 1, "participant_id": 0, "phrase": "a",
+             "hands": [False, True, False, True, True, False]}]
+    write_sequences(tmp_path / "k", seqs)
+    spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
+    raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[spec.columns].to_numpy()
+    assert len(extract(raw, spec).frames) == 3
+    keep = FeatureSpec(hands="both", lip_points=(), pose_points=(11, 12), z=True,
+                       handless_frames="keep")
+    raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[keep.columns].to_numpy()
+    out = extract(raw, keep)
+    assert out.frames.shape == (6, 21 + 21 + 2, 3)
+    assert np.isnan(out.frames[0, :21]).all() and not np.isnan(out.frames[1, :21]).any()
+
+
+def test_feature_sets(tmp_path):
+    def spec(*o):
+        return FeatureSpec.from_config(compose_cfg(list(o), tmp_path).data.features)
+    assert spec("data.features.lips=false", "data.features.pose=false").n_points == 21
+    assert spec("data.features.hands=both", "data.features.lips=false",
+                "data.features.pose=false").n_points == 42
+    assert spec().n_points == 21 + 40 + 12
+    full = spec("data.features.hands=both", "data.features.z=true")
+    assert full.n_features == (42 + 40 + 12) * 3
+    assert all(c[0] in "xyz" for c in full.columns) and len(full.columns) == (42 + 40 + 12) * 3
+
+
+def test_folds_grouped_by_participant_and_deterministic(tmp_path):
+    cfg, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    signers_per_fold = [set(p.participant_id[split.fold == k]) for k in range(4)]
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not signers_per_fold[i] & signers_per_fold[j]
+    assert set(p.participant_id[split.train]).isdisjoint(p.participant_id[split.val])
+    strata = folds.signer_handedness(p.participant_id, p.dominant_left)
+    again = folds.assign_folds(p.participant_id, 4, int(cfg.data.split_seed), strata)
+    np.testing.assert_array_equal(again, split.fold)
+    sizes = np.bincount(split.fold)
+    assert sizes.min() > 0.5 * sizes.max()  # balanced in sequences, not just in signers
+    lefties = [len(set(p.participant_id[(split.fold == k) & strata])) for k in range(4)]
+    assert sum(lefties) >= 2 and max(lefties) == 1  # left-handed signers spread over the folds
+    table = pd.read_csv(tmp_path / "run" / "folds.csv")
+    assert list(table.columns) == ["sequence_id", "participant_id", "fold"]
+    assert table.groupby("participant_id").fold.nunique().max() == 1
+    np.testing.assert_array_equal(table.sequence_id, p.sequence_id)
+    train, val = folds.split(split.fold, -1)
+    assert len(train) == len(p) and len(val) == 0
+
+
+def test_normalization_uses_training_folds_only(tmp_path):
+    _, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    train_frames = np.concatenate([p.sequence(i) for i in split.train])
+    np.testing.assert_allclose(split.stats.mean, np.nanmean(train_frames, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(split.stats.std, np.nanstd(train_frames, 0), rtol=1e-4, atol=1e-6)
+    all_stats = compute_stats(p.frames, p.offsets, np.arange(len(p)))
+    assert not np.allclose(all_stats.mean, split.stats.mean)
+    saved = json.loads((tmp_path / "run" / "features.json").read_text())
+    np.testing.assert_allclose(saved["stats"]["mean"], split.stats.mean)
+    assert saved["features"]["columns"] == split.spec.columns
+
+
+def test_second_run_reads_no_parquet(tmp_path, monkeypatch):
+    _, first = prepared_for(TINY, tmp_path)
+    assert first.prepared.meta["cache_hit"] is False
+
+    def fail(*a, **k):
+        raise AssertionError("parquet read on a cache hit")
+
+    monkeypatch.setattr(kaggle, "read_file", fail)
+    _, second = prepared_for(TINY, tmp_path)
+    assert second.prepared.meta["cache_hit"] is True
+    np.testing.assert_array_equal(np.asarray(first.prepared.frames), np.asarray(second.prepared.frames))
+    with pytest.raises(AssertionError, match="parquet read"):  # another feature config: new key
+        prepared_for([*TINY, "data.features.z=true"], tmp_path)
+
+
+def test_interrupted_preparation_is_never_taken_for_complete(tmp_path, monkeypatch):
+    real = kaggle.read_file
+    calls = []
+
+    def dies_on_second_file(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(kaggle, "read_file", dies_on_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        prepared_for([*TINY, "data.num_workers=1"], tmp_path)
+    cache_dir = tmp_path / "data" / "cache"
+    assert [p.name for p in cache_dir.iterdir()] == []  # nothing published, temp removed
+    # A preparation killed outright leaves its temp dir behind: never used, cleaned next time.
+    stale = cache_dir / ".tmp-deadbeef-999999999-abcd"
+    stale.mkdir()
+    (stale / "meta.json").write_text("{}")
+    monkeypatch.setattr(kaggle, "read_file", real)
+    _, split = prepared_for(TINY, tmp_path)
+    assert split.prepared.meta["cache_hit"] is False and not stale.exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "meta"])
+def test_corrupt_cache_entry_is_detected_and_rebuilt(tmp_path, damage, caplog):
+    _, first = prepared_for(TINY, tmp_path)
+    entry = first.prepared.path
+    reference = np.array(first.prepared.frames)
+    del first
+    if damage == "flip":
+        with open(entry / cache.FRAMES_FILE, "r+b") as f:
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 0xFF]))
+    elif damage == "truncate":
+        with open(entry / cache.FRAMES_FILE, "r+b") as f:
+            f.truncate(1000)
+    else:
+        (entry / cache.META_FILE).write_text("{not json")
+    _, second = prepared_for(TINY, tmp_path)
+    assert second.prepared.meta["cache_hit"] is False
+    assert "corrupt" in caplog.text
+    np.testing.assert_array_equal(np.asarray(second.prepared.frames), reference)
+
+
+def test_tf_data_batches_masks_and_augmentation(tmp_path):
+    cfg, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    max_len = int(cfg.data.max_phrase_length) + 1
+    tokens = split.vocab.encode(list(p.phrase), max_len)
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=32, batch_size=8)
+    val = pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **kw)
+    batches = list(val)
+    assert sum(len(b["tokens"]) for b in batches) == len(split.val)
+    b = batches[0]
+    assert b["frames"].shape == (8, 32, split.spec.n_features) and b["mask"].shape == (8, 32)
+    # validation: in order, deterministic, not augmented; mask marks the real frames
+    again = next(iter(val))
+    np.testing.assert_array_equal(b["frames"].numpy(), again["frames"].numpy())
+    lengths = np.minimum(p.lengths[split.val[:8]], 32)
+    np.testing.assert_array_equal(b["mask"].numpy().sum(1), lengths)
+    assert (b["frames"].numpy()[~b["mask"].numpy()] == 0).all()
+    i = split.val[0]
+    expect = (p.sequence(i) - split.stats.mean) / split.stats.std
+    if len(expect) <= 32:
+        np.testing.assert_allclose(b["frames"][0, :len(expect)].numpy().reshape(expect.shape),
+                                   expect, rtol=1e-5, atol=1e-5)
+    dec = tokens[i]
+    assert split.vocab.decode(dec) == p.phrase[i]
+    np.testing.assert_array_equal(b["tokens"][0].numpy(), tokens[i])
+    # training: shuffled, augmented, full batches only
+    aug = dict(cfg.data.augment)
+    train = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
+                                  augment=cfg.data.augment, seed=1, **kw)
+    e1 = [x["tokens"].numpy() for x in train.take(3)]
+    e2 = [x["tokens"].numpy() for x in train.take(3)]
+    assert not all(np.array_equal(a, c) for a, c in zip(e1, e2))  # reshuffled each epoch
+    assert all(len(x["tokens"]) == 8 for x in train)
+    plain = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
+                                  augment={**aug, "enabled": False}, seed=1, **kw)
+    fresh = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
+                                  augment=cfg.data.augment, seed=1, **kw)
+    x_aug, x_plain = next(iter(fresh)), next(iter(plain))
+    np.testing.assert_array_equal(x_aug["tokens"], x_plain["tokens"])  # same order, same seed
+    assert not np.allclose(np.nan_to_num(x_aug["frames"]), np.nan_to_num(x_plain["frames"]))
+
+
+def test_each_augmentation_does_what_it_says(tmp_path):
+    import tensorflow as tf
+    spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
+    aug_cfg = compose_cfg([], tmp_path).data.augment
+    augmenter = pipeline.Augmenter(aug_cfg, spec)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0.3, 0.7, (40, spec.n_points, 2)), tf.float32)
+    seed = tf.constant([3, 4], tf.int32)
+    assert 20 <= augmenter.resample(x, seed).shape[0] <= 60
+    moved = augmenter.affine(x, seed).numpy()
+    assert moved.shape == x.shape and not np.allclose(moved, x)
+    # an affine map keeps collinear points collinear: compare pairwise distance ratios
+    d0 = np.linalg.norm(x.numpy()[0, 0] - x.numpy()[0, 1])
+    d1 = np.linalg.norm(moved[0, 0] - moved[0, 1])
+    assert 0.6 < d1 / d0 < 1.6
+    fingers = augmenter.finger_dropout(x, seed).numpy()
+    gone = np.isnan(fingers).all(axis=(0, 2))
+    assert 4 <= gone.sum() <= 8 and gone[spec.group_points("hand")].sum() == gone.sum()
+    hand = augmenter.hand_dropout(x, seed).numpy()
+    frames_gone = np.isnan(hand[:, spec.hand_points]).all(axis=(1, 2))
+    assert 0 < frames_gone.sum() < 40
+    assert not np.isnan(hand[:, spec.group_points("lips")]).any()
+    part = augmenter.part_dropout(x, seed).numpy()
+    lips_gone = np.isnan(part[:, spec.group_points("lips")]).all()
+    pose_gone = np.isnan(part[:, spec.group_points("pose")]).all()
+    assert lips_gone != pose_gone
+
+
+def test_fit_length_resamples_long_and_pads_short():
+    import tensorflow as tf
+    x = tf.reshape(tf.range(10, dtype=tf.float32), [10, 1, 1])
+    frames, mask = pipeline.fit_length(x, 4)
+    assert frames.numpy().ravel().tolist() == [1.0, 3.0, 6.0, 8.0] and mask.numpy().all()
+    frames, mask = pipeline.fit_length(x[:3], 5)
+    assert frames.numpy().ravel().tolist() == [0, 1, 2, 0, 0]
+    assert mask.numpy().tolist() == [True, True, True, False, False]
+
+
+def test_supplemental_is_read_when_asked(tmp_path):
+    overrides = [*TINY, "data.synthetic.n_supplemental=30"]
+    _, base = prepared_for(overrides, tmp_path)
+    _, both = prepared_for([*overrides, "data.use_supplemental=true"], tmp_path)
+    assert both.prepared.meta["n_listed"] == base.prepared.meta["n_listed"] + 30
+    assert set(base.prepared.sequence_id) < set(both.prepared.sequence_id)
+    root = Path(both.prepared.meta["root"])
+    assert (root / layout.SUPPLEMENTAL_CSV).is_file()
+    assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
