@@ -31,6 +31,7 @@ class FeatureSpec:
     z: bool = False
     mirror: bool = True  # mirror left-dominant sequences to the right side
     handless_frames: str = "drop"  # "drop" | "keep" frames where no selected hand is visible
+    hand_relative: bool = False  # add the signing hand relative to its wrist, scaled by its size
     # Derived in __post_init__:
     points: tuple[tuple[str, str, int], ...] = field(init=False)  # (group, part, index), right-dominant
 
@@ -43,6 +44,7 @@ class FeatureSpec:
             z=bool(cfg["z"]),
             mirror=bool(cfg["mirror"]),
             handless_frames=str(cfg["handless_frames"]),
+            hand_relative=bool(cfg.get("hand_relative", False)),
         )
         return spec
 
@@ -75,7 +77,10 @@ class FeatureSpec:
 
     @property
     def n_features(self) -> int:
-        return self.n_points * len(self.axes)
+        """Features per frame the model sees: every point's coordinates, plus (hand_relative)
+        hand points 1-20 relative to the wrist."""
+        extra = 20 * len(self.axes) if self.hand_relative else 0
+        return self.n_points * len(self.axes) + extra
 
     def group_points(self, group: str) -> np.ndarray:
         """Indices (into the point axis) of one group: hand, other_hand, lips or pose."""
@@ -165,7 +170,7 @@ def extract(raw: np.ndarray, spec: FeatureSpec) -> Extracted | None:
 # -- normalization ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NormStats:
-    mean: np.ndarray  # [points, axes]
+    mean: np.ndarray  # [features]
     std: np.ndarray
 
     def to_dict(self) -> dict:
@@ -177,10 +182,13 @@ class NormStats:
 
 
 def compute_stats(frames: np.ndarray, offsets: np.ndarray, sequences: np.ndarray,
-                  chunk_frames: int = 1 << 20) -> NormStats:
-    """Per point and axis mean/std over the detected values of the given sequences only (the
-    training folds: validation never leaks in). Streams over the (memory-mapped) frames."""
-    shape = frames.shape[1:]
+                  transform=None, chunk_frames: int = 1 << 18) -> NormStats:
+    """Per feature mean/std over the detected values of the given sequences only (the training
+    folds: validation never leaks in). `transform` maps a block of frames [n, points, axes] to
+    the model's per-frame features [n, features] (default: flatten). Streams over the
+    (memory-mapped) frames."""
+    transform = transform or (lambda a: a.reshape(len(a), -1))
+    shape = (transform(np.zeros((1, *frames.shape[1:]), np.float32)).shape[1],)
     total = np.zeros(shape, np.float64)
     square = np.zeros(shape, np.float64)
     count = np.zeros(shape, np.int64)
@@ -189,7 +197,8 @@ def compute_stats(frames: np.ndarray, offsets: np.ndarray, sequences: np.ndarray
     for run in np.split(seq, np.flatnonzero(np.diff(seq) != 1) + 1) if len(seq) else ():
         start, end = int(offsets[run[0]]), int(offsets[run[-1] + 1])
         for lo in range(start, end, chunk_frames):
-            block = np.asarray(frames[lo:min(end, lo + chunk_frames)], np.float64)
+            block = np.asarray(transform(np.asarray(frames[lo:min(end, lo + chunk_frames)])),
+                               np.float64)
             ok = ~np.isnan(block)
             block = np.where(ok, block, 0.0)
             total += block.sum(0)

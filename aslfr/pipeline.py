@@ -2,11 +2,12 @@
 train-time augmentation switched by config, none at validation.
 
 Each element is a dict:
-  frames [B, max_frames, points*axes] float32  normalized; NaN = landmark not detected; 0 on padding
+  frames [B, max_frames, features] float32  normalized; NaN = landmark not detected; 0 on padding
   mask   [B, max_frames] bool                 True on real frames
   tokens [B, max_phrase_length + 1] int32     characters, EOS, then PAD
 
-`fit_length` and `normalize` are the exact TensorFlow ops the exported TFLite graph runs too.
+`frame_features`, `normalize` and `fit_length` are the exact TensorFlow ops the exported TFLite
+graph runs too.
 """
 
 from __future__ import annotations
@@ -21,8 +22,22 @@ from .features import FINGERS, FeatureSpec, NormStats
 
 
 # -- shared with export -------------------------------------------------------------------------
+def frame_features(x: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """[T, P, D] landmarks -> [T, spec.n_features]: every coordinate and, with
+    `hand_relative`, the signing hand's points 1-20 relative to its wrist, divided by the
+    wrist-to-middle-knuckle distance (position and size of the hand factored out)."""
+    flat = tf.reshape(x, [tf.shape(x)[0], spec.n_points * len(spec.axes)])
+    if not spec.hand_relative:
+        return flat
+    hand = tf.gather(x, spec.group_points("hand"), axis=1)  # [T, 21, D]
+    wrist = hand[:, :1]
+    size = tf.norm(hand[:, 9, :2] - hand[:, 0, :2], axis=-1)[:, None, None]
+    relative = (hand[:, 1:] - wrist) / tf.maximum(size, 1e-6)
+    return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], 20 * len(spec.axes)])], -1)
+
+
 def normalize(x: tf.Tensor, stats: NormStats) -> tf.Tensor:
-    """[T, P, D] raw -> standardized with the training folds' statistics (NaN stays NaN)."""
+    """[T, F] features -> standardized with the training folds' statistics (NaN stays NaN)."""
     return (x - tf.constant(stats.mean)) / tf.constant(stats.std)
 
 
@@ -34,7 +49,7 @@ def nearest_indices(n: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
 
 
 def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """[T, P, D] -> ([max_frames, P*D] frames, [max_frames] mask): sequences longer than
+    """[T, ...] -> ([max_frames, F] frames, [max_frames] mask): sequences longer than
     max_frames are resampled to it (nearest frames, so no NaN is smeared), shorter ones padded."""
     n = tf.shape(x)[0]
     x = tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)), lambda: x)
@@ -160,7 +175,7 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
         x = load(i)
         if augmenter is not None:
             x = augmenter(x, tf.cast(pair % (2**31 - 1), tf.int32))
-        x, mask = fit_length(normalize(x, stats), max_frames)
+        x, mask = fit_length(normalize(frame_features(x, spec), stats), max_frames)
         return {"frames": x, "mask": mask, "tokens": tf.gather(table, i)}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -202,9 +202,20 @@ def setup(data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path,
     run_dir = Path(run_dir)
     folds.write_folds_csv(run_dir / "folds.csv", prepared.sequence_id, prepared.participant_id, fold)
     spec = FeatureSpec.from_config(data_cfg["features"])
-    stats = compute_stats(prepared.frames, prepared.offsets, train)
+    stats = compute_stats(prepared.frames, prepared.offsets, train, transform=features_fn(spec))
     write_features_json(run_dir / "features.json", spec, stats, prepared, data_cfg)
     return DataSplit(prepared, spec, Vocab(prepared.meta["characters"]), fold, train, val, stats)
+
+
+def features_fn(spec: FeatureSpec):
+    """numpy [n, points, axes] -> [n, features]: the pipeline's own per-frame features."""
+    if not spec.hand_relative:
+        return None
+    import tensorflow as tf  # only needed for the features computed by TensorFlow ops
+
+    from .pipeline import frame_features
+
+    return lambda block: frame_features(tf.constant(block), spec).numpy()
 
 
 def write_features_json(path: Path, spec: FeatureSpec, stats: NormStats,

@@ -136,7 +136,7 @@ def test_feature_sets(tmp_path):
                 "data.features.pose=false").n_points == 42
     assert spec().n_points == 21 + 40 + 12
     full = spec("data.features.hands=both", "data.features.z=true")
-    assert full.n_features == (42 + 40 + 12) * 3
+    assert full.n_features == (42 + 40 + 12) * 3 + 20 * 3  # + the hand relative to its wrist
     assert all(c[0] in "xyz" for c in full.columns) and len(full.columns) == (42 + 40 + 12) * 3
 
 
@@ -167,9 +167,12 @@ def test_normalization_uses_training_folds_only(tmp_path):
     _, split = prepared_for(TINY, tmp_path)
     p = split.prepared
     train_frames = np.concatenate([p.sequence(i) for i in split.train])
-    np.testing.assert_allclose(split.stats.mean, np.nanmean(train_frames, 0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(split.stats.std, np.nanstd(train_frames, 0), rtol=1e-4, atol=1e-6)
-    all_stats = compute_stats(p.frames, p.offsets, np.arange(len(p)))
+    features = prepare.features_fn(split.spec)(train_frames)  # + the hand relative to its wrist
+    assert features.shape[1] == split.spec.n_features == 73 * 2 + 20 * 2
+    np.testing.assert_allclose(split.stats.mean, np.nanmean(features, 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(split.stats.std, np.nanstd(features, 0), rtol=1e-4, atol=1e-5)
+    all_stats = compute_stats(p.frames, p.offsets, np.arange(len(p)),
+                              transform=prepare.features_fn(split.spec))
     assert not np.allclose(all_stats.mean, split.stats.mean)
     saved = json.loads((tmp_path / "run" / "features.json").read_text())
     np.testing.assert_allclose(saved["stats"]["mean"], split.stats.mean)
@@ -256,10 +259,14 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     np.testing.assert_array_equal(b["mask"].numpy().sum(1), lengths)
     assert (b["frames"].numpy()[~b["mask"].numpy()] == 0).all()
     i = split.val[0]
-    expect = (p.sequence(i) - split.stats.mean) / split.stats.std
-    if len(expect) <= 32:
-        np.testing.assert_allclose(b["frames"][0, :len(expect)].numpy().reshape(expect.shape),
-                                   expect, rtol=1e-5, atol=1e-5)
+    raw = p.sequence(i)[: 32]
+    expect = (prepare.features_fn(split.spec)(raw) - split.stats.mean) / split.stats.std
+    if len(p.sequence(i)) <= 32:
+        np.testing.assert_allclose(b["frames"][0, :len(expect)].numpy(), expect, rtol=1e-5,
+                                   atol=1e-5)
+    rel = (raw[:, 1:21] - raw[:, :1]) / np.linalg.norm(raw[:, 9] - raw[:, 0], axis=-1)[:, None, None]
+    np.testing.assert_allclose(prepare.features_fn(split.spec)(raw)[:, 146:],
+                               rel.reshape(len(raw), -1), rtol=1e-5, atol=1e-5)
     dec = tokens[i]
     assert split.vocab.decode(dec) == p.phrase[i]
     np.testing.assert_array_equal(b["tokens"][0].numpy(), tokens[i])

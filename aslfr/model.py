@@ -1,0 +1,309 @@
+"""The encoder-decoder transformer over landmark frames (Keras 3 on TensorFlow), readable top to bottom.
+
+frames [B, T, F] (NaN = not detected) --FrameEmbedding--> [B, T, We]
+  --EncoderBlock x depth (self-attention over real frames only)--> memory [B, T, Wd]
+tokens [B, L] --token + position embedding--> [B, L, Wd]
+  --DecoderBlock x depth (causal self-attention, cross-attention over memory)--> logits [B, L, V]
+
+`greedy_decode` runs the decoder one token at a time with a key/value cache: each step projects
+only the new token's keys/values and attends over the cached ones (earlier positions are never
+recomputed), stopping when every sequence has emitted EOS. The validation metric and the exported
+TFLite graph both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    depth: int
+    width: int
+    heads: int
+    mlp_ratio: float = 2.0
+    key_dim: int | None = None  # per-head attention size; None: width // heads
+    conv_kernel: int = 0  # encoder only: a depthwise temporal convolution in each block (0: none)
+
+    @property
+    def head_dim(self) -> int:
+        return self.key_dim or self.width // self.heads
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_features: int  # points x axes per frame
+    hand_features: int  # leading features that belong to the signing hand
+    max_frames: int
+    max_length: int  # decoder positions: max_phrase_length + 1 (EOS)
+    vocab_size: int  # characters + PAD, SOS, EOS
+    pad: int
+    sos: int
+    eos: int
+    encoder: StackConfig
+    decoder: StackConfig
+    attention_dropout: float = 0.1
+    mlp_dropout: float = 0.2
+    classifier_dropout: float = 0.1
+    ctc_weight: float = 0.0  # auxiliary CTC loss on the encoder output (0: off)
+
+    @classmethod
+    def from_config(cls, model_cfg: Mapping, **data) -> "ModelConfig":
+        stack = {k: StackConfig(int(model_cfg[k]["depth"]), int(model_cfg[k]["width"]),
+                                int(model_cfg[k]["heads"]), float(model_cfg[k]["mlp_ratio"]),
+                                _none_or_int(model_cfg[k].get("key_dim")),
+                                int(model_cfg[k].get("conv_kernel") or 0))
+                 for k in ("encoder", "decoder")}
+        drop = model_cfg["dropout"]
+        return cls(**data, **stack, attention_dropout=float(drop["attention"]),
+                   mlp_dropout=float(drop["mlp"]), classifier_dropout=float(drop["classifier"]),
+                   ctc_weight=float(model_cfg.get("ctc_weight") or 0.0))
+
+
+def _none_or_int(v) -> int | None:
+    return None if v in (None, "None", "null") else int(v)
+
+
+class Attention(layers.MultiHeadAttention):
+    """keras.layers.MultiHeadAttention that can also attend with keys/values projected earlier:
+    `project` computes them once (the cache), `attend` uses them."""
+
+    def project(self, x):
+        return self._key_dense(x), self._value_dense(x)
+
+    def attend(self, query, key, value, mask=None, training=None):
+        out, _ = self._compute_attention(self._query_dense(query), key, value,
+                                         attention_mask=mask, training=training)
+        return self._output_dense(out)
+
+
+def _mlp(width: int, ratio: float, dropout: float, name: str) -> keras.Sequential:
+    return keras.Sequential([layers.Dense(int(width * ratio), activation="gelu"),
+                             layers.Dropout(dropout), layers.Dense(width)], name=name)
+
+
+def _norm(name: str) -> layers.LayerNormalization:
+    return layers.LayerNormalization(epsilon=1e-6, name=name)
+
+
+class FrameEmbedding(layers.Layer):
+    """Landmarks of one frame -> a vector; frames where the signing hand is missing get a learned
+    "missing frame" embedding; plus a learned position embedding."""
+
+    def __init__(self, cfg: ModelConfig, **kw):
+        super().__init__(**kw)
+        self.hand_features = cfg.hand_features
+        self.dense1 = layers.Dense(cfg.encoder.width, activation="gelu", name="dense1")
+        self.dense2 = layers.Dense(cfg.encoder.width, name="dense2")
+        self.missing = self.add_weight(shape=(cfg.encoder.width,), initializer="zeros",
+                                       name="missing_frame")
+        self.position = self.add_weight(shape=(cfg.max_frames, cfg.encoder.width),
+                                        initializer=keras.initializers.RandomNormal(stddev=0.02),
+                                        name="position")
+
+    def call(self, frames):
+        nan = tf.math.is_nan(frames)
+        missing = tf.reduce_all(nan[..., : self.hand_features], axis=-1, keepdims=True)
+        x = self.dense2(self.dense1(tf.where(nan, tf.zeros_like(frames), frames)))
+        x = tf.where(missing, tf.cast(self.missing, x.dtype), x)
+        return x + tf.cast(self.position[: tf.shape(frames)[1]], x.dtype)
+
+
+class EncoderBlock(layers.Layer):
+    """Pre-norm transformer block: self-attention over the real frames only, then (optionally)
+    a depthwise temporal convolution that sees neighbouring frames (motion, transitions), then
+    an MLP."""
+
+    def __init__(self, cfg: StackConfig, attention_dropout: float, mlp_dropout: float, **kw):
+        super().__init__(**kw)
+        self.norm1, self.norm2 = _norm("norm1"), _norm("norm2")
+        self.attention = Attention(cfg.heads, cfg.head_dim, dropout=attention_dropout,
+                                   name="attention")
+        self.conv = None
+        if cfg.conv_kernel:
+            self.conv_norm = _norm("conv_norm")
+            self.conv = layers.DepthwiseConv1D(cfg.conv_kernel, padding="same", name="conv")
+            self.conv_out = layers.Dense(cfg.width, activation="gelu", name="conv_out")
+        self.mlp = _mlp(cfg.width, cfg.mlp_ratio, mlp_dropout, "mlp")
+        self.drop = layers.Dropout(mlp_dropout)
+
+    def call(self, x, frame_mask, training=None):
+        h = self.norm1(x)
+        x = x + self.drop(self.attention(h, h, attention_mask=frame_mask[:, None, :],
+                                         training=training), training=training)
+        if self.conv is not None:
+            real = tf.cast(frame_mask, x.dtype)[..., None]
+            h = self.conv(self.conv_norm(x) * real)  # padding frames contribute nothing
+            x = x + self.drop(self.conv_out(h), training=training)
+        return x + self.drop(self.mlp(self.norm2(x), training=training), training=training)
+
+
+class DecoderBlock(layers.Layer):
+    def __init__(self, cfg: StackConfig, attention_dropout: float, mlp_dropout: float, **kw):
+        super().__init__(**kw)
+        self.norm1, self.norm2, self.norm3 = _norm("norm1"), _norm("norm2"), _norm("norm3")
+        key_dim = cfg.head_dim
+        self.self_attention = Attention(cfg.heads, key_dim, dropout=attention_dropout,
+                                        name="self_attention")
+        self.cross_attention = Attention(cfg.heads, key_dim, dropout=attention_dropout,
+                                         name="cross_attention")
+        self.mlp = _mlp(cfg.width, cfg.mlp_ratio, mlp_dropout, "mlp")
+        self.drop = layers.Dropout(mlp_dropout)
+
+    def call(self, x, memory, frame_mask, training=None):
+        """Teacher-forced: every position at once, causally masked."""
+        h = self.norm1(x)
+        x = x + self.drop(self.self_attention(h, h, use_causal_mask=True, training=training),
+                          training=training)
+        h = self.norm2(x)
+        x = x + self.drop(self.cross_attention(h, memory, attention_mask=frame_mask[:, None, :],
+                                               training=training), training=training)
+        return x + self.drop(self.mlp(self.norm3(x), training=training), training=training)
+
+    def step(self, x, t, cache_k, cache_v, memory_k, memory_v, frame_mask):
+        """One new position t ([B, 1, W]): write its keys/values into the cache, attend over
+        positions <= t and over the (pre-projected) encoder memory. Inference only."""
+        h = self.norm1(x)
+        k, v = self.self_attention.project(h)
+        cache_k = _write(cache_k, k, t)
+        cache_v = _write(cache_v, v, t)
+        seen = (tf.range(tf.shape(cache_k)[1]) <= t)[None, None, :]
+        x = x + self.self_attention.attend(h, cache_k, cache_v, mask=seen)
+        x = x + self.cross_attention.attend(self.norm2(x), memory_k, memory_v,
+                                            mask=frame_mask[:, None, :])
+        return x + self.mlp(self.norm3(x)), cache_k, cache_v
+
+
+def _write(cache, new, t):
+    """cache [B, L, H, K] with position t replaced by new [B, 1, H, K] (static shape kept)."""
+    at_t = tf.range(tf.shape(cache)[1])[None, :, None, None] == t
+    return tf.where(at_t, new, cache)
+
+
+class FingerspellingModel(keras.Model):
+    """Encoder-decoder transformer. `call({"frames", "mask", "tokens"})` -> teacher-forced logits
+    [B, L, V]; the decoder input is SOS followed by the target tokens shifted right."""
+
+    def __init__(self, cfg: ModelConfig, **kw):
+        super().__init__(**kw)
+        self.cfg = cfg
+        enc, dec = cfg.encoder, cfg.decoder
+        self.embedding = FrameEmbedding(cfg, name="frame_embedding")
+        self.encoder_blocks = [EncoderBlock(enc, cfg.attention_dropout, cfg.mlp_dropout,
+                                            name=f"encoder_{i}") for i in range(enc.depth)]
+        self.encoder_norm = _norm("encoder_norm")
+        # Training aid only: a CTC head on the encoder teaches it to align frames with characters
+        # early (as hybrid CTC/attention recognizers do); decoding always uses the decoder.
+        self.ctc_head = layers.Dense(cfg.vocab_size, name="ctc_head") if cfg.ctc_weight else None
+        self.bridge = layers.Dense(dec.width, name="bridge")  # encoder width -> decoder width
+        self.token_embedding = layers.Embedding(cfg.vocab_size, dec.width, name="token_embedding")
+        self.token_position = self.add_weight(
+            shape=(cfg.max_length, dec.width),
+            initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_position")
+        self.decoder_blocks = [DecoderBlock(dec, cfg.attention_dropout, cfg.mlp_dropout,
+                                            name=f"decoder_{i}") for i in range(dec.depth)]
+        self.decoder_norm = _norm("decoder_norm")
+        self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
+        self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
+
+    def _encode(self, frames, mask, training=None):
+        x = self.embedding(frames)
+        for block in self.encoder_blocks:
+            x = block(x, mask, training=training)
+        return self.encoder_norm(x)
+
+    def encode(self, frames, mask, training=None):
+        return self.bridge(self._encode(frames, mask, training))
+
+    def _embed_tokens(self, tokens, start=0):
+        length = tf.shape(tokens)[1]
+        pos = self.token_position[start:start + length]
+        return self.token_embedding(tokens) + tf.cast(pos, self.compute_dtype)
+
+    def _logits(self, x, training=None):
+        return self.classifier(self.classifier_dropout(self.decoder_norm(x), training=training))
+
+    def decode(self, memory, mask, tokens_in, training=None):
+        x = self._embed_tokens(tokens_in)
+        for block in self.decoder_blocks:
+            x = block(x, memory, mask, training=training)
+        return self._logits(x, training)
+
+    def call(self, inputs, training=None):
+        tokens = inputs["tokens"]
+        sos = tf.fill([tf.shape(tokens)[0], 1], tf.constant(self.cfg.sos, tokens.dtype))
+        tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
+        encoded = self._encode(inputs["frames"], inputs["mask"], training)
+        if self.ctc_head is not None and training:
+            self.add_loss(self.cfg.ctc_weight * self._ctc_loss(encoded, inputs["mask"], tokens))
+        return self.decode(self.bridge(encoded), inputs["mask"], tokens_in, training)
+
+    def _ctc_loss(self, encoded, mask, tokens):
+        """CTC loss (blank = PAD) per character, averaged over the sequences whose frames can
+        hold their phrase."""
+        cfg = self.cfg
+        tokens = tf.cast(tokens, tf.int32)
+        is_char = (tokens != cfg.pad) & (tokens != cfg.eos)
+        target = tf.where(is_char, tokens, cfg.pad)
+        target_len = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
+        repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (target[:, 1:] == target[:, :-1]),
+                                        tf.int32), axis=1)
+        frames_len = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        ok = frames_len >= target_len + repeats
+        # An infeasible alignment would give an infinite loss: give those an empty target instead
+        # and leave them out of the mean.
+        target_len = tf.where(ok, target_len, 0)
+        logits = tf.cast(self.ctc_head(encoded), tf.float32)
+        loss = keras.ops.ctc_loss(target, logits, target_len, tf.maximum(frames_len, 1),
+                                  mask_index=cfg.pad)
+        weight = tf.cast(ok, tf.float32)
+        per_char = loss / tf.cast(tf.maximum(target_len, 1), tf.float32)
+        return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
+
+
+def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None):
+    """[B, T, F], [B, T] -> [B, max_length] int32 tokens, greedy, with a key/value cache and an
+    early stop once every sequence has emitted EOS (positions after EOS hold PAD)."""
+    cfg = model.cfg
+    max_length = max_length or cfg.max_length
+    batch = tf.shape(frames)[0]
+    memory = model.encode(frames, mask, training=False)
+    memory_kv = [block.cross_attention.project(memory) for block in model.decoder_blocks]
+    heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
+    dtype = memory.dtype
+    caches = tuple(tf.zeros([batch, max_length, heads, key_dim], dtype)
+                   for _ in range(2 * len(model.decoder_blocks)))
+    token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
+    done = tf.zeros([batch], tf.bool)
+    out = tf.fill([batch, max_length], tf.constant(cfg.pad, tf.int32))
+
+    def body(t, token, done, out, caches):
+        x = model._embed_tokens(token[:, None], start=t)
+        new = []
+        for i, block in enumerate(model.decoder_blocks):
+            x, k, v = block.step(x, t, caches[2 * i], caches[2 * i + 1], *memory_kv[i], mask)
+            new += [k, v]
+        token = tf.argmax(model._logits(x)[:, 0], axis=-1, output_type=tf.int32)
+        token = tf.where(done, cfg.pad, token)
+        out = tf.where(tf.range(max_length)[None, :] == t, token[:, None], out)
+        return t + 1, token, done | (token == cfg.eos), out, tuple(new)
+
+    def cond(t, token, done, out, caches):
+        return (t < max_length) & ~tf.reduce_all(done)
+
+    _, _, _, out, _ = tf.while_loop(cond, body, (tf.constant(0), token, done, out, caches))
+    return out
+
+
+def build(cfg: ModelConfig) -> FingerspellingModel:
+    """A built model (weights created) for this config."""
+    model = FingerspellingModel(cfg, name="fingerspelling")
+    model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
+           "mask": tf.ones([1, cfg.max_frames], tf.bool),
+           "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
+    return model

@@ -1,0 +1,103 @@
+"""Weights & Biases: online when the user is logged in, otherwise offline with a one-line notice.
+The W&B directory is inside the run directory, so a run is self-contained."""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import secrets
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import wandb
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def new_run_id() -> str:
+    """A fresh W&B run id (8 lowercase letters and digits, like W&B's own)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+def logged_in() -> bool:
+    """Whether wandb has credentials: WANDB_API_KEY or a netrc entry for the W&B host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_mode(mode: str) -> str:
+    if mode != "auto":
+        return mode
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if logged_in():
+        return "online"
+    print("wandb: not logged in, logging offline to the run directory "
+          "(`wandb login` to go online; `wandb sync <run dir>/wandb/offline-run-*` uploads later)",
+          flush=True)
+    return "offline"
+
+
+def describe(cfg: DictConfig) -> dict:
+    """Run name, group and tags that tell runs apart and group them in the dashboard."""
+    m = cfg.model
+    shape = (f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}")
+    fold = cfg.data.fold
+    return {
+        "name": cfg.wandb.name or f"{m.name}-{shape}-f{fold}",
+        "group": cfg.wandb.group or f"{m.name}-{shape}-{cfg.data.source}",
+        "tags": [m.name, cfg.data.source, f"fold{fold}", shape, *cfg.wandb.tags],
+    }
+
+
+class Tracker:
+    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
+        self.mode = resolve_mode(str(cfg.wandb.mode))
+        names = describe(cfg)
+        self.run = wandb.init(
+            project=cfg.wandb.project, entity=cfg.wandb.entity, mode=self.mode,
+            dir=str(run_dir), id=run_id, resume="allow", job_type="train",
+            config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
+                console="off", x_disable_stats=True, silent=True), **names)
+        for key, goal in (("val/score", "max"), ("val/levenshtein", "min"), ("val/loss", "min"),
+                          ("val/top1", "max"), ("val/top5", "max")):
+            self.run.define_metric(key, summary=goal)
+        self.run_dir = Path(run_dir)
+
+    def log(self, metrics: Mapping, step: int) -> None:
+        self.run.log(dict(metrics), step=int(step))
+
+    def log_examples(self, truth, predicted, distances, step: int) -> None:
+        table = wandb.Table(columns=["true", "predicted", "distance"],
+                            data=[[t, p, int(d)] for t, p, d in zip(truth, predicted, distances)])
+        self.run.log({"val/examples": table}, step=int(step), commit=False)
+
+    def log_histogram(self, distances: np.ndarray, step: int) -> None:
+        self.run.log({"val/distance_histogram": wandb.Histogram(np.asarray(distances))},
+                     step=int(step), commit=False)
+
+    def save_file(self, path: Path) -> None:
+        self.run.save(str(path), base_path=str(Path(path).parent), policy="now")
+
+    def log_checkpoint(self, path: Path, metadata: Mapping) -> None:
+        artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=dict(metadata))
+        artifact.add_file(str(path))
+        self.run.log_artifact(artifact, aliases=["best", "latest"])
+
+    def summary(self, values: Mapping) -> None:
+        for k, v in values.items():
+            self.run.summary[k] = v
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)

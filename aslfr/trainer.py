@@ -1,0 +1,256 @@
+"""The training loop: Keras `fit` with callbacks for evaluation (loss, top-k, greedy-decoded
+Levenshtein on the whole validation fold), W&B logging, checkpoints, resume and the NaN guard."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+
+from . import pipeline
+from .checkpoint import Checkpoints
+from .metrics import SmoothedCrossEntropy, TokenTopK, edit_score
+from .model import FingerspellingModel, ModelConfig, build, greedy_decode
+from .optim import current_lr, make_optimizer
+from .prepare import DataSplit
+from .tracking import Tracker, new_run_id
+
+log = logging.getLogger(__name__)
+EVAL_KEYS = ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score")
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def configure_devices(trainer_cfg) -> None:
+    """Logical CPU devices and precision; must run before TensorFlow touches a device."""
+    n_cpu = int(trainer_cfg.cpu_devices)
+    if n_cpu > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * n_cpu)
+    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
+
+
+def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
+    name = str(trainer_cfg.strategy)
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    if name == "auto":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    raise ValueError(f"trainer.strategy must be auto, mirrored or one_device, not {name!r}")
+
+
+def model_config(cfg: DictConfig, split: DataSplit) -> ModelConfig:
+    spec, vocab = split.spec, split.vocab
+    return ModelConfig.from_config(
+        cfg.model, n_features=spec.n_features, hand_features=len(spec.group_points("hand")) * len(spec.axes),
+        max_frames=int(cfg.data.max_frames), max_length=int(cfg.data.max_phrase_length) + 1,
+        vocab_size=vocab.size, pad=vocab.pad, sos=vocab.sos, eos=vocab.eos)
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    truth: list[str]
+    predicted: list[str]
+    distances: np.ndarray
+
+
+class Decoder:
+    """Batched greedy decoding (key/value cache, early stop) of a data set, compiled once."""
+
+    def __init__(self, model: FingerspellingModel, vocab):
+        self.vocab = vocab
+        self.fn = tf.function(lambda f, m: greedy_decode(model, f, m), reduce_retracing=True)
+
+    def __call__(self, dataset) -> tuple[list[str], list[str]]:
+        truth, predicted = [], []
+        for batch in dataset:
+            out = self.fn(batch["frames"], batch["mask"]).numpy()
+            predicted += [self.vocab.decode(row) for row in out]
+            truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
+        return truth, predicted
+
+
+class Loop(keras.callbacks.Callback):
+    """Everything that happens around Keras' own loop: step logging, evaluation every
+    `eval_every` epochs, checkpoints, the NaN guard, and the summary."""
+
+    def __init__(self, *, cfg, tracker: Tracker, checkpoints: Checkpoints, decoder: Decoder,
+                 val_ds, state: dict, steps_per_epoch: int, batch_size: int, run_dir: Path):
+        super().__init__()
+        self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
+        self.decoder, self.val_ds, self.state = decoder, val_ds, state
+        self.steps_per_epoch, self.batch_size, self.run_dir = steps_per_epoch, batch_size, run_dir
+        self.log_every = max(1, int(cfg.trainer.log_every))
+        self.eval_every = max(1, int(cfg.trainer.eval_every))
+        self.diverged: str | None = None
+        self.last_eval: dict = state.get("last_eval", {})
+
+    @property
+    def step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0, self.seen = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])
+        self.seen += self.batch_size
+        if not math.isfinite(loss):
+            self.diverged = (f"the training loss became {loss} at epoch {self.state['epoch'] + 1},"
+                             f" step {self.step}")
+            self.model.stop_training = True
+            return
+        if self.step % self.log_every == 0:
+            self.tracker.log({"train/loss": loss, "train/lr": current_lr(self.model.optimizer),
+                              "epoch": self.state["epoch"] + batch / self.steps_per_epoch},
+                             self.step)
+
+    def evaluate(self) -> Evaluation:
+        values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
+        truth, predicted = self.decoder(self.val_ds)
+        score = edit_score(truth, predicted)
+        metrics = {"val/loss": float(values["loss"]), "val/top1": float(values["top1"]),
+                   "val/top5": float(values["top5"]), "val/levenshtein": score.mean_distance,
+                   "val/score": score.score}
+        return Evaluation(metrics, truth, predicted, score.distances)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged:
+            return
+        seconds = time.perf_counter() - self.t0
+        epoch_number = epoch + 1
+        metrics = {"train/samples_per_sec": self.seen / max(seconds, 1e-9),
+                   "train/epoch_loss": float(logs["loss"]), "epoch": epoch_number}
+        evaluated = self.val_ds is not None and (epoch_number % self.eval_every == 0
+                                                 or epoch_number == self.params["epochs"])
+        if evaluated:
+            t = time.perf_counter()
+            ev = self.evaluate()
+            metrics.update(ev.metrics, **{"val/seconds": time.perf_counter() - t})
+            self.last_eval = ev.metrics
+            n = int(self.cfg.trainer.examples)
+            self.tracker.log_examples(ev.truth[:n], ev.predicted[:n], ev.distances[:n], self.step)
+            self.tracker.log_histogram(ev.distances, self.step)
+            if ev.metrics["val/score"] > self.state.get("best_score", -math.inf):
+                self.state.update(best_score=ev.metrics["val/score"], best_epoch=epoch_number)
+                self.checkpoints.save_best(self.model)
+            log.info("epoch %d: loss %.4f | val loss %.4f top1 %.3f top5 %.3f levenshtein %.2f "
+                     "score %.4f", epoch_number, logs["loss"], ev.metrics["val/loss"],
+                     ev.metrics["val/top1"], ev.metrics["val/top5"],
+                     ev.metrics["val/levenshtein"], ev.metrics["val/score"])
+        else:
+            log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
+        self.tracker.log(metrics, self.step)
+        self.state.update(epoch=epoch_number, last_eval=self.last_eval)
+        self.checkpoints.save(self.model, self.model.optimizer, self.state)
+
+
+def _xy(batch):
+    """Keras' (inputs, targets) from a pipeline batch: the targets are the tokens."""
+    return batch, batch["tokens"]
+
+
+def write_summary(run_dir: Path, values: dict) -> Path:
+    path = Path(run_dir) / "summary.json"
+    tmp = path.with_name(f".summary.json.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(values, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
+    """Train (or resume) in `run_dir`; returns the summary written to summary.json."""
+    run_dir = Path(run_dir)
+    tcfg = cfg.trainer
+    keras.utils.set_random_seed(int(tcfg.seed))
+    strategy = make_strategy(tcfg)
+    p = split.prepared
+    mcfg = model_config(cfg, split)
+    tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
+    batch_size = int(tcfg.batch_size)
+    common = dict(spec=split.spec, stats=split.stats, max_frames=mcfg.max_frames,
+                  batch_size=batch_size, seed=int(tcfg.seed))
+    train_ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
+                                     augment=cfg.data.augment, **common)
+    val_ds = (pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **common)
+              if len(split.val) else None)
+    steps_per_epoch = len(split.train) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"trainer.batch_size={batch_size} is larger than the training set "
+                         f"({len(split.train)} sequences)")
+    epochs = int(tcfg.epochs)
+
+    with strategy.scope():
+        model = build(mcfg)
+        optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
+        loss = SmoothedCrossEntropy(mcfg.vocab_size, mcfg.pad, float(cfg.model.label_smoothing))
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=[TokenTopK(1, mcfg.pad), TokenTopK(5, mcfg.pad)],
+                      jit_compile=bool(tcfg.jit))
+    n_params = int(model.count_params())
+
+    checkpoints = Checkpoints(run_dir / "checkpoints")
+    state = checkpoints.latest_state()
+    if state is not None:
+        with strategy.scope():
+            state = checkpoints.restore(model, optimizer)
+        log.info("resuming %s after epoch %d (step %d, W&B run %s)", run_dir, state["epoch"],
+                 int(optimizer.iterations.numpy()), state["wandb_id"])
+    else:
+        state = {"epoch": 0, "wandb_id": new_run_id()}
+
+    tracker = Tracker(cfg, run_dir, state["wandb_id"])
+    tracker.summary({"params": n_params, "train/sequences": len(split.train),
+                     "val/sequences": len(split.val)})
+    tracker.save_file(run_dir / "folds.csv")
+    log.info("model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
+             cfg.model.name, f"{n_params:,}", len(split.train), len(split.val), steps_per_epoch)
+
+    loop = Loop(cfg=cfg, tracker=tracker, checkpoints=checkpoints,
+                decoder=Decoder(model, split.vocab), val_ds=val_ds, state=state,
+                steps_per_epoch=steps_per_epoch, batch_size=batch_size, run_dir=run_dir)
+    as_xy = train_ds.map(_xy).repeat()
+    exit_code = 0
+    try:
+        if state["epoch"] < epochs:
+            model.fit(as_xy, epochs=epochs, initial_epoch=int(state["epoch"]),
+                      steps_per_epoch=steps_per_epoch, callbacks=[loop], verbose=0)
+        if loop.diverged:
+            exit_code = 1
+            raise TrainingDiverged(
+                f"{loop.diverged}; training stopped. The last good checkpoint (epoch "
+                f"{state['epoch']}) is in {checkpoints.dir}; lower optimizer.lr or raise "
+                "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume from it")
+        summary = {**loop.last_eval, "params": n_params, "epochs": int(state["epoch"]),
+                   "best/val/score": state.get("best_score"), "best/epoch": state.get("best_epoch"),
+                   "wandb/id": state["wandb_id"], "wandb/mode": tracker.mode}
+        tracker.summary({"best/val/score": summary["best/val/score"],
+                         "best/epoch": summary["best/epoch"]})
+        best = checkpoints.dir / "best.weights.h5"
+        if cfg.wandb.log_checkpoint and best.exists():
+            tracker.log_checkpoint(best, {"val/score": state.get("best_score"),
+                                          "epoch": state.get("best_epoch"), "params": n_params})
+        write_summary(run_dir, summary)
+        return summary
+    except BaseException:
+        exit_code = exit_code or 1
+        raise
+    finally:
+        tracker.finish(exit_code)

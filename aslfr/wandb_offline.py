@@ -1,0 +1,156 @@
+"""Read W&B offline runs back: config, summary, history, files and artifacts from `run-*.wandb`.
+
+An offline run keeps everything in one binary file: a 7-byte header (":W&B", magic 0xBEE1,
+version 0) followed by LevelDB-log framed records (32 KiB blocks; each record chunk has a CRC-32C,
+a length and a type: full, first, middle, last), each record a protobuf `Record` from
+`wandb.proto.wandb_internal_pb2`. wandb ships no reader for it any more, so this is one.
+Tests check what a run logged with it; `aslfr.compare` builds its leaderboard from it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wandb.proto import wandb_internal_pb2 as pb
+
+HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
+BLOCK = 32768
+CHUNK_HEADER = 7  # crc32c (4), length (2), type (1)
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+class RunFileError(ValueError):
+    pass
+
+
+def records(path: Path):
+    """Yield the protobuf Records of one run-*.wandb file (a truncated tail is ignored: the
+    writer may have been killed mid-record)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(HEADER):
+        raise RunFileError(f"{path}: not a W&B run file (bad header)")
+    pos, pending = len(HEADER), b""
+    while pos + CHUNK_HEADER <= len(data):
+        room = BLOCK - pos % BLOCK
+        if room < CHUNK_HEADER:  # the rest of a block too small for a chunk header is padding
+            pos += room
+            continue
+        _crc, length, kind = struct.unpack_from("<IHB", data, pos)
+        start = pos + CHUNK_HEADER
+        if kind == 0 and length == 0:  # zero padding up to the end of the block
+            pos += room
+            continue
+        if start + length > len(data):
+            break
+        chunk = data[start:start + length]
+        pos = start + length
+        if kind == FULL:
+            pending = chunk
+        elif kind == FIRST:
+            pending = chunk
+            continue
+        elif kind == MIDDLE:
+            pending += chunk
+            continue
+        elif kind == LAST:
+            pending += chunk
+        else:
+            raise RunFileError(f"{path}: unknown chunk type {kind} at byte {pos}")
+        record = pb.Record()
+        record.ParseFromString(pending)
+        pending = b""
+        yield record
+
+
+def _items(items) -> dict:
+    out = {}
+    for item in items:
+        key = "/".join(item.nested_key) if item.nested_key else item.key
+        out[key] = json.loads(item.value_json) if item.value_json else None
+    return out
+
+
+@dataclass
+class OfflineRun:
+    id: str = ""
+    name: str = ""
+    group: str = ""
+    project: str = ""
+    tags: list[str] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    artifacts: list[dict] = field(default_factory=list)
+    exit_code: int | None = None
+    paths: list[Path] = field(default_factory=list)
+
+    def series(self, key: str) -> list[tuple[int, object]]:
+        """(step, value) of every history row that has `key`."""
+        return [(row.get("_step"), row[key]) for row in self.history if key in row]
+
+
+def _unwrap_config(raw: dict) -> dict:
+    # W&B stores each config key as {"value": ..., "desc": ...}; "_wandb" is its own bookkeeping.
+    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
+            for k, v in raw.items() if k != "_wandb"}
+
+
+def read_run(path: Path, into: OfflineRun | None = None) -> OfflineRun:
+    run = into or OfflineRun()
+    run.paths.append(Path(path))
+    for rec in records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            run.id, run.name, run.group, run.project = r.run_id, r.display_name, r.run_group, r.project
+            run.tags = list(r.tags)
+            run.config.update(_unwrap_config(_items(r.config.update)))
+        elif kind == "config":
+            run.config.update(_unwrap_config(_items(rec.config.update)))
+        elif kind == "history":
+            row = _items(rec.history.item)
+            row.setdefault("_step", rec.history.step.num)
+            run.history.append(row)
+        elif kind == "summary":
+            run.summary.update(_items(rec.summary.update))
+            for item in rec.summary.remove:
+                run.summary.pop("/".join(item.nested_key) if item.nested_key else item.key, None)
+        elif kind == "files":
+            run.files += [f.path for f in rec.files.files]
+        elif kind == "artifact":
+            a = rec.artifact
+            run.artifacts.append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
+                                  "metadata": json.loads(a.metadata) if a.metadata else {}})
+        elif kind == "exit":
+            run.exit_code = rec.exit.exit_code
+    return run
+
+
+def find_run_files(root: Path) -> list[Path]:
+    root = Path(root)
+    return sorted(root.rglob("run-*.wandb")) if root.is_dir() else [root]
+
+
+def read_runs(root: Path) -> list[OfflineRun]:
+    """Every offline run under `root` (a run directory, a sweep directory...). The parts of a
+    resumed run (one offline-run-* directory per process, same run id) are merged in time order."""
+    runs: dict[str, OfflineRun] = {}
+    for path in sorted(find_run_files(root), key=lambda p: p.parent.name):
+        part = read_run(path)
+        if part.id in runs:
+            whole = runs[part.id]
+            whole.config.update(part.config)
+            whole.summary.update(part.summary)
+            whole.history += part.history
+            whole.files += part.files
+            whole.artifacts += part.artifacts
+            whole.paths += part.paths
+            whole.exit_code = part.exit_code
+            whole.tags, whole.name, whole.group = part.tags, part.name, part.group
+        else:
+            runs[part.id] = part
+    return list(runs.values())
