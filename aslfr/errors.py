@@ -12,19 +12,31 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
 
 
-class DataError(Exception):
+class HarnessError(Exception):
+    """An error whose message is the whole story: shown as one line, no traceback."""
+
+    exit_code = 1
+
+
+class DataError(HarnessError):
     """Input the user must fix: the message says which file/row is wrong and what to do."""
 
+    exit_code = 2
 
-def exit_on_data_error(fn: F) -> F:
-    """Turn a DataError into one line on stderr and exit status 2, without a traceback."""
+
+class TrainingDiverged(HarnessError):
+    """The loss became NaN/inf; the message names the last good checkpoint."""
+
+
+def exit_on_error(fn: F) -> F:
+    """Turn a HarnessError into one line on stderr and its exit status, without a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except DataError as e:
+        except HarnessError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
+            sys.exit(e.exit_code)
 
     return wrapper  # type: ignore[return-value]

@@ -199,7 +199,8 @@ class FingerspellingModel(keras.Model):
         self.encoder_norm = _norm("encoder_norm")
         # Training aid only: a CTC head on the encoder teaches it to align frames with characters
         # early (as hybrid CTC/attention recognizers do); decoding always uses the decoder.
-        self.ctc_head = layers.Dense(cfg.vocab_size, name="ctc_head") if cfg.ctc_weight else None
+        self.ctc_head = (layers.Dense(cfg.pad + 1, name="ctc_head")  # characters + blank (last)
+                         if cfg.ctc_weight else None)
         self.bridge = layers.Dense(dec.width, name="bridge")  # encoder width -> decoder width
         self.token_embedding = layers.Embedding(cfg.vocab_size, dec.width, name="token_embedding")
         self.token_position = self.add_weight(
@@ -212,6 +213,7 @@ class FingerspellingModel(keras.Model):
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
 
     def _encode(self, frames, mask, training=None):
+        mask = tf.cast(mask, tf.bool)
         x = self.embedding(frames)
         for block in self.encoder_blocks:
             x = block(x, mask, training=training)
@@ -229,6 +231,7 @@ class FingerspellingModel(keras.Model):
         return self.classifier(self.classifier_dropout(self.decoder_norm(x), training=training))
 
     def decode(self, memory, mask, tokens_in, training=None):
+        mask = tf.cast(mask, tf.bool)
         x = self._embed_tokens(tokens_in)
         for block in self.decoder_blocks:
             x = block(x, memory, mask, training=training)
@@ -244,23 +247,26 @@ class FingerspellingModel(keras.Model):
         return self.decode(self.bridge(encoded), inputs["mask"], tokens_in, training)
 
     def _ctc_loss(self, encoded, mask, tokens):
-        """CTC loss (blank = PAD) per character, averaged over the sequences whose frames can
-        hold their phrase."""
+        """CTC loss (blank: the last class) per character, averaged over the sequences whose
+        frames can hold their phrase. Sparse labels select TensorFlow's C++ CTC kernel."""
         cfg = self.cfg
         tokens = tf.cast(tokens, tf.int32)
-        is_char = (tokens != cfg.pad) & (tokens != cfg.eos)
-        target = tf.where(is_char, tokens, cfg.pad)
+        is_char = tokens < cfg.pad
         target_len = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
-        repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (target[:, 1:] == target[:, :-1]),
+        repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (tokens[:, 1:] == tokens[:, :-1]),
                                         tf.int32), axis=1)
-        frames_len = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-        ok = frames_len >= target_len + repeats
-        # An infeasible alignment would give an infinite loss: give those an empty target instead
-        # and leave them out of the mean.
-        target_len = tf.where(ok, target_len, 0)
+        frames_len = tf.reduce_sum(tf.cast(tf.cast(mask, tf.bool), tf.int32), axis=1)
+        # An infeasible alignment would give an infinite loss, and the kernel refuses empty
+        # targets: such sequences get a one-character stand-in target and are left out of the mean.
+        ok = (frames_len >= target_len + repeats) & (target_len > 0)
+        first = tf.range(tf.shape(tokens)[1])[None, :] == 0
+        keep = (is_char & ok[:, None]) | (first & ~ok[:, None])
+        values = tf.where(ok[:, None], tokens, 0)
+        labels = tf.SparseTensor(tf.where(keep), tf.boolean_mask(values, keep),
+                                 tf.shape(tokens, out_type=tf.int64))
         logits = tf.cast(self.ctc_head(encoded), tf.float32)
-        loss = keras.ops.ctc_loss(target, logits, target_len, tf.maximum(frames_len, 1),
-                                  mask_index=cfg.pad)
+        loss = tf.nn.ctc_loss(labels, logits, None, tf.maximum(frames_len, 1),
+                              logits_time_major=False, blank_index=-1)
         weight = tf.cast(ok, tf.float32)
         per_char = loss / tf.cast(tf.maximum(target_len, 1), tf.float32)
         return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
@@ -272,6 +278,7 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
     cfg = model.cfg
     max_length = max_length or cfg.max_length
     batch = tf.shape(frames)[0]
+    mask = tf.cast(mask, tf.bool)
     memory = model.encode(frames, mask, training=False)
     memory_kv = [block.cross_attention.project(memory) for block in model.decoder_blocks]
     heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
@@ -306,4 +313,6 @@ def build(cfg: ModelConfig) -> FingerspellingModel:
     model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
            "mask": tf.ones([1, cfg.max_frames], tf.bool),
            "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
+    if model.ctc_head is not None:  # used in training only, so the call above did not build it
+        model.ctc_head.build((None, None, cfg.encoder.width))
     return model

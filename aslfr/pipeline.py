@@ -3,7 +3,7 @@ train-time augmentation switched by config, none at validation.
 
 Each element is a dict:
   frames [B, max_frames, features] float32  normalized; NaN = landmark not detected; 0 on padding
-  mask   [B, max_frames] bool                 True on real frames
+  mask   [B, max_frames] float32              1 on real frames, 0 on padding
   tokens [B, max_phrase_length + 1] int32     characters, EOS, then PAD
 
 `frame_features`, `normalize` and `fit_length` are the exact TensorFlow ops the exported TFLite
@@ -176,7 +176,8 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
         if augmenter is not None:
             x = augmenter(x, tf.cast(pair % (2**31 - 1), tf.int32))
         x, mask = fit_length(normalize(frame_features(x, spec), stats), max_frames)
-        return {"frames": x, "mask": mask, "tokens": tf.gather(table, i)}
+        # The mask travels as float32: tf.distribute cannot aggregate bool tensors across replicas.
+        return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     drop = training if drop_remainder is None else drop_remainder

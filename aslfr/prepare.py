@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import cache, folds, kaggle, layout, synthetic
-from .errors import DataError, exit_on_data_error
+from .errors import DataError, exit_on_error
 from .features import FeatureSpec, NormStats, compute_stats
 from .vocab import Vocab
 
@@ -266,7 +266,7 @@ def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-@exit_on_data_error
+@exit_on_error
 def main(cfg: DictConfig) -> None:
     split = setup_from_config(cfg)
     log.info("config:\n%s", OmegaConf.to_yaml(cfg.data))

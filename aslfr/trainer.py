@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from . import pipeline
 from .checkpoint import Checkpoints
+from .errors import TrainingDiverged
 from .metrics import SmoothedCrossEntropy, TokenTopK, edit_score
 from .model import FingerspellingModel, ModelConfig, build, greedy_decode
 from .optim import current_lr, make_optimizer
@@ -26,10 +27,6 @@ from .tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
 EVAL_KEYS = ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score")
-
-
-class TrainingDiverged(RuntimeError):
-    pass
 
 
 def configure_devices(trainer_cfg) -> None:
@@ -189,8 +186,9 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
                   batch_size=batch_size, seed=int(tcfg.seed))
     train_ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
                                      augment=cfg.data.augment, **common)
-    val_ds = (pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **common)
-              if len(split.val) else None)
+    # Validation is deterministic: prepared once, then served from memory at every evaluation.
+    val_ds = (pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False,
+                                    **common).cache() if len(split.val) else None)
     steps_per_epoch = len(split.train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"trainer.batch_size={batch_size} is larger than the training set "
@@ -234,10 +232,11 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
                       steps_per_epoch=steps_per_epoch, callbacks=[loop], verbose=0)
         if loop.diverged:
             exit_code = 1
+            kept = (f"The last good checkpoint (epoch {state['epoch']}) is in {checkpoints.dir}"
+                    if state["epoch"] else "No epoch was completed")
             raise TrainingDiverged(
-                f"{loop.diverged}; training stopped. The last good checkpoint (epoch "
-                f"{state['epoch']}) is in {checkpoints.dir}; lower optimizer.lr or raise "
-                "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume from it")
+                f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
+                "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume")
         summary = {**loop.last_eval, "params": n_params, "epochs": int(state["epoch"]),
                    "best/val/score": state.get("best_score"), "best/epoch": state.get("best_epoch"),
                    "wandb/id": state["wandb_id"], "wandb/mode": tracker.mode}

@@ -257,7 +257,7 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     np.testing.assert_array_equal(b["frames"].numpy(), again["frames"].numpy())
     lengths = np.minimum(p.lengths[split.val[:8]], 32)
     np.testing.assert_array_equal(b["mask"].numpy().sum(1), lengths)
-    assert (b["frames"].numpy()[~b["mask"].numpy()] == 0).all()
+    assert (b["frames"].numpy()[b["mask"].numpy() == 0] == 0).all()
     i = split.val[0]
     raw = p.sequence(i)[: 32]
     expect = (prepare.features_fn(split.spec)(raw) - split.stats.mean) / split.stats.std

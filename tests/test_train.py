@@ -113,13 +113,14 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     run_dir = tmp_path / "run"
     train(tmp_path, "trainer.epochs=1", run_dir=run_dir)
     good = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
-    proc = train(tmp_path, "trainer.epochs=3", "optimizer.lr=1e12", "optimizer.clipnorm=0",
-                 "schedule=constant", run_dir=run_dir, check=False)
+    # resumed from epoch 1 with an absurd learning rate: the loss blows up in epoch 2
+    proc = train(tmp_path, "trainer.epochs=3", "optimizer.lr=1e12", run_dir=run_dir, check=False)
     assert proc.returncode != 0
     assert "loss became nan" in proc.stderr.lower() or "loss became inf" in proc.stderr.lower()
-    assert "last good checkpoint (epoch" in proc.stderr
-    state = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
-    assert state == good or int(state["dir"].split("-")[1]) >= 1
+    assert "last good checkpoint (epoch 1)" in proc.stderr
+    assert json.loads((run_dir / "checkpoints" / "latest.json").read_text()) == good
+    assert not (run_dir / "summary.json").exists() or \
+        json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
 
 
 def test_resume_after_kill_9(tmp_path):
@@ -142,7 +143,7 @@ def test_resume_after_kill_9(tmp_path):
     assert 2 <= done < 6
     assert not (run_dir / "summary.json").exists()
     resumed = train(tmp_path, "trainer.epochs=6", run_dir=run_dir)
-    assert f"after epoch {done}" in resumed.stderr
+    assert f"after epoch {done}" in resumed.stdout + resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == 6
     (run,) = read_runs(run_dir)  # one W&B run, continued
@@ -156,6 +157,7 @@ def test_resume_after_kill_9(tmp_path):
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     proc = train(tmp_path, "trainer.epochs=1", "trainer.strategy=mirrored",
                  "trainer.cpu_devices=2")
-    assert "Number of devices: 2" in proc.stderr or "devices: 2" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "Using MirroredStrategy with devices" in out and "CPU:1" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert np.isfinite(summary["val/loss"])

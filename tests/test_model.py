@@ -1,0 +1,64 @@
+"""The model's pieces: cached greedy decoding equals re-running the decoder, loss and metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aslfr.metrics import SmoothedCrossEntropy, TokenTopK, edit_score
+from aslfr.model import ModelConfig, StackConfig, build, greedy_decode
+
+
+def config(**kw) -> ModelConfig:
+    base = dict(n_features=30, hand_features=10, max_frames=24, max_length=12, vocab_size=62,
+                pad=59, sos=60, eos=61, encoder=StackConfig(2, 32, 4, 2, None, 5),
+                decoder=StackConfig(2, 32, 4, 2, 4), ctc_weight=0.5)
+    return ModelConfig(**{**base, **kw})
+
+
+def naive_decode(model, frames, mask, length):
+    """The decoder re-run over the whole prefix for every token (seed 001's way)."""
+    memory = model.encode(frames, mask)
+    tokens = np.full((len(frames), 1), model.cfg.sos)
+    for _ in range(length):
+        logits = model.decode(memory, mask, tf.constant(tokens)).numpy()
+        tokens = np.concatenate([tokens, logits[:, -1].argmax(-1)[:, None]], 1)
+    return tokens[:, 1:]
+
+
+def test_cached_greedy_decoding_equals_rerunning_the_decoder():
+    tf.keras.utils.set_random_seed(3)
+    model = build(config())
+    for v in model.trainable_variables:  # large random weights: varied, non-trivial outputs
+        v.assign(tf.random.normal(v.shape, stddev=0.5))
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(5, 24, 30)).astype(np.float32)
+    frames[0, :6, :10] = np.nan  # hand missing in some frames
+    mask = np.ones((5, 24), bool)
+    mask[1, 7:] = False
+    mask[2, 1:] = False  # a one-frame sequence
+    cached = greedy_decode(model, frames, mask).numpy()
+    naive = naive_decode(model, frames, mask, 12)
+    assert len({tuple(r) for r in naive}) > 1  # not a constant output
+    for c, n in zip(cached, naive):
+        end = list(n).index(61) + 1 if 61 in n else len(n)
+        np.testing.assert_array_equal(c[:end], n[:end])
+        assert (c[end:] == 59).all()  # PAD after EOS
+
+
+def test_loss_ignores_pad_and_metrics_count_real_tokens():
+    y = tf.constant([[3, 61, 59, 59], [4, 5, 61, 59]])
+    logits = tf.one_hot(tf.constant([[3, 61, 0, 0], [4, 6, 61, 0]]), 62) * 20.0
+    loss = SmoothedCrossEntropy(62, 59, 0.0)(y, logits)
+    perfect = SmoothedCrossEntropy(62, 59, 0.0)(y, tf.one_hot(y, 62) * 20.0)
+    assert float(perfect) < 1e-3 and float(loss) > 1.0  # one wrong real token of five
+    top1 = TokenTopK(1, 59)
+    top1.update_state(y, logits)
+    assert float(top1.result()) == pytest.approx(4 / 5)
+
+
+def test_edit_score_is_corpus_level():
+    s = edit_score(["abc", "hello"], ["abd", ""])
+    np.testing.assert_array_equal(s.distances, [1, 5])
+    assert s.score == pytest.approx((8 - 6) / 8) and s.mean_distance == 3.0
