@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable)
 
 

@@ -89,11 +89,11 @@ class Loop(keras.callbacks.Callback):
     `eval_every` epochs, checkpoints, the NaN guard, and the summary."""
 
     def __init__(self, *, cfg, tracker: Tracker, checkpoints: Checkpoints, decoder: Decoder,
-                 val_ds, state: dict, steps_per_epoch: int, batch_size: int, run_dir: Path):
+                 val_ds, state: dict, steps_per_epoch: int, batch_size: int):
         super().__init__()
         self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
         self.decoder, self.val_ds, self.state = decoder, val_ds, state
-        self.steps_per_epoch, self.batch_size, self.run_dir = steps_per_epoch, batch_size, run_dir
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
         self.log_every = max(1, int(cfg.trainer.log_every))
         self.eval_every = max(1, int(cfg.trainer.eval_every))
         self.diverged: str | None = None
@@ -223,7 +223,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
 
     loop = Loop(cfg=cfg, tracker=tracker, checkpoints=checkpoints,
                 decoder=Decoder(model, split.vocab), val_ds=val_ds, state=state,
-                steps_per_epoch=steps_per_epoch, batch_size=batch_size, run_dir=run_dir)
+                steps_per_epoch=steps_per_epoch, batch_size=batch_size)
     as_xy = train_ds.map(_xy).repeat()
     exit_code = 0
     try:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from aslfr import cache, folds, kaggle, layout, pipeline, prepare
