@@ -17,17 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import replacing, write_json
+
 LATEST = "latest.json"
 BEST = "best.weights.h5"
-
-
-def _atomic_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Checkpoints:
@@ -54,7 +47,7 @@ class Checkpoints:
         (tmp / "state.json").write_text(json.dumps({**state, "dir": name}, indent=1))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-        _atomic_json(self.dir / LATEST, {"dir": name})
+        write_json(self.dir / LATEST, {"dir": name})
         for old in sorted(self.dir.glob("epoch-*"))[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return target
@@ -77,8 +70,6 @@ class Checkpoints:
         return state
 
     def save_best(self, model) -> Path:
-        tmp = self.dir / f".tmp-{os.getpid()}.weights.h5"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        model.save_weights(tmp)
-        os.replace(tmp, self.dir / BEST)
+        with replacing(self.dir / BEST, suffix=".weights.h5") as tmp:  # Keras wants the suffix
+            model.save_weights(tmp)
         return self.dir / BEST

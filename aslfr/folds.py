@@ -3,13 +3,13 @@ validation signers are never seen in training."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from .atomic import replacing
 from .errors import DataError
 
 
@@ -53,10 +53,7 @@ def split(fold: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def write_folds_csv(path: Path, sequence_id: np.ndarray, participant_id: np.ndarray,
                     fold: np.ndarray) -> Path:
     """folds.csv (sequence_id, participant_id, fold), written to a temp file then renamed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pd.DataFrame({"sequence_id": sequence_id, "participant_id": participant_id,
-                  "fold": fold}).to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    with replacing(path) as tmp:
+        pd.DataFrame({"sequence_id": sequence_id, "participant_id": participant_id,
+                      "fold": fold}).to_csv(tmp, index=False)
+    return Path(path)

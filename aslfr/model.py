@@ -179,10 +179,11 @@ class DecoderBlock(layers.Layer):
         return x + self.mlp(self.norm3(x)), cache_k, cache_v
 
 
-def _write(cache, new, t):
-    """cache [B, L, H, K] with position t replaced by new [B, 1, H, K] (static shape kept)."""
-    at_t = tf.range(tf.shape(cache)[1])[None, :, None, None] == t
-    return tf.where(at_t, new, cache)
+def _write(buffer, new, t):
+    """buffer [B, L, ...] with position t (axis 1) replaced by new [B, 1, ...]; an elementwise
+    select, so the static shape is kept inside the while loop."""
+    at_t = tf.range(tf.shape(buffer)[1]) == t
+    return tf.where(tf.reshape(at_t, [1, -1] + [1] * (len(buffer.shape) - 2)), new, buffer)
 
 
 class FingerspellingModel(keras.Model):
@@ -297,7 +298,7 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
             new += [k, v]
         token = tf.argmax(model._logits(x)[:, 0], axis=-1, output_type=tf.int32)
         token = tf.where(done, cfg.pad, token)
-        out = tf.where(tf.range(max_length)[None, :] == t, token[:, None], out)
+        out = _write(out, token[:, None], t)
         return t + 1, token, done | (token == cfg.eos), out, tuple(new)
 
     def cond(t, token, done, out, caches):

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import logging
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -27,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import cache, folds, kaggle, layout, synthetic
+from .atomic import write_json
 from .errors import DataError, exit_on_error
 from .features import FeatureSpec, NormStats, compute_stats
 from .vocab import Vocab
@@ -224,9 +223,7 @@ def write_features_json(path: Path, spec: FeatureSpec, stats: NormStats,
     doc = {"features": spec.to_dict(), "stats": stats.to_dict(),
            "max_frames": int(data_cfg["max_frames"]), "characters": prepared.meta["characters"],
            "max_phrase_length": int(data_cfg["max_phrase_length"]), "cache_key": prepared.meta["key"]}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    write_json(path, doc)
 
 
 def summary(split: DataSplit, data_cfg: Mapping) -> str:

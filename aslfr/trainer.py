@@ -3,10 +3,8 @@ Levenshtein on the whole validation fold), W&B logging, checkpoints, resume and 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from . import pipeline
+from .atomic import write_json
 from .checkpoint import Checkpoints
 from .errors import TrainingDiverged
 from .metrics import SmoothedCrossEntropy, TokenTopK, edit_score
@@ -164,14 +163,6 @@ def _xy(batch):
     return batch, batch["tokens"]
 
 
-def write_summary(run_dir: Path, values: dict) -> Path:
-    path = Path(run_dir) / "summary.json"
-    tmp = path.with_name(f".summary.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(values, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
-
-
 def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
     """Train (or resume) in `run_dir`; returns the summary written to summary.json."""
     run_dir = Path(run_dir)
@@ -246,7 +237,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(best, {"val/score": state.get("best_score"),
                                           "epoch": state.get("best_epoch"), "params": n_params})
-        write_summary(run_dir, summary)
+        write_json(run_dir / "summary.json", summary, sort_keys=True)
         return summary
     except BaseException:
         exit_code = exit_code or 1
