@@ -27,6 +27,7 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python bench/prepare_throughput.py
 	$(BIN)/python bench/prepare_memory.py
+	$(BIN)/python bench/train_throughput.py
 
 # Re-resolve the pinned environment from pyproject.toml (needs the package registry).
 lock:

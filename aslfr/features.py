@@ -130,6 +130,14 @@ class FeatureSpec:
     def hand_x_columns(self, part: str) -> np.ndarray:
         return np.array([self._position[layout.column("x", part, i)] for i in range(21)], np.int64)
 
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "FeatureSpec":
+        """The inverse of `to_dict` (features.json in a run directory)."""
+        return cls(hands=d["hands"], lip_points=tuple(d["lip_points"]),
+                   pose_points=tuple(d["pose_points"]), z=bool(d["z"]), mirror=bool(d["mirror"]),
+                   handless_frames=d["handless_frames"],
+                   hand_relative=bool(d.get("hand_relative", False)))
+
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "points"}
         d.update(lip_points=list(self.lip_points), pose_points=list(self.pose_points),

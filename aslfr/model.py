@@ -273,9 +273,11 @@ class FingerspellingModel(keras.Model):
         return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)
 
 
-def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None):
+def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None,
+                  early_stop: bool = True):
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens, greedy, with a key/value cache and an
-    early stop once every sequence has emitted EOS (positions after EOS hold PAD)."""
+    early stop once every sequence has emitted EOS (positions after EOS hold PAD).
+    `early_stop=False` always runs max_length steps (latency of a phrase of known length)."""
     cfg = model.cfg
     max_length = max_length or cfg.max_length
     batch = tf.shape(frames)[0]
@@ -302,7 +304,7 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
         return t + 1, token, done | (token == cfg.eos), out, tuple(new)
 
     def cond(t, token, done, out, caches):
-        return (t < max_length) & ~tf.reduce_all(done)
+        return (t < max_length) & ~(early_stop & tf.reduce_all(done))
 
     _, _, _, out, _ = tf.while_loop(cond, body, (tf.constant(0), token, done, out, caches))
     return out

@@ -36,6 +36,28 @@ def frame_features(x: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], 20 * len(spec.axes)])], -1)
 
 
+def canonical_frames(raw: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """TensorFlow twin of `features.extract` for the export graph: raw [T, len(spec.columns)]
+    -> [kept, P, D] (dominant hand by visible frames, mirrored to the right, handless frames
+    dropped). Where extract gives up (no hand ever visible) every frame is kept, and an empty
+    input becomes one missing frame, so inference always has something to decode."""
+    def seen(part):
+        x_cols = tf.gather(raw, spec.hand_x_columns(part), axis=1)
+        return tf.reduce_sum(tf.cast(tf.reduce_any(~tf.math.is_nan(x_cols), axis=1), tf.int32))
+
+    left = seen("left_hand") > seen("right_hand")
+    (idx_right, _), (idx_left, flip) = spec.gather(False), spec.gather(True)
+    x = tf.where(left, tf.gather(raw, idx_left, axis=1), tf.gather(raw, idx_right, axis=1))
+    if flip:
+        x = tf.where(left, tf.concat([1.0 - x[..., :1], x[..., 1:]], axis=-1), x)
+    if spec.handless_frames == "drop":
+        hand = tf.gather(x, spec.hand_points, axis=1)
+        visible = ~tf.reduce_all(tf.math.is_nan(hand), axis=[1, 2])
+        x = tf.cond(tf.reduce_any(visible), lambda: tf.boolean_mask(x, visible), lambda: x)
+    empty = tf.fill([1, spec.n_points, len(spec.axes)], tf.constant(np.nan, tf.float32))
+    return tf.cond(tf.shape(x)[0] > 0, lambda: x, lambda: empty)
+
+
 def normalize(x: tf.Tensor, stats: NormStats) -> tf.Tensor:
     """[T, F] features -> standardized with the training folds' statistics (NaN stays NaN)."""
     return (x - tf.constant(stats.mean)) / tf.constant(stats.std)
@@ -48,11 +70,17 @@ def nearest_indices(n: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
     return tf.minimum(tf.cast(idx, tf.int32), tf.cast(n, tf.int32) - 1)
 
 
-def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """[T, ...] -> ([max_frames, F] frames, [max_frames] mask): sequences longer than
-    max_frames are resampled to it (nearest frames, so no NaN is smeared), shorter ones padded."""
+def resample(x: tf.Tensor, max_frames: int) -> tf.Tensor:
+    """[T, ...] -> [min(T, max_frames), ...]: longer sequences are resampled to max_frames
+    (nearest frames, so no NaN is smeared), shorter ones kept as they are."""
     n = tf.shape(x)[0]
-    x = tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)), lambda: x)
+    return tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)),
+                   lambda: x)
+
+
+def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """[T, ...] -> ([max_frames, F] frames, [max_frames] mask): `resample`d, then padded."""
+    x = resample(x, max_frames)
     kept = tf.shape(x)[0]
     flat = tf.reshape(x, [kept, -1])
     flat = tf.pad(flat, [[0, max_frames - kept], [0, 0]])
@@ -150,11 +178,19 @@ def _blank_points(x: tf.Tensor, points: tf.Tensor, n_points: int) -> tf.Tensor:
 def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
                  indices: np.ndarray, *, spec: FeatureSpec, stats: NormStats, max_frames: int,
                  batch_size: int, training: bool, augment: Mapping | None = None,
-                 seed: int = 0, drop_remainder: bool | None = None) -> tf.data.Dataset:
+                 seed: int = 0, length_step: int = 0) -> tf.data.Dataset:
     """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
-    tokens [N, L] from `Vocab.encode`). Training: reshuffled each epoch and augmented if
-    `augment.enabled`; validation: in order, never augmented."""
+    tokens [N, L] from `Vocab.encode`).
+
+    Training: an endless stream of full batches, reshuffled every epoch, augmented if
+    `augment.enabled`. Validation: every sequence once, never augmented, in the given order.
+    `length_step` > 0 cuts each batch to its longest sequence rounded up to a multiple of
+    `length_step` frames (at most `max_frames`), so no work is spent on padding the model would
+    mask anyway; training batches are then grouped by length and validation runs shortest first."""
     indices = np.asarray(indices, np.int64)
+    if length_step and not training:
+        lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
+        indices = indices[np.argsort(lengths, kind="stable")]
     point_shape = frames.shape[1:]
 
     def fetch(i):
@@ -167,7 +203,7 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
     table = tf.constant(tokens, tf.int32)
     ds = tf.data.Dataset.from_tensor_slices(indices)
     if training:
-        ds = ds.shuffle(max(1, len(indices)), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(1, len(indices)), seed=seed, reshuffle_each_iteration=True).repeat()
     augmenter = Augmenter(augment, spec) if training and augment and augment["enabled"] else None
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
 
@@ -180,5 +216,21 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
         return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    drop = training if drop_remainder is None else drop_remainder
-    return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    if training and length_step:
+        bounds = list(range(length_step + 1, max_frames + 1, length_step))
+        ds = ds.bucket_by_sequence_length(
+            lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32), bounds,
+            [batch_size] * (len(bounds) + 1), no_padding=True, drop_remainder=True)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=training)
+    if length_step:
+        ds = ds.map(lambda b: cut_to_length(b, length_step, max_frames))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def cut_to_length(batch: dict, step: int, max_frames: int) -> dict:
+    """Drop the trailing frames that are padding in every sequence of the batch, keeping a
+    multiple of `step` frames (so the model sees a handful of distinct shapes)."""
+    longest = tf.cast(tf.reduce_max(tf.reduce_sum(batch["mask"], axis=1)), tf.int32)
+    n = tf.clip_by_value((longest + step - 1) // step * step, step, max_frames)
+    return {**batch, "frames": batch["frames"][:, :n], "mask": batch["mask"][:, :n]}

@@ -222,7 +222,8 @@ def write_features_json(path: Path, spec: FeatureSpec, stats: NormStats,
     """What inference needs to preprocess raw frames exactly as training did."""
     doc = {"features": spec.to_dict(), "stats": stats.to_dict(),
            "max_frames": int(data_cfg["max_frames"]), "characters": prepared.meta["characters"],
-           "max_phrase_length": int(data_cfg["max_phrase_length"]), "cache_key": prepared.meta["key"]}
+           "max_phrase_length": int(data_cfg["max_phrase_length"]), "cache_key": prepared.meta["key"],
+           "data_root": prepared.meta["root"]}
     write_json(path, doc)
 
 

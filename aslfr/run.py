@@ -1,4 +1,5 @@
-"""What `python train.py` does, stage by stage: data -> model -> training -> summary."""
+"""What `python train.py` does, stage by stage: budget probe -> data -> model -> training ->
+export and measurement -> summary."""
 
 from __future__ import annotations
 
@@ -7,15 +8,54 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import prepare, trainer
+from . import budget, prepare, trainer
+from .atomic import write_json
+from .export import Preprocessing
+from .tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     trainer.configure_devices(cfg.trainer)
+    run_dir = Path(cfg.paths.output_dir)
+    known = {}
+    if cfg.budget.probe:
+        probe = budget.probe(cfg)
+        log.info("budget probe (untrained model, %s): %s", cfg.model.name, probe.why())
+        if not probe.ok:
+            return over_budget(cfg, run_dir, probe)
+        known = probe.metrics()
     split = prepare.setup_from_config(cfg)
     log.info("\n%s", prepare.summary(split, cfg.data))
-    summary = trainer.train(cfg, split, Path(cfg.paths.output_dir))
-    log.info("done: %s", {k: summary[k] for k in ("val/score", "best/val/score") if k in summary})
+    after = None
+    if cfg.export.enabled:
+        pre = Preprocessing(split.spec, split.stats, int(cfg.data.max_frames))
+        val_ids = split.prepared.sequence_id[split.val] if cfg.export.evaluate else None
+
+        def after(model):
+            return budget.export_and_measure(
+                model, pre, run_dir, cfg.budget, str(cfg.export.quantize), bool(cfg.export.zip),
+                data_root=Path(split.prepared.meta["root"]), val_ids=val_ids)
+
+    summary = trainer.train(cfg, split, run_dir, known=known, after=after)
+    log.info("done: %s", {k: summary[k] for k in ("val/score", "best/val/score", "infer/val_score",
+                                                  "infer/latency_ms", "budget/ok") if k in summary})
+    return summary
+
+
+def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> dict:
+    """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
+    so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
+    summary = {**probe.metrics(), "val/score": float(cfg.budget.worst_score),
+               "budget/reason": probe.why(), "epochs": 0}
+    tracker = Tracker(cfg, run_dir, new_run_id())
+    tracker.log({k: v for k, v in summary.items() if not isinstance(v, str)}, 0)
+    tracker.summary(summary)
+    tracker.finish(0)
+    write_json(run_dir / "summary.json", {**summary, "wandb/id": tracker.run.id,
+                                          "wandb/mode": tracker.mode}, sort_keys=True)
+    log.warning("stopping: the model is over the inference budget, so it is not trained (%s). "
+                "Lower the depths/widths, quantize (export.quantize=fp16), or raise "
+                "budget.latency_ms / budget.model_mb.", probe.why())
     return summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
     raise ValueError(f"trainer.strategy must be auto, mirrored or one_device, not {name!r}")
 
 
-def model_config(cfg: DictConfig, split: DataSplit) -> ModelConfig:
-    spec, vocab = split.spec, split.vocab
+def model_config(cfg: DictConfig, spec, vocab) -> ModelConfig:
+    """The model's dimensions: the `model` group plus what the features and vocabulary fix."""
     return ModelConfig.from_config(
         cfg.model, n_features=spec.n_features, hand_features=len(spec.group_points("hand")) * len(spec.axes),
         max_frames=int(cfg.data.max_frames), max_length=int(cfg.data.max_phrase_length) + 1,
@@ -141,8 +142,11 @@ class Loop(keras.callbacks.Callback):
             ev = self.evaluate()
             metrics.update(ev.metrics, **{"val/seconds": time.perf_counter() - t})
             self.last_eval = ev.metrics
+            # Validation runs shortest first: pick examples across the whole range of lengths.
             n = int(self.cfg.trainer.examples)
-            self.tracker.log_examples(ev.truth[:n], ev.predicted[:n], ev.distances[:n], self.step)
+            pick = np.unique(np.linspace(0, len(ev.truth) - 1, n).astype(int))
+            self.tracker.log_examples([ev.truth[i] for i in pick], [ev.predicted[i] for i in pick],
+                                      ev.distances[pick], self.step)
             self.tracker.log_histogram(ev.distances, self.step)
             if ev.metrics["val/score"] > self.state.get("best_score", -math.inf):
                 self.state.update(best_score=ev.metrics["val/score"], best_epoch=epoch_number)
@@ -163,18 +167,34 @@ def _xy(batch):
     return batch, batch["tokens"]
 
 
-def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
-    """Train (or resume) in `run_dir`; returns the summary written to summary.json."""
+def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int,
+                  epochs: int) -> keras.Model:
+    """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
+    pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs),
+                  loss=SmoothedCrossEntropy(vocab_size, pad, float(cfg.model.label_smoothing)),
+                  metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
+                  jit_compile=bool(cfg.trainer.jit))
+    return model
+
+
+def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | None = None,
+          after: Callable[[FingerspellingModel], dict] | None = None) -> dict:
+    """Train (or resume) in `run_dir`; returns the summary written to summary.json.
+    `known`: metrics already measured (the budget probe), put in the W&B summary at once.
+    `after(model)`: called with the best weights loaded once training is done (the export);
+    the metrics it returns are logged and join the summary."""
     run_dir = Path(run_dir)
     tcfg = cfg.trainer
     keras.utils.set_random_seed(int(tcfg.seed))
     strategy = make_strategy(tcfg)
     p = split.prepared
-    mcfg = model_config(cfg, split)
+    mcfg = model_config(cfg, split.spec, split.vocab)
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
     batch_size = int(tcfg.batch_size)
     common = dict(spec=split.spec, stats=split.stats, max_frames=mcfg.max_frames,
-                  batch_size=batch_size, seed=int(tcfg.seed))
+                  batch_size=batch_size, seed=int(tcfg.seed),
+                  length_step=int(cfg.data.length_step or 0))
     train_ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
                                      augment=cfg.data.augment, **common)
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
@@ -187,12 +207,8 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
     epochs = int(tcfg.epochs)
 
     with strategy.scope():
-        model = build(mcfg)
-        optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
-        loss = SmoothedCrossEntropy(mcfg.vocab_size, mcfg.pad, float(cfg.model.label_smoothing))
-        model.compile(optimizer=optimizer, loss=loss,
-                      metrics=[TokenTopK(1, mcfg.pad), TokenTopK(5, mcfg.pad)],
-                      jit_compile=bool(tcfg.jit))
+        model = compile_model(build(mcfg), cfg, steps_per_epoch, epochs)
+        optimizer = model.optimizer
     n_params = int(model.count_params())
 
     checkpoints = Checkpoints(run_dir / "checkpoints")
@@ -207,7 +223,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
 
     tracker = Tracker(cfg, run_dir, state["wandb_id"])
     tracker.summary({"params": n_params, "train/sequences": len(split.train),
-                     "val/sequences": len(split.val)})
+                     "val/sequences": len(split.val), **(known or {})})
     tracker.save_file(run_dir / "folds.csv")
     log.info("model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
              cfg.model.name, f"{n_params:,}", len(split.train), len(split.val), steps_per_epoch)
@@ -215,7 +231,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
     loop = Loop(cfg=cfg, tracker=tracker, checkpoints=checkpoints,
                 decoder=Decoder(model, split.vocab), val_ds=val_ds, state=state,
                 steps_per_epoch=steps_per_epoch, batch_size=batch_size)
-    as_xy = train_ds.map(_xy).repeat()
+    as_xy = train_ds.map(_xy)  # endless: Keras counts steps_per_epoch
     exit_code = 0
     try:
         if state["epoch"] < epochs:
@@ -234,6 +250,14 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path) -> dict:
         tracker.summary({"best/val/score": summary["best/val/score"],
                          "best/epoch": summary["best/epoch"]})
         best = checkpoints.dir / "best.weights.h5"
+        if after is not None:
+            if best.exists():
+                model.load_weights(best)
+            extra = after(model)
+            tracker.log({k: v for k, v in extra.items() if not isinstance(v, str)},
+                        int(optimizer.iterations.numpy()))
+            tracker.summary(extra)
+            summary.update(extra)
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(best, {"val/score": state.get("best_score"),
                                           "epoch": state.get("best_epoch"), "params": n_params})

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -26,6 +26,11 @@ def full_width_root(n_sequences: int, seed: int = 1) -> Path:
     return synthetic.ensure(spec, data_dir() / "bench")
 
 
-def data_config(overrides: list[str] = ()):
+def compose(overrides: list[str] = ()):
+    """The project's Hydra config with these overrides, as `python train.py` would see it."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides]).data
+        return hydra_compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides])
+
+
+def data_config(overrides: list[str] = ()):
+    return compose(overrides).data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,29 @@ def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
         table = pd.concat([pd.read_csv(csv, keep_default_na=False), table])
     table.to_csv(csv, index=False)
     return root
+
+
+# -- train.py in a subprocess, as users run it ----------------------------------------------
+DEBUG = ["experiment=debug", "wandb.mode=offline"]
+
+
+def train(tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=True,
+          timeout=600) -> subprocess.CompletedProcess:
+    run_dir = run_dir or tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", *DEBUG, f"paths.data_dir={tmp_path / 'data'}",
+         f"hydra.run.dir={run_dir}", *overrides],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory) -> Path:
+    """The smoke run: the debug preset with the budget probe and the export switched back on."""
+    tmp = tmp_path_factory.mktemp("train")
+    train(tmp, "trainer.epochs=3", "trainer.eval_every=2", "wandb.tags=[smoke]",
+          "budget.probe=true", "export.enabled=true")
+    return tmp / "run"

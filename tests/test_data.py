@@ -274,7 +274,7 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     e1 = [x["tokens"].numpy() for x in train.take(3)]
     e2 = [x["tokens"].numpy() for x in train.take(3)]
     assert not all(np.array_equal(a, c) for a, c in zip(e1, e2))  # reshuffled each epoch
-    assert all(len(x["tokens"]) == 8 for x in train)
+    assert all(len(x["tokens"]) == 8 for x in train.take(len(split.train)))  # endless, full
     plain = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
                                   augment={**aug, "enabled": False}, seed=1, **kw)
     fresh = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
@@ -331,3 +331,31 @@ def test_supplemental_is_read_when_asked(tmp_path):
     root = Path(both.prepared.meta["root"])
     assert (root / layout.SUPPLEMENTAL_CSV).is_file()
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
+
+
+def test_length_step_cuts_padding_and_groups_by_length(tmp_path):
+    cfg, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=128, batch_size=4, length_step=32)
+    lengths = np.minimum(p.lengths, 128)
+    val = list(pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **kw))
+    # validation: every sequence once, shortest first, each batch cut to its longest sequence
+    seen = np.concatenate([b["tokens"].numpy() for b in val])
+    assert sorted(map(tuple, seen)) == sorted(map(tuple, tokens[split.val]))
+    got = np.concatenate([b["mask"].numpy().sum(1) for b in val])
+    np.testing.assert_array_equal(got, np.sort(lengths[split.val]))
+    for b in val:
+        n = b["frames"].shape[1]
+        assert n % 32 == 0 and n - 32 < b["mask"].numpy().sum(1).max() <= n
+    # training: full batches of similar lengths, cut the same way
+    train = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
+                                  augment={**cfg.data.augment, "enabled": False}, **kw)
+    shapes = set()
+    for b in train.take(3 * len(split.train) // 4):
+        real = b["mask"].numpy().sum(1)
+        n = b["frames"].shape[1]
+        shapes.add(n)
+        assert len(real) == 4 and n % 32 == 0
+        assert n - 32 < real.min() <= real.max() <= n  # one length bucket per batch
+    assert len(shapes) > 1

@@ -8,37 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from aslfr.wandb_offline import read_runs
 
-from conftest import ROOT
-
-DEBUG = ["experiment=debug", "wandb.mode=offline"]
-
-
-def train(tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=True,
-          timeout=600) -> subprocess.CompletedProcess:
-    run_dir = run_dir or tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    proc = subprocess.run(
-        [sys.executable, "train.py", *DEBUG, f"paths.data_dir={tmp_path / 'data'}",
-         f"hydra.run.dir={run_dir}", *overrides],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-@pytest.fixture(scope="module")
-def debug_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("train")
-    train(tmp, "trainer.epochs=3", "trainer.eval_every=2", "wandb.tags=[smoke]")
-    return tmp / "run"
-
+from conftest import DEBUG, ROOT, train
 
 def test_run_directory_is_self_contained(debug_run):
     for name in ("folds.csv", "features.json", "summary.json", "checkpoints/latest.json",
@@ -83,6 +59,12 @@ def test_offline_run_holds_every_logged_key(debug_run):
     assert "folds.csv" in run.files
     (model,) = [a for a in run.artifacts if a["type"] == "model"]
     assert "best" in model["aliases"] and model["metadata"]["params"] == summary["params"]
+    # the inference budget: probed before training, measured on the export after it
+    for key in ("infer/latency_ms", "infer/model_mb", "infer/projected_hours", "budget/ok",
+                "infer/val_score"):
+        assert run.summary[key] == pytest.approx(summary[key]), key
+    assert summary["budget/ok"] is True and 0 < summary["infer/model_mb"] < 40
+    assert run.series("infer/latency_ms")  # logged, not only summarized
 
 
 def test_cross_validation_multirun(tmp_path):

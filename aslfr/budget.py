@@ -1,0 +1,140 @@
+"""The inference-time budget: what a model costs to run the way the competition ran it.
+
+The competition ran each model as TFLite on CPU, 5 hours for 48,000 test sequences and at most
+40 MB. `measure` converts a model exactly as `aslfr.export` does and runs it in the LiteRT
+interpreter on one thread over a fixed benchmark set of realistic sequences (`budget.benchmark`:
+160 frames of which ~96 show the signing hand, decoded for 18 characters + EOS, the Kaggle means),
+giving the mean latency per sequence, the file size and the hours projected for the test set.
+`probe` does this for the untrained model of a config before any data work, so a sweep never
+trains a model it could not ship.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from . import layout
+from . import competition
+from .export import Preprocessing, TFLiteModel, convert, write_export
+from .features import FeatureSpec, NormStats
+from .model import FingerspellingModel, build
+from .vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Measurement:
+    latency_ms: float  # mean per sequence, LiteRT, 1 thread, on this machine
+    model_mb: float  # size of the .tflite file (MB = 10^6 bytes, as Kaggle counted)
+    projected_hours: float  # latency x budget.test_sequences
+    latency_budget_ms: float
+    model_budget_mb: float
+    quantize: str
+
+    @property
+    def ok(self) -> bool:
+        return self.latency_ms <= self.latency_budget_ms and self.model_mb <= self.model_budget_mb
+
+    def why(self) -> str:
+        parts = [f"latency {self.latency_ms:.1f} ms per sequence "
+                 f"({'<=' if self.latency_ms <= self.latency_budget_ms else '>'} "
+                 f"budget.latency_ms={self.latency_budget_ms:g}; "
+                 f"{self.projected_hours:.2f} h for the test set)",
+                 f"model {self.model_mb:.2f} MB ({'<=' if self.model_mb <= self.model_budget_mb else '>'}"
+                 f" budget.model_mb={self.model_budget_mb:g})"]
+        return f"{'within budget' if self.ok else 'OVER BUDGET'}: " + "; ".join(parts)
+
+    def metrics(self) -> dict:
+        """The keys every run logs (W&B and summary.json)."""
+        return {"infer/latency_ms": self.latency_ms, "infer/model_mb": self.model_mb,
+                "infer/projected_hours": self.projected_hours, "budget/ok": self.ok}
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
+    """`bench.sequences` raw sequences [bench.frames, len(spec.columns)]: landmarks in [0.2, 0.8],
+    the right (signing) hand visible in a central stretch of `bench.hand_frames` frames, the left
+    hand never, face and pose always (as in a typical Kaggle clip)."""
+    rng = np.random.default_rng(int(bench.seed))
+    n, visible = int(bench.frames), int(bench.hand_frames)
+    start = (n - visible) // 2
+    part = np.array([c.split("_", 1)[1].rsplit("_", 1)[0] for c in spec.columns])
+    out = []
+    for _ in range(int(bench.sequences)):
+        raw = rng.uniform(0.2, 0.8, (n, len(spec.columns))).astype(np.float32)
+        raw[:, part == "left_hand"] = np.nan
+        hidden = np.ones(n, bool)
+        hidden[start:start + visible] = False
+        raw[np.ix_(hidden, part == "right_hand")] = np.nan
+        out.append(raw)
+    return out
+
+
+def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1) -> float:
+    """Mean ms per sequence in the LiteRT interpreter, after one warm-up call."""
+    model = TFLiteModel(content, threads)
+    model(inputs[0])
+    t0 = time.perf_counter()
+    for raw in inputs:
+        model(raw)
+    return (time.perf_counter() - t0) * 1000 / len(inputs)
+
+
+def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
+            quantize: str = "none", shipped: bytes | None = None) -> Measurement:
+    """Latency and size of `model` as exported. The latency graph decodes exactly
+    `benchmark.characters` + 1 tokens (no early stop), so trained and untrained models are
+    timed alike; the size is that of `shipped` (the real export) when given."""
+    bench = budget_cfg.benchmark
+    timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
+    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads))
+    size = len(shipped if shipped is not None else timed) / 1e6
+    return Measurement(latency_ms=ms, model_mb=size,
+                       projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
+                       latency_budget_ms=float(budget_cfg.latency_ms),
+                       model_budget_mb=float(budget_cfg.model_mb), quantize=quantize)
+
+
+def probe(cfg: DictConfig) -> Measurement:
+    """Measure the untrained model of this config (no data needed: the feature layout comes from
+    the config, the vocabulary is the competition's 59 characters)."""
+    from .trainer import model_config
+
+    spec = FeatureSpec.from_config(cfg.data.features)
+    stats = NormStats(np.zeros(spec.n_features, np.float32), np.ones(spec.n_features, np.float32))
+    model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
+    return measure(model, Preprocessing(spec, stats, int(cfg.data.max_frames)), cfg.budget,
+                   str(cfg.export.quantize))
+
+
+def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: Path,
+                       budget_cfg: Mapping, quantize: str = "none", zip_: bool = False,
+                       data_root: Path | None = None,
+                       val_ids: Sequence[int] | None = None) -> dict:
+    """Export `model` to run_dir (model.tflite, inference_args.json[, submission.zip]), measure
+    it against the budget and, given the data root and validation sequence ids, score the
+    exported file on them by the competition's rules. -> the metrics to log."""
+    t0 = time.perf_counter()
+    content = convert(model, pre, quantize)
+    path = write_export(run_dir, content, pre, zip_)
+    m = measure(model, pre, budget_cfg, quantize, shipped=content)
+    report = {**m.metrics(), "export/quantize": quantize}
+    log.info("exported %s (%s); %s", path, quantize, m.why())
+    if data_root is not None and val_ids is not None and len(val_ids):
+        result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
+                                   list(val_ids))
+        report["infer/val_score"] = result.score
+        log.info("the exported file scores %.4f on the %d validation sequences (LiteRT, "
+                 "competition rules)", result.score, result.n_sequences)
+    report["export/seconds"] = time.perf_counter() - t0
+    return report

@@ -1,0 +1,210 @@
+"""Export a run as the competition ran models: `model.tflite` + `inference_args.json`.
+
+    python -m aslfr.export RUN_DIR [--quantize none|fp16|int8_dynamic] [--zip] [--no-evaluate]
+
+The TFLite file has one signature, `serving_default`: input `inputs`, float32
+[n_frames, len(selected_columns)] (the raw columns of one whole sequence, NaN included); output
+`outputs`, [max_phrase_length + 1, 62], one row per decoded token (one-hot), whose argmax over
+axis 1 spells the phrase (indices >= 59 are PAD/SOS/EOS and spell nothing). Inside the graph:
+the same preprocessing as training (`pipeline.canonical_frames` -> `frame_features` ->
+`normalize` -> `resample`; the columns, mirroring and statistics of the run's features.json) and
+`model.greedy_decode` (key/value cache, early stop at EOS). Built-in TFLite ops only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig, OmegaConf
+
+from . import pipeline
+from .atomic import replacing, write_json
+from .errors import DataError, exit_on_error
+from .features import FeatureSpec, NormStats
+from .model import FingerspellingModel, build, greedy_decode
+from .vocab import Vocab
+
+log = logging.getLogger(__name__)
+QUANTIZE = ("none", "fp16", "int8_dynamic")
+
+
+@dataclass
+class Preprocessing:
+    """What the graph needs besides the model: from a run's features.json."""
+    spec: FeatureSpec
+    stats: NormStats
+    max_frames: int
+
+    @classmethod
+    def from_json(cls, path: Path) -> "Preprocessing":
+        doc = json.loads(Path(path).read_text())
+        return cls(FeatureSpec.from_dict(doc["features"]), NormStats.from_dict(doc["stats"]),
+                   int(doc["max_frames"]))
+
+
+def preprocess(raw: tf.Tensor, pre: Preprocessing) -> tuple[tf.Tensor, tf.Tensor]:
+    """One raw sequence [n_frames, columns] -> model input ([1, T, F] frames, [1, T] mask) with
+    T = min(kept frames, max_frames): no padding, so nothing is computed for it."""
+    x = pipeline.canonical_frames(raw, pre.spec)
+    x = pipeline.resample(pipeline.normalize(pipeline.frame_features(x, pre.spec), pre.stats),
+                          pre.max_frames)
+    # A reshape to a constant shape gives the converter a known rank here (the conds above
+    # hide it), which it needs to lower the attention einsums to built-in ops.
+    frames = tf.reshape(x, [1, -1, pre.spec.n_features])
+    return frames, tf.ones([1, tf.shape(frames)[1]], tf.bool)
+
+
+def inference_module(model: FingerspellingModel, pre: Preprocessing,
+                     decode_steps: int | None = None) -> tf.Module:
+    """A tf.Module whose `serve` is the competition's signature. `decode_steps` fixes the number
+    of decoder steps (no early stop): the budget's latency benchmark uses it."""
+    cfg = model.cfg
+    module = tf.Module()
+    # Keras 3 variables are not tf.Module-trackable themselves: track the tf.Variables they wrap
+    # (otherwise the converted graph's decode loop reads uninitialized weights).
+    module.weights = [v.value for v in model.variables]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, len(pre.spec.columns)], tf.float32,
+                                                name="inputs")])
+    def serve(inputs):
+        frames, mask = preprocess(inputs, pre)
+        tokens = greedy_decode(model, frames, mask, max_length=decode_steps or cfg.max_length,
+                               early_stop=decode_steps is None)
+        return {"outputs": tf.one_hot(tokens[0], cfg.vocab_size)}
+
+    module.serve = serve
+    return module
+
+
+def convert(model: FingerspellingModel, pre: Preprocessing, quantize: str = "none",
+            decode_steps: int | None = None) -> bytes:
+    """The TFLite flatbuffer (built-in ops only) of `inference_module`."""
+    if quantize not in QUANTIZE:
+        raise ValueError(f"export.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
+    module = inference_module(model, pre, decode_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(module, tmp, signatures={
+            "serving_default": module.serve.get_concrete_function()})
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantize != "none":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "fp16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+class TFLiteModel:
+    """A converted model in the LiteRT interpreter, called the way the competition did."""
+
+    def __init__(self, content: bytes, threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        self.runner = self.interpreter.get_signature_runner("serving_default")
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        """raw [n_frames, columns] -> token ids (argmax over axis 1 of `outputs`)."""
+        out = self.runner(inputs=np.asarray(raw, np.float32))["outputs"]
+        return np.argmax(out, axis=1)
+
+
+@dataclass
+class RunFiles:
+    """What a run directory holds for export."""
+    dir: Path
+    cfg: DictConfig
+    pre: Preprocessing
+    vocab: Vocab
+    weights: Path
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunFiles":
+        run_dir = Path(run_dir)
+        need = [run_dir / ".hydra" / "config.yaml", run_dir / "features.json"]
+        for path in need:
+            if not path.exists():
+                raise DataError(f"{path} is missing: {run_dir} is not a train.py run directory "
+                                "(it needs .hydra/config.yaml, features.json and checkpoints/)")
+        ckpt = run_dir / "checkpoints"
+        weights = ckpt / "best.weights.h5"
+        if not weights.exists():
+            latest = ckpt / "latest.json"
+            if not latest.exists():
+                raise DataError(f"{run_dir}: no checkpoint yet (train it first: "
+                                f"python train.py hydra.run.dir={run_dir})")
+            weights = ckpt / json.loads(latest.read_text())["dir"] / "model.weights.h5"
+        doc = json.loads((run_dir / "features.json").read_text())
+        return cls(run_dir, OmegaConf.load(need[0]), Preprocessing.from_json(need[1]),
+                   Vocab(doc["characters"]), weights)
+
+    def model(self) -> FingerspellingModel:
+        from .trainer import model_config
+
+        model = build(model_config(self.cfg, self.pre.spec, self.vocab))
+        model.load_weights(self.weights)
+        return model
+
+
+def inference_args(pre: Preprocessing) -> dict:
+    return {"selected_columns": list(pre.spec.columns)}
+
+
+def write_export(run_dir: Path, content: bytes, pre: Preprocessing, zip_: bool = False) -> Path:
+    """model.tflite + inference_args.json (+ submission.zip) in run_dir, each written whole."""
+    run_dir = Path(run_dir)
+    with replacing(run_dir / "model.tflite") as tmp:
+        tmp.write_bytes(content)
+    write_json(run_dir / "inference_args.json", inference_args(pre))
+    if zip_:
+        with replacing(run_dir / "submission.zip") as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.write(run_dir / "model.tflite", "model.tflite")
+                z.write(run_dir / "inference_args.json", "inference_args.json")
+    return run_dir / "model.tflite"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m aslfr.export", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--quantize", choices=QUANTIZE, default=None,
+                    help="default: the run's export.quantize (none)")
+    ap.add_argument("--zip", action="store_true", help="also write submission.zip")
+    ap.add_argument("--no-evaluate", action="store_true",
+                    help="skip decoding the validation fold with the exported file")
+    args = ap.parse_args(argv)
+    _export_cli(args)
+
+
+@exit_on_error
+def _export_cli(args) -> None:
+    from . import budget, competition
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run = RunFiles.load(args.run_dir)
+    quantize = args.quantize or OmegaConf.select(run.cfg, "export.quantize", default="none")
+    evaluate = not args.no_evaluate
+    root = json.loads((run.dir / "features.json").read_text()).get("data_root")
+    if evaluate and not (root and Path(root).exists()):
+        log.warning("not scoring the export: the run's data (%s) is not here", root)
+        evaluate = False
+    report = budget.export_and_measure(
+        run.model(), run.pre, run.dir, run.cfg.budget, quantize, args.zip,
+        data_root=Path(root) if evaluate else None,
+        val_ids=competition.validation_ids(run.dir) if evaluate else None)
+    summary = run.dir / "summary.json"
+    if summary.exists():  # the run directory describes the model.tflite it holds
+        write_json(summary, {**json.loads(summary.read_text()), **report}, sort_keys=True)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

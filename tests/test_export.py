@@ -1,0 +1,160 @@
+"""The export: TFLite in the competition's format, equal to Keras string for string, scored by
+the competition's rules; quantization; the inference budget and its probe."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from aslfr import competition, export, pipeline, prepare
+from aslfr.features import FeatureSpec, extract
+from aslfr.model import greedy_decode
+from aslfr.trainer import Decoder
+from aslfr.wandb_offline import read_runs
+
+from conftest import ROOT, compose_cfg, train
+
+
+def raw_sequences(root, columns, limit=None):
+    """(sequence_id, raw [frames, columns]) from the Kaggle-layout files, read with pandas."""
+    index = pd.read_csv(root / "train.csv")
+    for path, rows in index.groupby("path", sort=False):
+        df = pd.read_parquet(root / path, columns=columns)
+        for sid in rows.sequence_id[:limit]:
+            yield int(sid), df.loc[[sid], columns].to_numpy(np.float32)
+
+
+@pytest.mark.parametrize("features", [
+    [],  # the default: signing hand, lips, pose, mirrored, handless frames dropped
+    ["data.features.hands=both", "data.features.mirror=false", "data.features.handless_frames=keep",
+     "data.features.z=true"],
+])
+def test_canonical_frames_is_extract_in_tensorflow(tiny_root, tmp_path, features):
+    spec = FeatureSpec.from_config(compose_cfg(features, tmp_path).data.features)
+    lefties = 0
+    for sid, raw in raw_sequences(tiny_root, spec.columns):
+        ours = pipeline.canonical_frames(tf.constant(raw), spec).numpy()
+        ref = extract(raw, spec)
+        if ref is None:  # no hand ever: training skips it, inference keeps every frame
+            assert ours.shape == (len(raw), spec.n_points, len(spec.axes))
+            continue
+        lefties += ref.dominant_left
+        np.testing.assert_array_equal(ours, ref.frames, err_msg=f"sequence {sid}")
+    assert lefties > 0  # the mirrored path was exercised
+
+
+@pytest.fixture(scope="module")
+def exported(debug_run):
+    run = export.RunFiles.load(debug_run)
+    return run, run.model(), export.TFLiteModel((debug_run / "model.tflite").read_bytes())
+
+
+def test_export_has_the_competition_signature(debug_run, exported):
+    run, _, lite = exported
+    assert lite.interpreter.get_signature_list() == {
+        "serving_default": {"inputs": ["inputs"], "outputs": ["outputs"]}}
+    args = json.loads((debug_run / "inference_args.json").read_text())
+    assert args["selected_columns"] == list(run.pre.spec.columns)
+    raw = np.full((7, len(args["selected_columns"])), np.nan, np.float32)
+    out = lite.runner(inputs=raw)["outputs"]
+    assert out.ndim == 2 and out.shape[1] >= 59 and out.shape[0] == run.cfg.data.max_phrase_length + 1
+
+
+def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, exported, tmp_path):
+    run, model, lite = exported
+    cfg = run.cfg
+    split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path,
+                          progress=False)
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), model.cfg.max_length)
+    ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, spec=split.spec,
+                               stats=split.stats, max_frames=model.cfg.max_frames, batch_size=16,
+                               training=False)
+    _, keras_phrases = Decoder(model, split.vocab)(ds)  # the validation metric's own decoding
+    keras_by_id = dict(zip(p.sequence_id[split.val].tolist(), keras_phrases))
+    root = json.loads((debug_run / "features.json").read_text())["data_root"]
+    result = competition.score(debug_run / "model.tflite", debug_run / "inference_args.json",
+                               root, list(keras_by_id))
+    assert dict(zip(result.sequence_ids, result.predicted)) == keras_by_id
+    # ... so the exported file scores what the run reported for the same weights
+    summary = json.loads((debug_run / "summary.json").read_text())
+    assert result.score == pytest.approx(summary["best/val/score"], abs=1e-12)
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+
+    # edge cases: one frame, no hand at all, longer than max_frames
+    (_, raw), *_ = raw_sequences(Path(root), run.pre.spec.columns, 1)
+    visible = np.flatnonzero(~np.isnan(raw).all(axis=1))
+    cases = {"one frame": raw[visible[:1]],
+             "all NaN": np.full_like(raw, np.nan),
+             "long": np.concatenate([raw] * (model.cfg.max_frames // len(raw) + 2))}
+    assert len(cases["long"]) > model.cfg.max_frames
+    for name, case in cases.items():
+        frames, mask = export.preprocess(tf.constant(case), run.pre)
+        keras_tokens = greedy_decode(model, frames, mask)[0].numpy()
+        np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
+
+
+def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
+    run, model, _ = exported
+    sizes, outputs = {}, {}
+    root = Path(json.loads((debug_run / "features.json").read_text())["data_root"])
+    raws = [raw for _, raw in raw_sequences(root, run.pre.spec.columns, 3)]
+    for q in export.QUANTIZE:
+        content = export.convert(model, run.pre, q)
+        sizes[q] = len(content)
+        lite = export.TFLiteModel(content)
+        outputs[q] = [lite(raw) for raw in raws]
+    assert sizes["int8_dynamic"] < sizes["fp16"] < sizes["none"]
+    # fp16 stores each float32 weight in 2 bytes instead of 4 (the rest is the graph itself)
+    assert sizes["none"] - sizes["fp16"] > 1.5 * model.count_params()
+    for q in ("fp16", "int8_dynamic"):
+        assert all(o.shape == outputs["none"][0].shape for o in outputs[q])
+    with pytest.raises(ValueError, match="export.quantize"):
+        export.convert(model, run.pre, "int4")
+
+
+def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(debug_run, copy, ignore=shutil.ignore_patterns("wandb"))
+    (copy / "model.tflite").unlink()
+    proc = subprocess.run([sys.executable, "-m", "aslfr.export", str(copy), "--zip",
+                           "--quantize", "fp16"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with zipfile.ZipFile(copy / "submission.zip") as z:
+        assert sorted(z.namelist()) == ["inference_args.json", "model.tflite"]
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["export/quantize"] == "fp16" and summary["budget/ok"] is True
+    assert summary["infer/model_mb"] == pytest.approx((copy / "model.tflite").stat().st_size / 1e6)
+    assert summary["infer/val_score"] <= 1
+    bad = subprocess.run([sys.executable, "-m", "aslfr.export", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "not a train.py run directory" in bad.stderr
+
+
+def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
+    t0 = time.perf_counter()
+    proc = train(tmp_path, "budget.probe=true", "budget.latency_ms=0.001")
+    seconds = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    assert "OVER BUDGET" in out and "budget.latency_ms=0.001" in out
+    assert seconds < 60, seconds
+    assert not (tmp_path / "data").exists()  # no data work, no training
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["budget/ok"] is False and summary["val/score"] == 0.0
+    (run,) = read_runs(tmp_path / "run")
+    assert run.summary["budget/ok"] is False and run.exit_code == 0
+    assert [v for _, v in run.series("val/score")] == [0.0]
+    cfg = OmegaConf.create(run.config)
+    assert cfg.budget.latency_ms == 0.001
