@@ -18,6 +18,7 @@ import json
 import logging
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +64,12 @@ def preprocess(raw: tf.Tensor, pre: Preprocessing) -> tuple[tf.Tensor, tf.Tensor
 
 
 def inference_module(model: FingerspellingModel, pre: Preprocessing,
-                     decode_steps: int | None = None) -> tf.Module:
+                     decode_steps: int | None = None, decode: Callable | None = None) -> tf.Module:
     """A tf.Module whose `serve` is the competition's signature. `decode_steps` fixes the number
-    of decoder steps (no early stop): the budget's latency benchmark uses it."""
+    of decoder steps (no early stop): the budget's latency benchmark uses it. `decode(model,
+    frames, mask, max_length, early_stop)` replaces `greedy_decode` (the benchmarks' baseline)."""
     cfg = model.cfg
+    decode = decode or greedy_decode
     module = tf.Module()
     # Keras 3 variables are not tf.Module-trackable themselves: track the tf.Variables they wrap
     # (otherwise the converted graph's decode loop reads uninitialized weights).
@@ -76,8 +79,8 @@ def inference_module(model: FingerspellingModel, pre: Preprocessing,
                                                 name="inputs")])
     def serve(inputs):
         frames, mask = preprocess(inputs, pre)
-        tokens = greedy_decode(model, frames, mask, max_length=decode_steps or cfg.max_length,
-                               early_stop=decode_steps is None)
+        tokens = decode(model, frames, mask, max_length=decode_steps or cfg.max_length,
+                        early_stop=decode_steps is None)
         return {"outputs": tf.one_hot(tokens[0], cfg.vocab_size)}
 
     module.serve = serve
@@ -87,9 +90,13 @@ def inference_module(model: FingerspellingModel, pre: Preprocessing,
 def convert(model: FingerspellingModel, pre: Preprocessing, quantize: str = "none",
             decode_steps: int | None = None) -> bytes:
     """The TFLite flatbuffer (built-in ops only) of `inference_module`."""
+    return convert_module(inference_module(model, pre, decode_steps), quantize)
+
+
+def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
+    """TFLite flatbuffer of `module.serve` as signature serving_default, built-in ops only."""
     if quantize not in QUANTIZE:
         raise ValueError(f"export.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
-    module = inference_module(model, pre, decode_steps)
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures={
             "serving_default": module.serve.get_concrete_function()})

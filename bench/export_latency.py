@@ -1,0 +1,127 @@
+"""Inference cost of the exported models in the LiteRT interpreter on 1 thread, side by side in
+one run, on the budget's benchmark set (160-frame sequences, ~96 with the hand, 18 characters
++ EOS decoded; `conf/budget/default.yaml`):
+
+1. Cached decoding against seed 001's decoding on the *same weights* (`model=large` by default):
+     cached    aslfr.model.greedy_decode: one new position per step, keys/values cached
+     seed 001  the whole decoder re-run over 128 padded positions for every token (positions
+               past the phrase are PAD and causally masked, so the tokens are the same)
+     encoder   the same graph with no decoding at all: the floor of any decoder
+   decoding cost = graph - encoder; target: seed 001's >= 5x ours, and ours <= 25% of the
+   encoder pass.
+2. ms per sequence and MB for small, base and large, float32 and fp16.
+
+    python bench/export_latency.py [--model large] [--frames 128] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from _common import compose  # first: puts the repository on sys.path
+
+from aslfr import budget, export, layout  # noqa: E402
+from aslfr.features import FeatureSpec, NormStats  # noqa: E402
+from aslfr.model import FingerspellingModel, build  # noqa: E402
+from aslfr.trainer import model_config  # noqa: E402
+from aslfr.vocab import Vocab  # noqa: E402
+
+
+def recompute_decode(model: FingerspellingModel, frames, mask, max_length: int,
+                     early_stop: bool = True, positions: int = 128):
+    """Seed 001's decoding with this model's weights: for every new token, run the whole decoder
+    (teacher-forced, causal) over `positions` padded positions and read position t."""
+    cfg = model.cfg
+    memory = model.encode(frames, mask, training=False)
+    mask = tf.cast(mask, tf.bool)
+    pos = tf.concat([model.token_position, tf.zeros([positions - cfg.max_length,
+                                                     cfg.decoder.width])], axis=0)
+    phrase = tf.concat([[[cfg.sos]], tf.fill([1, positions - 1], cfg.pad)], axis=1)
+    out = tf.fill([max_length], cfg.pad)
+
+    def body(t, phrase, out, stop):
+        x = model.token_embedding(phrase) + pos
+        for block in model.decoder_blocks:
+            x = block(x, memory, mask)
+        token = tf.argmax(model._logits(x)[0, t], output_type=tf.int32)
+        out = tf.where(tf.range(max_length) == t, token, out)
+        phrase = tf.where(tf.range(positions)[None] == t + 1, token, phrase)
+        return t + 1, phrase, out, stop | (early_stop & (token == cfg.eos))
+
+    def cond(t, phrase, out, stop):
+        return (t < max_length) & ~stop
+
+    _, _, out, _ = tf.while_loop(cond, body, (tf.constant(0), phrase, out, tf.constant(False)))
+    return out[None]
+
+
+def no_decode(model, frames, mask, max_length: int, early_stop: bool = True):
+    """The encoder pass alone (its output is kept alive, so nothing is pruned)."""
+    memory = model.encode(frames, mask, training=False)
+    token = tf.cast(tf.reduce_sum(memory) > 1e30, tf.int32)
+    return tf.fill([1, max_length], token)
+
+
+def setup(name: str, frames: int):
+    cfg = compose([f"model={name}", f"data.max_frames={frames}"])
+    spec = FeatureSpec.from_config(cfg.data.features)
+    stats = NormStats(np.zeros(spec.n_features, np.float32), np.ones(spec.n_features, np.float32))
+    keras.utils.set_random_seed(0)
+    model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
+    return cfg, model, export.Preprocessing(spec, stats, frames)
+
+
+def timed(content: bytes, inputs, repeats: int) -> float:
+    return min(budget.latency_ms(content, inputs) for _ in range(repeats))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="large")
+    ap.add_argument("--frames", type=int, default=128, help="data.max_frames")
+    ap.add_argument("--repeats", type=int, default=3, help="best of N passes over the set")
+    ap.add_argument("--sizes", nargs="*", default=["small", "base", "large"])
+    args = ap.parse_args()
+
+    cfg, model, pre = setup(args.model, args.frames)
+    bench = cfg.budget.benchmark
+    steps = int(bench.characters) + 1
+    inputs = budget.benchmark_inputs(pre.spec, bench)
+    graphs = {name: export.convert_module(export.inference_module(model, pre, steps, decode))
+              for name, decode in (("cached", None), ("seed 001", recompute_decode),
+                                   ("encoder", no_decode))}
+    ms = {name: 0.0 for name in graphs}
+    for _ in range(args.repeats):  # interleaved, best of N for each
+        for name, content in graphs.items():
+            t = budget.latency_ms(content, inputs)
+            ms[name] = t if ms[name] == 0 else min(ms[name], t)
+    enc = ms["encoder"]
+    dec = {name: ms[name] - enc for name in ("cached", "seed 001")}
+    print(f"model={args.model} ({model.count_params():,} parameters), max_frames {args.frames}; "
+          f"{len(inputs)} sequences of {bench.frames} frames ({bench.hand_frames} with the hand), "
+          f"{steps} tokens decoded; LiteRT, 1 thread, best of {args.repeats}")
+    print(f"{'':10} {'ms/sequence':>12} {'decoding ms':>12}")
+    for name in graphs:
+        extra = f" {dec[name]:>12.2f}" if name in dec else ""
+        print(f"{name:10} {ms[name]:>12.2f}{extra}")
+    print(f"decoding: seed 001 / cached = {dec['seed 001'] / dec['cached']:.1f}x (target >= 5x); "
+          f"whole sequence {ms['seed 001'] / ms['cached']:.1f}x faster")
+    print(f"cached decoding = {dec['cached'] / enc:.0%} of the encoder pass (target <= 25%)")
+
+    print(f"\n{'model':8} {'params':>10} {'fp32 ms':>9} {'fp32 MB':>9} {'fp16 ms':>9} {'fp16 MB':>9}")
+    for name in args.sizes:
+        _, m, p = setup(name, args.frames)
+        row = []
+        for q in ("none", "fp16"):
+            content = export.convert(m, p, q, decode_steps=steps)
+            row += [timed(content, inputs, args.repeats), len(content) / 1e6]
+        print(f"{name:8} {m.count_params():>10,} {row[0]:>9.2f} {row[1]:>9.2f} {row[2]:>9.2f} "
+              f"{row[3]:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
