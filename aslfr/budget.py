@@ -127,9 +127,11 @@ def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: 
     t0 = time.perf_counter()
     content = convert(model, pre, quantize)
     path = write_export(run_dir, content, pre, zip_)
+    t1 = time.perf_counter()
     m = measure(model, pre, budget_cfg, quantize, shipped=content)
     report = {**m.metrics(), "export/quantize": quantize}
-    log.info("exported %s (%s); %s", path, quantize, m.why())
+    log.info("exported %s (%s, %.0f s; measured in %.0f s): %s", path, quantize, t1 - t0,
+             time.perf_counter() - t1, m.why())
     if data_root is not None and val_ids is not None and len(val_ids):
         result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
                                    list(val_ids))

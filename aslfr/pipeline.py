@@ -178,7 +178,8 @@ def _blank_points(x: tf.Tensor, points: tf.Tensor, n_points: int) -> tf.Tensor:
 def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
                  indices: np.ndarray, *, spec: FeatureSpec, stats: NormStats, max_frames: int,
                  batch_size: int, training: bool, augment: Mapping | None = None,
-                 seed: int = 0, length_step: int = 0) -> tf.data.Dataset:
+                 seed: int = 0, length_step: int = 0,
+                 bucket_by_length: bool = False) -> tf.data.Dataset:
     """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
     tokens [N, L] from `Vocab.encode`).
 
@@ -186,7 +187,8 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
     `augment.enabled`. Validation: every sequence once, never augmented, in the given order.
     `length_step` > 0 cuts each batch to its longest sequence rounded up to a multiple of
     `length_step` frames (at most `max_frames`), so no work is spent on padding the model would
-    mask anyway; training batches are then grouped by length and validation runs shortest first."""
+    mask anyway; validation then runs shortest first, and with `bucket_by_length` training
+    batches are grouped by length (buckets `length_step` frames wide)."""
     indices = np.asarray(indices, np.int64)
     if length_step and not training:
         lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
@@ -216,7 +218,7 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
         return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training and length_step:
+    if training and length_step and bucket_by_length:
         bounds = list(range(length_step + 1, max_frames + 1, length_step))
         ds = ds.bucket_by_sequence_length(
             lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32), bounds,

@@ -195,8 +195,9 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
     common = dict(spec=split.spec, stats=split.stats, max_frames=mcfg.max_frames,
                   batch_size=batch_size, seed=int(tcfg.seed),
                   length_step=int(cfg.data.length_step or 0))
+    bucket = bool(cfg.data.get("bucket_by_length", False))
     train_ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                     augment=cfg.data.augment, **common)
+                                     augment=cfg.data.augment, bucket_by_length=bucket, **common)
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
     val_ds = (pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False,
                                     **common).cache() if len(split.val) else None)

@@ -333,7 +333,7 @@ def test_supplemental_is_read_when_asked(tmp_path):
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
 
 
-def test_length_step_cuts_padding_and_groups_by_length(tmp_path):
+def test_length_step_cuts_padding_and_bucketing_groups_by_length(tmp_path):
     cfg, split = prepared_for(TINY, tmp_path)
     p = split.prepared
     tokens = split.vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
@@ -350,7 +350,8 @@ def test_length_step_cuts_padding_and_groups_by_length(tmp_path):
         assert n % 32 == 0 and n - 32 < b["mask"].numpy().sum(1).max() <= n
     # training: full batches of similar lengths, cut the same way
     train = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                  augment={**cfg.data.augment, "enabled": False}, **kw)
+                                  augment={**cfg.data.augment, "enabled": False},
+                                  bucket_by_length=True, **kw)
     shapes = set()
     for b in train.take(3 * len(split.train) // 4):
         real = b["mask"].numpy().sum(1)
