@@ -56,7 +56,9 @@ def describe(cfg: DictConfig) -> dict:
     fold = cfg.data.fold
     return {
         "name": cfg.wandb.name or f"{m.name}-{shape}-f{fold}",
-        "group": cfg.wandb.group or f"{m.name}-{shape}-{cfg.data.source}",
+        # WANDB_RUN_GROUP: set by the offline sweep runner, so a sweep's runs group together
+        "group": (cfg.wandb.group or os.environ.get("WANDB_RUN_GROUP")
+                  or f"{m.name}-{shape}-{cfg.data.source}"),
         "tags": [m.name, cfg.data.source, f"fold{fold}", shape, *cfg.wandb.tags],
     }
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +76,87 @@ def test_an_invalid_definition_names_the_file_and_the_problem(tmp_path):
                                    "command": ["python", "train.py", "${args_no_hyphens}"]}))
     with pytest.raises(DataError, match=r"bad.yaml: not a valid W&B sweep definition.*up"):
         sweep.load(bad)
+
+
+TINY_SWEEP = """\
+program: train.py
+method: grid
+metric: {name: val/score, goal: maximize}
+parameters:
+  model.encoder.width: {value: 16}
+  budget.latency_ms: {values: [0.001, 1000, 2000]}
+command:
+  - ${env}
+  - python
+  - ${program}
+  - ${args_no_hyphens}
+"""
+
+
+def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_early(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from aslfr.wandb_offline import read_runs
+
+    definition = tmp_path / "tiny.yaml"
+    definition.write_text(TINY_SWEEP)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "aslfr.sweep", str(definition), "--trials", "10", "--out",
+           str(out), "experiment=debug", "trainer.epochs=1", "budget.probe=true",
+           f"paths.data_dir={tmp_path / 'data'}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "trial-001" / "trial.log").exists():
+        time.sleep(0.5)
+    time.sleep(3)  # trial 1 is running: kill the runner and its train.py
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    first = runner.stdout.read()
+    assert "trial 0 ['model.encoder.width=16', 'budget.latency_ms=0.001']: over budget" in first
+
+    resumed = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "trial 1 was interrupted" in resumed.stdout + resumed.stderr
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
+    states = {t.number: t.state for t in study.trials}
+    assert states[1] == TrialState.FAIL  # the interrupted one, recorded
+    done = {t.params["budget.latency_ms"]: t for t in study.trials if t.state == TrialState.COMPLETE}
+    assert sorted(done) == [0.001, 1000, 2000]  # every grid point, the interrupted one again
+    over, full = done[0.001], done[1000]
+    assert over.value == 0.0 and over.user_attrs["over_budget"] > 0
+    seconds = {p: (t.datetime_complete - t.datetime_start).total_seconds() for p, t in done.items()}
+    assert seconds[0.001] < 0.8 * seconds[1000]
+    # every trial logged offline, grouped by the sweep
+    runs = read_runs(out)
+    assert {r.group for r in runs} == {"tiny"}
+    assert {r.config["budget"]["latency_ms"] for r in runs} >= {0.001, 1000, 2000}
+    assert "over_budget" not in full.user_attrs
+
+    # the comparison: every trial on the leaderboard, the Pareto plot, the chart logged to W&B
+    cmp = subprocess.run([sys.executable, "-m", "aslfr.compare", str(out)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert cmp.returncode == 0, cmp.stderr[-3000:]
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE:
+            assert f"trial-{t.number:03d}" in cmp.stdout
+    assert cmp.stdout.count("OVER") == 1 and "Pareto front" in cmp.stdout
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (logged,) = read_runs(out / ".compare")
+    row = logged.history[0]  # W&B stores media as references, flattened here
+    assert row["compare/pareto/_type"] == "image-file"
+    assert row["compare/leaderboard/_type"] == "table-file" and row["compare/leaderboard/nrows"] == 4
+
+
+def test_pareto_front_keeps_runs_no_other_beats_on_both():
+    from aslfr.compare import Row, pareto_front
+
+    def row(name, score, ms, ok=True):
+        return Row(name, score, ms, 1.0, 1, "1x1", "1x1", ok, 0, 100.0)
+
+    rows = [row("a", 0.5, 10), row("b", 0.6, 20), row("c", 0.55, 25), row("d", 0.7, 30),
+            row("e", 0.9, 5, ok=False)]
+    assert [r.name for r in pareto_front(rows)] == ["a", "b", "d"]
