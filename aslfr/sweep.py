@@ -24,7 +24,6 @@ import itertools
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -154,8 +153,8 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(run_dir / "trial.log", "w") as logf:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        # Same process group as the runner: Ctrl-C (or killing the sweep) stops the trial too.
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
         reported, pruned = -1, False
         while proc.poll() is None:
             time.sleep(0.5)
@@ -164,7 +163,7 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
                 reported = ev[0]
                 trial.report(ev[1], ev[0])
                 if trial.should_prune():
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.terminate()
                     proc.wait()
                     pruned = True
     seconds = time.perf_counter() - t0

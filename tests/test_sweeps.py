@@ -148,7 +148,10 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     (logged,) = read_runs(out / ".compare")
     row = logged.history[0]  # W&B stores media as references, flattened here
     assert row["compare/pareto/_type"] == "image-file"
-    assert row["compare/leaderboard/_type"] == "table-file" and row["compare/leaderboard/nrows"] == 4
+    training_runs = [r for r in read_runs(out) if "model" in r.config]
+    assert len(training_runs) >= 3
+    assert row["compare/leaderboard/_type"] == "table-file"
+    assert row["compare/leaderboard/nrows"] == len(training_runs)
 
 
 def test_pareto_front_keeps_runs_no_other_beats_on_both():
