@@ -9,7 +9,7 @@ one run, on the budget's benchmark set (160-frame sequences, ~96 with the hand, 
      encoder   the same graph with no decoding at all: the floor of any decoder
    decoding cost = graph - encoder; target: seed 001's >= 5x ours, and ours <= 25% of the
    encoder pass.
-2. ms per sequence and MB for small, base and large, float32 and fp16.
+2. ms per sequence and MB for small, base and large, float32, fp16 and int8_dynamic.
 
     python bench/export_latency.py [--model large] [--frames 128] [--repeats 3]
 """
@@ -112,15 +112,16 @@ def main() -> None:
           f"whole sequence {ms['seed 001'] / ms['cached']:.1f}x faster")
     print(f"cached decoding = {dec['cached'] / enc:.0%} of the encoder pass (target <= 25%)")
 
-    print(f"\n{'model':8} {'params':>10} {'fp32 ms':>9} {'fp32 MB':>9} {'fp16 ms':>9} {'fp16 MB':>9}")
+    quants = ("none", "fp16", "int8_dynamic")
+    print(f"\n{'model':8} {'params':>10}" + "".join(f" {q + ' ms':>17} {q + ' MB':>17}"
+                                                    for q in quants))
     for name in args.sizes:
         _, m, p = setup(name, args.frames)
-        row = []
-        for q in ("none", "fp16"):
+        row = ""
+        for q in quants:
             content = export.convert(m, p, q, decode_steps=steps)
-            row += [timed(content, inputs, args.repeats), len(content) / 1e6]
-        print(f"{name:8} {m.count_params():>10,} {row[0]:>9.2f} {row[1]:>9.2f} {row[2]:>9.2f} "
-              f"{row[3]:>9.2f}")
+            row += f" {timed(content, inputs, args.repeats):>17.2f} {len(content) / 1e6:>17.2f}"
+        print(f"{name:8} {m.count_params():>10,}{row}")
 
 
 if __name__ == "__main__":
