@@ -191,6 +191,11 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
 
     definition = load(path)
     name = Path(path).stem
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    clash = sorted(keys & set(definition["parameters"]))
+    if clash:
+        raise DataError(f"{path}: {', '.join(clash)} is a parameter of the sweep; leave it out of "
+                        "the overrides for every trial (or change the definition)")
     out = Path(out or ROOT / "sweeps-out" / name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{out / 'optuna.db'}"

@@ -76,6 +76,9 @@ def test_an_invalid_definition_names_the_file_and_the_problem(tmp_path):
                                    "command": ["python", "train.py", "${args_no_hyphens}"]}))
     with pytest.raises(DataError, match=r"bad.yaml: not a valid W&B sweep definition.*up"):
         sweep.load(bad)
+    with pytest.raises(DataError, match="model.encoder.depth is a parameter of the sweep"):
+        sweep.run_sweep(ROOT / "sweeps" / "depth_width.yaml", 1, tmp_path / "out",
+                        overrides=["model.encoder.depth=2"])
 
 
 TINY_SWEEP = """\
