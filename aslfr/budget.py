@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
-from . import layout
-from . import competition
+from . import competition, layout
 from .export import Preprocessing, TFLiteModel, convert, write_export
 from .features import FeatureSpec, NormStats
 from .model import FingerspellingModel, build
@@ -37,7 +36,6 @@ class Measurement:
     projected_hours: float  # latency x budget.test_sequences
     latency_budget_ms: float
     model_budget_mb: float
-    quantize: str
 
     @property
     def ok(self) -> bool:
@@ -56,9 +54,6 @@ class Measurement:
         """The keys every run logs (W&B and summary.json)."""
         return {"infer/latency_ms": self.latency_ms, "infer/model_mb": self.model_mb,
                 "infer/projected_hours": self.projected_hours, "budget/ok": self.ok}
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok}
 
 
 def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
@@ -102,19 +97,24 @@ def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
     return Measurement(latency_ms=ms, model_mb=size,
                        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
                        latency_budget_ms=float(budget_cfg.latency_ms),
-                       model_budget_mb=float(budget_cfg.model_mb), quantize=quantize)
+                       model_budget_mb=float(budget_cfg.model_mb))
 
 
-def probe(cfg: DictConfig) -> Measurement:
-    """Measure the untrained model of this config (no data needed: the feature layout comes from
-    the config, the vocabulary is the competition's 59 characters)."""
+def untrained(cfg: DictConfig) -> tuple[FingerspellingModel, Preprocessing]:
+    """The untrained model of this config and its preprocessing, with no data: the feature
+    layout comes from the config, the vocabulary is the competition's 59 characters, the
+    normalization is the identity."""
     from .trainer import model_config
 
     spec = FeatureSpec.from_config(cfg.data.features)
-    stats = NormStats(np.zeros(spec.n_features, np.float32), np.ones(spec.n_features, np.float32))
     model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
-    return measure(model, Preprocessing(spec, stats, int(cfg.data.max_frames)), cfg.budget,
-                   str(cfg.export.quantize))
+    return model, Preprocessing(spec, NormStats.identity(spec.n_features), int(cfg.data.max_frames))
+
+
+def probe(cfg: DictConfig) -> Measurement:
+    """Measure the untrained model of this config."""
+    model, pre = untrained(cfg)
+    return measure(model, pre, cfg.budget, str(cfg.export.quantize))
 
 
 def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: Path,

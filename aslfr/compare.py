@@ -128,9 +128,10 @@ def plot(rows: list[Row], out: Path) -> Path:
             ax.annotate(f"e{r.encoder} d{r.decoder}", (r.latency_ms, r.score), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")
     budgets = {r.budget_ms for r in rows if r.budget_ms}
-    if len(budgets) == 1 and shown and budgets.pop() <= 3 * max(r.latency_ms for r in shown):
-        ax.axvline(next(iter({r.budget_ms for r in rows if r.budget_ms})), color="red",
-                   linestyle="--", label="budget.latency_ms")
+    if len(budgets) == 1 and shown:  # drawn when the runs share one, and it is in view
+        (budget,) = budgets
+        if budget <= 3 * max(r.latency_ms for r in shown):
+            ax.axvline(budget, color="red", linestyle="--", label="budget.latency_ms")
     ax.set_xlabel("inference latency, ms per sequence (LiteRT, 1 thread)")
     ax.set_ylabel("val/score (held-out signers)")
     ax.set_title(f"{len(shown)} runs: score against latency")

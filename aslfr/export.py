@@ -45,8 +45,7 @@ class Preprocessing:
     max_frames: int
 
     @classmethod
-    def from_json(cls, path: Path) -> "Preprocessing":
-        doc = json.loads(Path(path).read_text())
+    def from_dict(cls, doc: dict) -> "Preprocessing":
         return cls(FeatureSpec.from_dict(doc["features"]), NormStats.from_dict(doc["stats"]),
                    int(doc["max_frames"]))
 
@@ -132,6 +131,7 @@ class RunFiles:
     pre: Preprocessing
     vocab: Vocab
     weights: Path
+    data_root: Path | None  # where the run's data was read (None in runs older than this key)
 
     @classmethod
     def load(cls, run_dir: Path) -> "RunFiles":
@@ -149,9 +149,10 @@ class RunFiles:
                 raise DataError(f"{run_dir}: no checkpoint yet (train it first: "
                                 f"python train.py hydra.run.dir={run_dir})")
             weights = ckpt / json.loads(latest.read_text())["dir"] / "model.weights.h5"
-        doc = json.loads((run_dir / "features.json").read_text())
-        return cls(run_dir, OmegaConf.load(need[0]), Preprocessing.from_json(need[1]),
-                   Vocab(doc["characters"]), weights)
+        doc = json.loads(need[1].read_text())
+        root = doc.get("data_root")
+        return cls(run_dir, OmegaConf.load(need[0]), Preprocessing.from_dict(doc),
+                   Vocab(doc["characters"]), weights, Path(root) if root else None)
 
     def model(self) -> FingerspellingModel:
         from .trainer import model_config
@@ -199,13 +200,12 @@ def _export_cli(args) -> None:
     run = RunFiles.load(args.run_dir)
     quantize = args.quantize or OmegaConf.select(run.cfg, "export.quantize", default="none")
     evaluate = not args.no_evaluate
-    root = json.loads((run.dir / "features.json").read_text()).get("data_root")
-    if evaluate and not (root and Path(root).exists()):
-        log.warning("not scoring the export: the run's data (%s) is not here", root)
+    if evaluate and not (run.data_root and run.data_root.exists()):
+        log.warning("not scoring the export: the run's data (%s) is not here", run.data_root)
         evaluate = False
     report = budget.export_and_measure(
         run.model(), run.pre, run.dir, run.cfg.budget, quantize, args.zip,
-        data_root=Path(root) if evaluate else None,
+        data_root=run.data_root if evaluate else None,
         val_ids=competition.validation_ids(run.dir) if evaluate else None)
     summary = run.dir / "summary.json"
     if summary.exists():  # the run directory describes the model.tflite it holds

@@ -185,6 +185,11 @@ class NormStats:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
+    def identity(cls, n_features: int) -> "NormStats":
+        """Mean 0, std 1: leaves features as they are (untrained models, benchmarks)."""
+        return cls(np.zeros(n_features, np.float32), np.ones(n_features, np.float32))
+
+    @classmethod
     def from_dict(cls, d: Mapping) -> "NormStats":
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 

@@ -50,8 +50,7 @@ def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> di
     summary = {**probe.metrics(), "val/score": float(cfg.budget.worst_score),
                "budget/reason": probe.why(), "epochs": 0}
     tracker = Tracker(cfg, run_dir, new_run_id())
-    tracker.log({k: v for k, v in summary.items() if not isinstance(v, str)}, 0)
-    tracker.summary(summary)
+    tracker.record(summary, 0)
     tracker.finish(0)
     write_json(run_dir / "summary.json", {**summary, "wandb/id": tracker.run.id,
                                           "wandb/mode": tracker.mode}, sort_keys=True)

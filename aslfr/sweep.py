@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from .checkpoint import Checkpoints
 from .errors import DataError, exit_on_error
 
 log = logging.getLogger(__name__)
@@ -126,12 +127,10 @@ def make_study(definition: Mapping, name: str, storage: str, seed: int):
 
 def _evaluations(run_dir: Path) -> tuple[int, float] | None:
     """(epoch, val/score) of the newest complete checkpoint of a running trial."""
+    state = Checkpoints(run_dir / "checkpoints").latest_state()
     try:
-        ckpt = run_dir / "checkpoints"
-        state = json.loads((ckpt / json.loads((ckpt / "latest.json").read_text())["dir"]
-                            / "state.json").read_text())
         return int(state["epoch"]), float(state["last_eval"]["val/score"])
-    except (FileNotFoundError, KeyError, ValueError, TypeError):
+    except (KeyError, TypeError):  # no checkpoint yet, or no evaluation in it yet
         return None
 
 
@@ -178,8 +177,9 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
                 "seconds": seconds}
     if summary.get("budget/ok") is False:
         trial.set_user_attr("over_budget", float(summary["infer/latency_ms"]))
-    value = summary.get(f"best/{metric}", summary[metric])
-    value = summary[metric] if value is None else value
+    value = summary.get(f"best/{metric}")
+    if value is None:  # over-budget runs report only the metric itself
+        value = summary[metric]
     study.tell(trial, float(value))
     return {"state": "over budget" if summary.get("budget/ok") is False else "complete",
             "value": float(value), "seconds": seconds, **summary}
@@ -203,7 +203,7 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         # A trial still "running" in storage was interrupted with its runner: record it as
         # failed and propose its parameters again.
-        study._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL)
+        study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params)
         log.info("trial %d was interrupted: recorded as failed, its parameters queued again",
                  stale.number)

@@ -97,6 +97,11 @@ class Tracker:
         artifact.add_file(str(path))
         self.run.log_artifact(artifact, aliases=["best", "latest"])
 
+    def record(self, values: Mapping, step: int) -> None:
+        """Log the numeric values at `step` and put all of them (text too) in the summary."""
+        self.log({k: v for k, v in values.items() if not isinstance(v, str)}, step)
+        self.summary(values)
+
     def summary(self, values: Mapping) -> None:
         for k, v in values.items():
             self.run.summary[k] = v

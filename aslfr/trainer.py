@@ -255,9 +255,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
             if best.exists():
                 model.load_weights(best)
             extra = after(model)
-            tracker.log({k: v for k, v in extra.items() if not isinstance(v, str)},
-                        int(optimizer.iterations.numpy()))
-            tracker.summary(extra)
+            tracker.record(extra, int(optimizer.iterations.numpy()))
             summary.update(extra)
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(best, {"val/score": state.get("best_score"),

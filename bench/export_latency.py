@@ -19,16 +19,12 @@ from __future__ import annotations
 import argparse
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from _common import compose  # first: puts the repository on sys.path
 
-from aslfr import budget, export, layout  # noqa: E402
-from aslfr.features import FeatureSpec, NormStats  # noqa: E402
-from aslfr.model import FingerspellingModel, build  # noqa: E402
-from aslfr.trainer import model_config  # noqa: E402
-from aslfr.vocab import Vocab  # noqa: E402
+from aslfr import budget, export  # noqa: E402
+from aslfr.model import FingerspellingModel  # noqa: E402
 
 
 def recompute_decode(model: FingerspellingModel, frames, mask, max_length: int,
@@ -68,11 +64,8 @@ def no_decode(model, frames, mask, max_length: int, early_stop: bool = True):
 
 def setup(name: str, frames: int):
     cfg = compose([f"model={name}", f"data.max_frames={frames}"])
-    spec = FeatureSpec.from_config(cfg.data.features)
-    stats = NormStats(np.zeros(spec.n_features, np.float32), np.ones(spec.n_features, np.float32))
     keras.utils.set_random_seed(0)
-    model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
-    return cfg, model, export.Preprocessing(spec, stats, frames)
+    return cfg, *budget.untrained(cfg)
 
 
 def timed(content: bytes, inputs, repeats: int) -> float:

@@ -6,12 +6,13 @@ What makes it seed 001 (../shared/seeds/001_*.txt, sections 16-24 and the TFLite
   - post-norm blocks; an encoder -> decoder projection;
   - the decoder runs over all N_TARGET_FRAMES = max_frames padded positions (SOS + phrase +
     PAD), with an extra causal self-attention on the position embeddings, and the output is
-    sliced to the phrase length; cross-attention uses the same causal mask;
-  - at inference, `decode_step` re-runs that whole decoder for every new token (no cache).
+    sliced to the phrase length; cross-attention uses the same causal mask.
+(Its inference, the whole decoder re-run for every new token, is `recompute_decode` in
+bench/export_latency.py, applied to our model's weights.)
 
 It takes the same inputs as `aslfr.model.FingerspellingModel` ({"frames", "mask", "tokens"}), has
 the same depths and widths (from the same ModelConfig) and the same output [B, max_length, V],
-so the two can be trained and exported side by side on the same batches.
+so the two can be trained side by side on the same batches.
 """
 
 from __future__ import annotations
@@ -116,25 +117,3 @@ def build(cfg: ModelConfig) -> SeedModel:
            "mask": tf.ones([1, cfg.max_frames]), "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
     return model
 
-
-def greedy_decode(model: SeedModel, frames, max_length: int | None = None):
-    """Seed 001's TFLite decoding for one sequence [1, T, F]: the whole decoder (over T padded
-    positions) re-run for every new token, stopping at EOS. -> [max_length] int32 tokens."""
-    cfg = model.cfg
-    L = max_length or cfg.max_length
-    encoded = model.encode(frames, training=False)
-    phrase = tf.fill([1, L], cfg.pad)
-    phrase = tf.concat([tf.fill([1, 1], cfg.sos), phrase[:, 1:]], axis=1)
-    out = tf.fill([L], cfg.pad)
-
-    def body(t, phrase, out, stop):
-        token = tf.argmax(model.decode(encoded, phrase, training=False)[0, t], output_type=tf.int32)
-        out = tf.where(tf.range(L) == t, token, out)
-        phrase = tf.where(tf.range(L)[None] == t + 1, token, phrase)
-        return t + 1, phrase, out, token == cfg.eos
-
-    def cond(t, phrase, out, stop):
-        return (t < L) & ~stop
-
-    _, _, out, _ = tf.while_loop(cond, body, (tf.constant(0), phrase, out, tf.constant(False)))
-    return out

@@ -91,10 +91,9 @@ def batches(spec, mcfg, batch: int, length_step: int, n_batches: int) -> list[di
     """Training batches from the project's own tf.data pipeline, held in memory so the timing
     is the model's."""
     frames, offsets, tokens = kaggle_like_set(spec, mcfg, 40 * batch)
-    n_feat = spec.n_features
-    stats = NormStats(np.zeros(n_feat, np.float32), np.ones(n_feat, np.float32))
     ds = pipeline.make_dataset(frames, offsets, tokens, np.arange(len(tokens)), spec=spec,
-                               stats=stats, max_frames=mcfg.max_frames, batch_size=batch,
+                               stats=NormStats.identity(spec.n_features),
+                               max_frames=mcfg.max_frames, batch_size=batch,
                                training=True, augment=None, length_step=length_step,
                                bucket_by_length=bool(length_step))
     return list(ds.take(n_batches))
