@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -69,19 +70,6 @@ def _none_or_int(v) -> int | None:
     return None if v in (None, "None", "null") else int(v)
 
 
-class Attention(layers.MultiHeadAttention):
-    """keras.layers.MultiHeadAttention that can also attend with keys/values projected earlier:
-    `project` computes them once (the cache), `attend` uses them."""
-
-    def project(self, x):
-        return self._key_dense(x), self._value_dense(x)
-
-    def attend(self, query, key, value, mask=None, training=None):
-        out, _ = self._compute_attention(self._query_dense(query), key, value,
-                                         attention_mask=mask, training=training)
-        return self._output_dense(out)
-
-
 def _mlp(width: int, ratio: float, dropout: float, name: str) -> keras.Sequential:
     return keras.Sequential([layers.Dense(int(width * ratio), activation="gelu"),
                              layers.Dropout(dropout), layers.Dense(width)], name=name)
@@ -122,8 +110,8 @@ class EncoderBlock(layers.Layer):
     def __init__(self, cfg: StackConfig, attention_dropout: float, mlp_dropout: float, **kw):
         super().__init__(**kw)
         self.norm1, self.norm2 = _norm("norm1"), _norm("norm2")
-        self.attention = Attention(cfg.heads, cfg.head_dim, dropout=attention_dropout,
-                                   name="attention")
+        self.attention = layers.MultiHeadAttention(cfg.heads, cfg.head_dim,
+                                                   dropout=attention_dropout, name="attention")
         self.conv = None
         if cfg.conv_kernel:
             self.conv_norm = _norm("conv_norm")
@@ -148,10 +136,9 @@ class DecoderBlock(layers.Layer):
         super().__init__(**kw)
         self.norm1, self.norm2, self.norm3 = _norm("norm1"), _norm("norm2"), _norm("norm3")
         key_dim = cfg.head_dim
-        self.self_attention = Attention(cfg.heads, key_dim, dropout=attention_dropout,
-                                        name="self_attention")
-        self.cross_attention = Attention(cfg.heads, key_dim, dropout=attention_dropout,
-                                         name="cross_attention")
+        self.self_attention, self.cross_attention = (
+            layers.MultiHeadAttention(cfg.heads, key_dim, dropout=attention_dropout, name=name)
+            for name in ("self_attention", "cross_attention"))
         self.mlp = _mlp(cfg.width, cfg.mlp_ratio, mlp_dropout, "mlp")
         self.drop = layers.Dropout(mlp_dropout)
 
@@ -165,25 +152,84 @@ class DecoderBlock(layers.Layer):
                                                training=training), training=training)
         return x + self.drop(self.mlp(self.norm3(x), training=training), training=training)
 
-    def step(self, x, t, cache_k, cache_v, memory_k, memory_v, frame_mask):
-        """One new position t ([B, 1, W]): write its keys/values into the cache, attend over
-        positions <= t and over the (pre-projected) encoder memory. Inference only."""
-        h = self.norm1(x)
-        k, v = self.self_attention.project(h)
-        cache_k = _write(cache_k, k, t)
-        cache_v = _write(cache_v, v, t)
-        seen = (tf.range(tf.shape(cache_k)[1]) <= t)[None, None, :]
-        x = x + self.self_attention.attend(h, cache_k, cache_v, mask=seen)
-        x = x + self.cross_attention.attend(self.norm2(x), memory_k, memory_v,
-                                            mask=frame_mask[:, None, :])
-        return x + self.mlp(self.norm3(x)), cache_k, cache_v
+    def step(self, x, caches, write, self_bias, memory_kv, memory_bias):
+        """One new position x [B, W] (2-D: no shape arithmetic in the exported loop): write its
+        key and value into the caches (keys [B, H, L, D], values transposed [B, H, D, L]) at the
+        position `write` marks, attend over the cached positions `self_bias` allows and over the
+        pre-projected encoder memory. Inference only; each norm's scale and offset are folded
+        into the matmul that follows it."""
+        sa, ca = self.self_attention, self.cross_attention
+        heads, dim = sa._num_heads, sa._key_dim
+        scale = 1.0 / dim ** 0.5
+        (q, qb), (k, kb), (v, vb) = (_matrix(sa._query_dense, scale), _matrix(sa._key_dense),
+                                     _matrix(sa._value_dense))
+        qkv = _norm_linear(x, self.norm1, tf.concat([q, k, v], 1), tf.concat([qb, kb, vb], 0))
+        q, k, v = tf.split(qkv, 3, axis=1)
+        q, k = tf.reshape(q, [-1, heads, 1, dim]), tf.reshape(k, [-1, heads, 1, dim])
+        cache_k = caches[0] * write.keep_rows + k * write.rows  # exact: one term is 0
+        cache_v = caches[1] * write.keep_cols + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
+        x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa._output_dense))
+        q = tf.reshape(_norm_linear(x, self.norm2, *_matrix(ca._query_dense, scale)),
+                       [-1, heads, 1, dim])
+        x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca._output_dense))
+        dense1, _, dense2 = self.mlp.layers
+        h = dense1.activation(_norm_linear(x, self.norm3, *_matrix(dense1)))
+        return x + _linear(h, *_matrix(dense2)), (cache_k, cache_v)
+
+    def project_memory(self, memory):
+        """Cross-attention keys [B, H, T, D] and transposed values [B, H, D, T] of the encoder
+        memory, once per sequence."""
+        ca = self.cross_attention
+        return (tf.transpose(ca._key_dense(memory), [0, 2, 1, 3]),
+                tf.transpose(ca._value_dense(memory), [0, 2, 3, 1]))
 
 
-def _write(buffer, new, t):
-    """buffer [B, L, ...] with position t (axis 1) replaced by new [B, 1, ...]; an elementwise
-    select, so the static shape is kept inside the while loop."""
-    at_t = tf.range(tf.shape(buffer)[1]) == t
-    return tf.where(tf.reshape(at_t, [1, -1] + [1] * (len(buffer.shape) - 2)), new, buffer)
+class _Write(NamedTuple):
+    """Where a step writes into the caches: one-hot of position t and its complement, shaped for
+    the keys [B, H, L, D] (rows) and the transposed values [B, H, D, L] (cols)."""
+    rows: tf.Tensor
+    keep_rows: tf.Tensor
+    cols: tf.Tensor
+    keep_cols: tf.Tensor
+
+
+def _neg(dtype) -> float:
+    """An additive mask value that zeroes a softmax weight in this dtype (as Keras does)."""
+    return -3e4 if dtype == tf.float16 else -1e9
+
+
+def _matrix(dense, scale: float = 1.0):
+    """A Dense/EinsumDense layer's kernel and bias as a [inputs, outputs] matrix and a vector."""
+    bias = tf.reshape(tf.convert_to_tensor(dense.bias), [-1])
+    return tf.reshape(tf.convert_to_tensor(dense.kernel), [-1, bias.shape[0]]) * scale, bias * scale
+
+
+def _linear(x, kernel, bias):
+    # one FULLY_CONNECTED op in TFLite; the casts are no-ops in float32
+    return tf.matmul(x, tf.cast(kernel, x.dtype)) + tf.cast(bias, x.dtype)
+
+
+def _norm_linear(x, norm: layers.LayerNormalization, kernel, bias):
+    """norm(x) @ kernel + bias, with the norm's scale and offset folded into the matmul:
+    (n * gamma + beta) @ K + c == n @ (gamma[:, None] * K) + (beta @ K + c); in the exported
+    graph the folded weights are constants. Statistics in at least float32, as Keras does."""
+    dtype = x.dtype
+    x = tf.cast(x, tf.float32) if dtype in (tf.float16, tf.bfloat16) else x
+    centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
+    n = tf.cast(centered * tf.math.rsqrt(var + norm.epsilon), dtype)
+    gamma, beta = tf.convert_to_tensor(norm.gamma), tf.convert_to_tensor(norm.beta)
+    return _linear(n, gamma[:, None] * kernel,
+                   tf.linalg.matvec(kernel, beta, transpose_a=True) + bias)
+
+
+def _attend(q, keys, values, bias):
+    """q [B, H, 1, D] over keys [B, H, S, D] and transposed values [B, H, D, S] (+ additive
+    mask bias [., ., 1, S]) -> [B, H * D]. Both matmuls contract the operands' last axes, which
+    TFLite's BATCH_MATMUL does without transposing anything at run time."""
+    weights = tf.nn.softmax(tf.matmul(q, keys, transpose_b=True) + bias, axis=-1)
+    out = tf.matmul(weights, values, transpose_b=True)
+    return tf.reshape(out, [-1, out.shape[1] * out.shape[3]])
 
 
 class FingerspellingModel(keras.Model):
@@ -283,25 +329,36 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
     batch = tf.shape(frames)[0]
     mask = tf.cast(mask, tf.bool)
     memory = model.encode(frames, mask, training=False)
-    memory_kv = [block.cross_attention.project(memory) for block in model.decoder_blocks]
-    heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
     dtype = memory.dtype
-    caches = tuple(tf.zeros([batch, max_length, heads, key_dim], dtype)
-                   for _ in range(2 * len(model.decoder_blocks)))
+    memory_kv = [block.project_memory(memory) for block in model.decoder_blocks]
+    memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, None, :], dtype)  # [B,1,1,T]
+    heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
+    caches = tuple(tf.zeros(shape, dtype) for _ in model.decoder_blocks
+                   for shape in ([batch, heads, max_length, key_dim],    # keys
+                                 [batch, heads, key_dim, max_length]))  # values, transposed
+    positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
     out = tf.fill([batch, max_length], tf.constant(cfg.pad, tf.int32))
 
     def body(t, token, done, out, caches):
-        x = model._embed_tokens(token[:, None], start=t)
-        new = []
+        at_t = positions == t
+        one_hot = tf.cast(at_t, dtype)
+        write = _Write(tf.reshape(one_hot, [1, 1, -1, 1]), tf.reshape(1 - one_hot, [1, 1, -1, 1]),
+                       tf.reshape(one_hot, [1, 1, 1, -1]), tf.reshape(1 - one_hot, [1, 1, 1, -1]))
+        self_bias = tf.reshape(tf.where(positions <= t, tf.constant(0.0, dtype),
+                                        tf.constant(_neg(dtype), dtype)), [1, 1, 1, max_length])
+        x = model.token_embedding(token) + tf.cast(tf.gather(model.token_position, t), dtype)
+        new = ()
         for i, block in enumerate(model.decoder_blocks):
-            x, k, v = block.step(x, t, caches[2 * i], caches[2 * i + 1], *memory_kv[i], mask)
-            new += [k, v]
-        token = tf.argmax(model._logits(x)[:, 0], axis=-1, output_type=tf.int32)
+            x, kv = block.step(x, caches[2 * i:2 * i + 2], write, self_bias, memory_kv[i],
+                               memory_bias)
+            new += kv
+        logits = _norm_linear(x, model.decoder_norm, *_matrix(model.classifier))
+        token = tf.argmax(logits, axis=-1, output_type=tf.int32)
         token = tf.where(done, cfg.pad, token)
-        out = _write(out, token[:, None], t)
-        return t + 1, token, done | (token == cfg.eos), out, tuple(new)
+        out = tf.where(at_t[None, :], token[:, None], out)
+        return t + 1, token, done | (token == cfg.eos), out, new
 
     def cond(t, token, done, out, caches):
         return (t < max_length) & ~(early_stop & tf.reduce_all(done))
