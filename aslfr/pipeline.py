@@ -13,7 +13,8 @@ graph runs too.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -175,6 +176,20 @@ def _blank_points(x: tf.Tensor, points: tf.Tensor, n_points: int) -> tf.Tensor:
 
 
 # -- the data set -------------------------------------------------------------------------------
+def frame_source(frames: np.ndarray) -> Callable[[], tf.Tensor]:
+    """All frames [total, points, axes] as a tensor that tf.data functions read with no Python
+    (a Python call in the pipeline can deadlock with the interpreter when an iterator is torn
+    down mid-epoch): the cache's memory-mapped frames.bin is mapped by TensorFlow itself
+    (ImmutableConst, nothing is loaded up front); an in-memory array becomes a constant."""
+    if (isinstance(frames, np.memmap) and frames.offset == 0 and frames.dtype == np.float32
+            and frames.flags.c_contiguous and frames.nbytes == os.path.getsize(frames.filename)):
+        shape, path = list(frames.shape), str(frames.filename)
+        return lambda: tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=shape,
+                                                 memory_region_name=path)
+    array = tf.constant(np.asarray(frames, np.float32))
+    return lambda: array
+
+
 def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
                  indices: np.ndarray, *, spec: FeatureSpec, stats: NormStats, max_frames: int,
                  batch_size: int, training: bool, augment: Mapping | None = None,
@@ -193,14 +208,11 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
     if length_step and not training:
         lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
         indices = indices[np.argsort(lengths, kind="stable")]
-    point_shape = frames.shape[1:]
-
-    def fetch(i):
-        return np.asarray(frames[offsets[i]:offsets[i + 1]], np.float32)
+    all_frames = frame_source(frames)
+    bounds = tf.constant(np.asarray(offsets, np.int64))
 
     def load(i):
-        x = tf.numpy_function(fetch, [i], tf.float32, stateful=False)
-        return tf.ensure_shape(x, [None, *point_shape])
+        return all_frames()[bounds[i]:bounds[i + 1]]
 
     table = tf.constant(tokens, tf.int32)
     ds = tf.data.Dataset.from_tensor_slices(indices)

@@ -247,6 +247,9 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     val = pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **kw)
     batches = list(val)
     assert sum(len(b["tokens"]) for b in batches) == len(split.val)
+    # the cache file is mapped by TensorFlow: no Python call inside the pipeline
+    graph = val._as_serialized_graph().numpy()
+    assert b"ImmutableConst" in graph and b"PyFunc" not in graph
     b = batches[0]
     assert b["frames"].shape == (8, 32, split.spec.n_features) and b["mask"].shape == (8, 32)
     # validation: in order, deterministic, not augmented; mask marks the real frames
