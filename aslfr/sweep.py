@@ -111,12 +111,12 @@ def make_study(definition: Mapping, name: str, storage: str, seed: int):
 
     goal = definition.get("metric", {}).get("goal", "maximize")
     method = definition["method"]
-    constraints = lambda t: [t.user_attrs.get("over_budget", 0.0)]  # noqa: E731  > 0: infeasible
     if method in ("grid", "random"):  # grid: every point is enqueued (see run_sweep)
         sampler = optuna.samplers.RandomSampler(seed=seed)
     else:  # bayes
-        sampler = optuna.samplers.TPESampler(seed=seed, constraints_func=constraints,
-                                             n_startup_trials=5)
+        # over-budget trials carry a positive constraint (run_trial): TPE learns from them as
+        # infeasible rather than as bad scores
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=5)
     et = definition.get("early_terminate") or {}
     pruner = (optuna.pruners.HyperbandPruner(min_resource=int(et.get("min_iter", 1)),
                                              reduction_factor=int(et.get("eta", 3)))
@@ -177,6 +177,7 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
                 "seconds": seconds}
     if summary.get("budget/ok") is False:
         trial.set_user_attr("over_budget", float(summary["infer/latency_ms"]))
+        trial.set_constraint("over_budget", float(summary["infer/latency_ms"]))  # > 0: infeasible
     value = summary.get(f"best/{metric}")
     if value is None:  # over-budget runs report only the metric itself
         value = summary[metric]

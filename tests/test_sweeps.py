@@ -131,6 +131,7 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     assert sorted(done) == [0.001, 1000, 2000]  # every grid point, the interrupted one again
     over, full = done[0.001], done[1000]
     assert over.value == 0.0 and over.user_attrs["over_budget"] > 0
+    assert over.constraints["over_budget"] > 0 and not full.constraints  # infeasible for TPE
     seconds = {p: (t.datetime_complete - t.datetime_start).total_seconds() for p, t in done.items()}
     assert seconds[0.001] < 0.8 * seconds[1000]
     # every trial logged offline, grouped by the sweep
@@ -155,6 +156,46 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     assert len(training_runs) >= 3
     assert row["compare/leaderboard/_type"] == "table-file"
     assert row["compare/leaderboard/nrows"] == len(training_runs)
+
+
+PRUNE_SWEEP = """
+program: train.py
+method: bayes
+metric: {name: val/score, goal: maximize}
+early_terminate: {type: hyperband, min_iter: 2, eta: 3}
+parameters:
+  model.encoder.width: {values: [16, 32]}
+command: ["${env}", python, "${program}", "${args_no_hyphens}"]
+"""
+
+
+def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    path = tmp_path / "prune.yaml"
+    path.write_text(PRUNE_SWEEP)
+    definition = sweep.load(path)
+    hyperband = sweep.make_study(definition, "prune", f"sqlite:///{tmp_path / 'h.db'}", 0).pruner
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert (hyperband._min_resource, hyperband._reduction_factor) == (2, 3)
+
+    # The mechanics with a pruner that stops any trial at its first reported evaluation: the
+    # runner reads val/score from the running trial's checkpoints, reports it at its epoch and
+    # terminates train.py when told to prune.
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(
+        lower=2.0))
+    trial = study.ask(sweep.distributions(definition))
+    overrides = ["experiment=debug", "trainer.epochs=40", "trainer.eval_every=1",
+                 f"paths.data_dir={tmp_path / 'data'}"]
+    result = sweep.run_trial(study, trial, definition, "prune", tmp_path / "out", overrides,
+                             "val/score")
+    assert result["state"] == "pruned"
+    (done,) = study.trials
+    assert done.state == TrialState.PRUNED
+    (epoch, score), = done.intermediate_values.items()
+    assert 1 <= epoch < 40 and score <= 1.0  # (N - D) / N: negative for long wrong guesses
+    assert "val/score" not in result  # it never reached its end of training
 
 
 def test_pareto_front_keeps_runs_no_other_beats_on_both():
