@@ -207,3 +207,46 @@ def test_pareto_front_keeps_runs_no_other_beats_on_both():
     rows = [row("a", 0.5, 10), row("b", 0.6, 20), row("c", 0.55, 25), row("d", 0.7, 30),
             row("e", 0.9, 5, ok=False)]
     assert [r.name for r in pareto_front(rows)] == ["a", "b", "d"]
+
+
+def test_online_comparison_reads_runs_through_the_wandb_api(monkeypatch, tmp_path, capsys):
+    """The W&B server is not reachable here: the public API is replaced by an object shaped as
+    its answers are (run.config unwrapped and nested, run.summary with the metric's max)."""
+    import wandb
+
+    from aslfr import compare
+
+    class Run:
+        def __init__(self, name, config, summary):
+            self.name, self.config, self.summary = name, config, summary
+
+    def trained(name, width, score, ms, ok):
+        config = {"model": {"encoder": {"depth": 2, "width": width},
+                            "decoder": {"depth": 1, "width": 64}},
+                  "data": {"fold": 0}, "budget": {"latency_ms": 20.0}}
+        return Run(name, config, {"val/score": {"max": score}, "infer/latency_ms": ms,
+                                  "infer/model_mb": 1.5, "params": 1000, "budget/ok": ok})
+
+    runs = [trained("narrow", 64, 0.6, 5.0, True), trained("wide", 256, 0.7, 12.0, True),
+            trained("huge", 512, 0.0, 40.0, False), Run("compare", {"compare": {}}, {})]
+    asked = []
+
+    class Api:
+        def runs(self, path):
+            asked.append(path)
+            return runs
+
+        def sweep(self, path):
+            asked.append(path)
+            return type("Sweep", (), {"runs": runs[:2]})()
+
+    monkeypatch.setattr(wandb, "Api", Api)
+    compare.main(["--wandb-path", "me/aslfr", "--out", str(tmp_path / "p.png"), "--no-wandb"])
+    text = capsys.readouterr().out
+    assert asked == ["me/aslfr"]
+    assert all(n in text for n in ("narrow", "wide", "huge")) and "compare " not in text
+    assert "Pareto front (within budget): narrow, wide" in text and text.count("OVER") == 1
+    assert (tmp_path / "p.png").exists()
+    rows = compare.online_rows("me/aslfr", sweep="abc123")
+    assert asked[-1] == "me/aslfr/abc123" and [r.name for r in rows] == ["narrow", "wide"]
+    assert rows[1].score == 0.7 and rows[1].encoder == "2x256" and rows[1].fold == 0
