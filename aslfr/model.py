@@ -13,6 +13,7 @@ TFLite graph both use it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -370,9 +371,11 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
 def build(cfg: ModelConfig) -> FingerspellingModel:
     """A built model (weights created) for this config."""
     model = FingerspellingModel(cfg, name="fingerspelling")
-    model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
-           "mask": tf.ones([1, cfg.max_frames], tf.bool),
-           "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
+    with warnings.catch_warnings():  # Keras warns that the unused ctc_head is not built yet
+        warnings.filterwarnings("ignore", message=r".*does not have a `build\(\)` method")
+        model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
+               "mask": tf.ones([1, cfg.max_frames], tf.bool),
+               "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
     if model.ctc_head is not None:  # used in training only, so the call above did not build it
         model.ctc_head.build((None, None, cfg.encoder.width))
     return model
