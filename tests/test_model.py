@@ -62,3 +62,28 @@ def test_edit_score_is_corpus_level():
     s = edit_score(["abc", "hello"], ["abd", ""])
     np.testing.assert_array_equal(s.distances, [1, 5])
     assert s.score == pytest.approx((8 - 6) / 8) and s.mean_distance == 3.0
+
+
+def test_cached_decoding_under_mixed_precision(policy="mixed_float16"):
+    """trainer.precision: the decode step casts its folded weights to the compute dtype and keeps
+    the norms' statistics in float32, like Keras' layers. (With mixed_bfloat16 it runs too, but
+    bfloat16's 8-bit mantissa rounds the two computations apart on near-ties.)"""
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        tf.keras.utils.set_random_seed(3)
+        model = build(config())
+        for v in model.trainable_variables:
+            v.assign(tf.random.normal(v.shape, stddev=0.5))
+        frames = np.random.default_rng(0).normal(size=(4, 24, 30)).astype(np.float32)
+        mask = np.ones((4, 24), bool)
+        mask[1, 5:] = False
+        cached = tf.function(lambda f, m: greedy_decode(model, f, m))(frames, mask).numpy()
+        naive = naive_decode(model, frames, mask, 12)
+        assert len({tuple(r) for r in naive}) > 1
+        for c, n in zip(cached, naive):
+            end = list(n).index(61) + 1 if 61 in n else len(n)
+            np.testing.assert_array_equal(c[:end], n[:end])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
