@@ -12,6 +12,7 @@ trains a model it could not ship.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -75,14 +76,19 @@ def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
     return out
 
 
-def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1) -> float:
-    """Mean ms per sequence in the LiteRT interpreter, after one warm-up call."""
+def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1,
+               passes: int = 1) -> float:
+    """Mean ms per sequence in the LiteRT interpreter, after one warm-up call; with several
+    passes over `inputs`, the best pass (the others were slowed by something else running)."""
     model = TFLiteModel(content, threads)
     model(inputs[0])
-    t0 = time.perf_counter()
-    for raw in inputs:
-        model(raw)
-    return (time.perf_counter() - t0) * 1000 / len(inputs)
+    best = math.inf
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for raw in inputs:
+            model(raw)
+        best = min(best, (time.perf_counter() - t0) * 1000 / len(inputs))
+    return best
 
 
 def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
@@ -92,7 +98,8 @@ def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
     timed alike; the size is that of `shipped` (the real export) when given."""
     bench = budget_cfg.benchmark
     timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
-    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads))
+    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads),
+                    int(bench.get("passes", 1)))
     size = len(shipped if shipped is not None else timed) / 1e6
     return Measurement(latency_ms=ms, model_mb=size,
                        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
