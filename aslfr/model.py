@@ -160,19 +160,19 @@ class DecoderBlock(layers.Layer):
         pre-projected encoder memory. Inference only; each norm's scale and offset are folded
         into the matmul that follows it."""
         sa, ca = self.self_attention, self.cross_attention
-        heads, dim = sa._num_heads, sa._key_dim
+        heads, dim = sa.num_heads, sa.key_dim
         scale = 1.0 / dim ** 0.5
-        (q, qb), (k, kb), (v, vb) = (_matrix(sa._query_dense, scale), _matrix(sa._key_dense),
-                                     _matrix(sa._value_dense))
+        (q, qb), (k, kb), (v, vb) = (_matrix(sa.query_dense, scale), _matrix(sa.key_dense),
+                                     _matrix(sa.value_dense))
         qkv = _norm_linear(x, self.norm1, tf.concat([q, k, v], 1), tf.concat([qb, kb, vb], 0))
         q, k, v = tf.split(qkv, 3, axis=1)
         q, k = tf.reshape(q, [-1, heads, 1, dim]), tf.reshape(k, [-1, heads, 1, dim])
         cache_k = caches[0] * write.keep_rows + k * write.rows  # exact: one term is 0
         cache_v = caches[1] * write.keep_cols + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
-        x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa._output_dense))
-        q = tf.reshape(_norm_linear(x, self.norm2, *_matrix(ca._query_dense, scale)),
+        x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa.output_dense))
+        q = tf.reshape(_norm_linear(x, self.norm2, *_matrix(ca.query_dense, scale)),
                        [-1, heads, 1, dim])
-        x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca._output_dense))
+        x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca.output_dense))
         dense1, _, dense2 = self.mlp.layers
         h = dense1.activation(_norm_linear(x, self.norm3, *_matrix(dense1)))
         return x + _linear(h, *_matrix(dense2)), (cache_k, cache_v)
@@ -181,8 +181,8 @@ class DecoderBlock(layers.Layer):
         """Cross-attention keys [B, H, T, D] and transposed values [B, H, D, T] of the encoder
         memory, once per sequence."""
         ca = self.cross_attention
-        return (tf.transpose(ca._key_dense(memory), [0, 2, 1, 3]),
-                tf.transpose(ca._value_dense(memory), [0, 2, 3, 1]))
+        return (tf.transpose(ca.key_dense(memory), [0, 2, 1, 3]),
+                tf.transpose(ca.value_dense(memory), [0, 2, 3, 1]))
 
 
 class _Write(NamedTuple):

@@ -66,9 +66,9 @@ def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int,
     mats = []
     for block in model.decoder_blocks:
         sa, ca = block.self_attention, block.cross_attention
-        qkv = [_matrix(d) for d in (sa._query_dense, sa._key_dense, sa._value_dense)]
+        qkv = [_matrix(d) for d in (sa.query_dense, sa.key_dense, sa.value_dense)]
         mats += [tuple(tf.concat(parts, axis=-1) for parts in zip(*qkv))]  # one [W, 3HD]
-        mats += [_matrix(d) for d in (sa._output_dense, ca._query_dense, ca._output_dense,
+        mats += [_matrix(d) for d in (sa.output_dense, ca.query_dense, ca.output_dense,
                                       block.mlp.layers[0], block.mlp.layers[2])]
     mats.append(_matrix(model.classifier))
 
