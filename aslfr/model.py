@@ -159,6 +159,9 @@ class DecoderBlock(layers.Layer):
         position `write` marks, attend over the cached positions `self_bias` allows and over the
         pre-projected encoder memory. Inference only; each norm's scale and offset are folded
         into the matmul that follows it."""
+        # The folded matrices are built here, inside the loop body, on purpose: the converter
+        # turns them into constants of the body (built outside the loop, they would enter the
+        # TFLite WHILE as loop inputs). In Keras they cost a few small ops per step.
         sa, ca = self.self_attention, self.cross_attention
         heads, dim = sa.num_heads, sa.key_dim
         scale = 1.0 / dim ** 0.5

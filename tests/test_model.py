@@ -27,11 +27,26 @@ def naive_decode(model, frames, mask, length):
     return tokens[:, 1:]
 
 
-def test_cached_greedy_decoding_equals_rerunning_the_decoder():
+def varied_model():
+    """A model with large random weights: varied, non-trivial outputs."""
     tf.keras.utils.set_random_seed(3)
     model = build(config())
-    for v in model.trainable_variables:  # large random weights: varied, non-trivial outputs
+    for v in model.trainable_variables:
         v.assign(tf.random.normal(v.shape, stddev=0.5))
+    return model
+
+
+def assert_same_phrases(cached, naive):
+    """Cached decoding gives re-running's tokens up to and including EOS, then PAD."""
+    assert len({tuple(r) for r in naive}) > 1  # not a constant output
+    for c, n in zip(cached, naive):
+        end = list(n).index(61) + 1 if 61 in n else len(n)
+        np.testing.assert_array_equal(c[:end], n[:end])
+        assert (c[end:] == 59).all()  # PAD after EOS
+
+
+def test_cached_greedy_decoding_equals_rerunning_the_decoder():
+    model = varied_model()
     rng = np.random.default_rng(0)
     frames = rng.normal(size=(5, 24, 30)).astype(np.float32)
     frames[0, :6, :10] = np.nan  # hand missing in some frames
@@ -39,12 +54,7 @@ def test_cached_greedy_decoding_equals_rerunning_the_decoder():
     mask[1, 7:] = False
     mask[2, 1:] = False  # a one-frame sequence
     cached = greedy_decode(model, frames, mask).numpy()
-    naive = naive_decode(model, frames, mask, 12)
-    assert len({tuple(r) for r in naive}) > 1  # not a constant output
-    for c, n in zip(cached, naive):
-        end = list(n).index(61) + 1 if 61 in n else len(n)
-        np.testing.assert_array_equal(c[:end], n[:end])
-        assert (c[end:] == 59).all()  # PAD after EOS
+    assert_same_phrases(cached, naive_decode(model, frames, mask, 12))
 
 
 def test_loss_ignores_pad_and_metrics_count_real_tokens():
@@ -64,26 +74,19 @@ def test_edit_score_is_corpus_level():
     assert s.score == pytest.approx((8 - 6) / 8) and s.mean_distance == 3.0
 
 
-def test_cached_decoding_under_mixed_precision(policy="mixed_float16"):
+def test_cached_decoding_under_mixed_precision():
     """trainer.precision: the decode step casts its folded weights to the compute dtype and keeps
     the norms' statistics in float32, like Keras' layers. (With mixed_bfloat16 it runs too, but
     bfloat16's 8-bit mantissa rounds the two computations apart on near-ties.)"""
     import keras
 
-    keras.mixed_precision.set_global_policy(policy)
+    keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        tf.keras.utils.set_random_seed(3)
-        model = build(config())
-        for v in model.trainable_variables:
-            v.assign(tf.random.normal(v.shape, stddev=0.5))
+        model = varied_model()
         frames = np.random.default_rng(0).normal(size=(4, 24, 30)).astype(np.float32)
         mask = np.ones((4, 24), bool)
         mask[1, 5:] = False
         cached = tf.function(lambda f, m: greedy_decode(model, f, m))(frames, mask).numpy()
-        naive = naive_decode(model, frames, mask, 12)
-        assert len({tuple(r) for r in naive}) > 1
-        for c, n in zip(cached, naive):
-            end = list(n).index(61) + 1 if 61 in n else len(n)
-            np.testing.assert_array_equal(c[:end], n[:end])
+        assert_same_phrases(cached, naive_decode(model, frames, mask, 12))
     finally:
         keras.mixed_precision.set_global_policy("float32")
