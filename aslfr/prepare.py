@@ -272,4 +272,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    from .rundir import register_resolvers
+
+    register_resolvers()  # the same config as train.py: ${stamp:} in hydra.run.dir
     main()

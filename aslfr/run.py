@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
+    """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
     trainer.configure_devices(cfg.trainer)
     run_dir = Path(cfg.paths.output_dir)
     known = {}

@@ -1,5 +1,13 @@
 """Weights & Biases: online when the user is logged in, otherwise offline with a one-line notice.
-The W&B directory is inside the run directory, so a run is self-contained."""
+The W&B directory is inside the run directory, so a run is self-contained.
+
+The run's W&B record keeps up with its checkpoints: `sync(step)` waits until W&B's transaction
+log on disk (`run-*.wandb`, written in offline and online mode alike) holds the history row at
+`step`, and the trainer calls it before publishing each checkpoint, so whatever a checkpoint says
+is done survives a `kill -9` in the W&B record too. W&B flushes that file on a timer
+(`x_transaction_log_flush_interval`, 15 s by default, which lost whole epochs on a kill); it is
+set to FLUSH_SECONDS here, which bounds the wait.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import netrc
 import os
 import secrets
 import string
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
@@ -16,7 +25,10 @@ import numpy as np
 import wandb
 from omegaconf import DictConfig, OmegaConf
 
+from .wandb_offline import history_steps
+
 log = logging.getLogger(__name__)
+FLUSH_SECONDS = 0.2  # W&B writes its transaction log this often (the default 15 s loses epochs)
 
 
 def new_run_id() -> str:
@@ -71,14 +83,38 @@ class Tracker:
             project=cfg.wandb.project, entity=cfg.wandb.entity, mode=self.mode,
             dir=str(run_dir), id=run_id, resume="allow", job_type="train",
             config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
-                console="off", x_disable_stats=True, silent=True), **names)
+                console="off", x_disable_stats=True, silent=True,
+                x_transaction_log_flush_interval=FLUSH_SECONDS), **names)
+        # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
+        self.id = self.run.id
         for key, goal in (("val/score", "max"), ("val/levenshtein", "min"), ("val/loss", "min"),
                           ("val/top1", "max"), ("val/top5", "max")):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
 
-    def log(self, metrics: Mapping, step: int) -> None:
-        self.run.log(dict(metrics), step=int(step))
+    def log(self, metrics: Mapping, step: int, commit: bool | None = None) -> None:
+        """`commit=True` closes the history row at `step` now instead of at the next step."""
+        self.run.log(dict(metrics), step=int(step), commit=commit)
+
+    def sync(self, step: int, timeout: float = 60.0) -> bool:
+        """Wait until W&B's transaction log on disk holds the history row at `step` (committed),
+        and so every row before it. False (with a warning) if W&B has not written it in
+        `timeout` seconds: training goes on rather than hang on a broken W&B."""
+        if self.mode == "disabled":
+            return True
+        path = Path(self.run.settings.sync_file)
+        deadline, size = time.monotonic() + timeout, -1
+        while True:
+            now = path.stat().st_size if path.exists() else 0
+            if now != size:  # parse again only when W&B has written something
+                size = now
+                if size and any(s >= step for s in history_steps(path)):
+                    return True
+            if time.monotonic() > deadline:
+                log.warning("W&B has not written step %d to %s in %.0f s; going on without it",
+                            step, path, timeout)
+                return False
+            time.sleep(FLUSH_SECONDS / 4)
 
     def log_examples(self, truth, predicted, distances, step: int) -> None:
         table = wandb.Table(columns=["true", "predicted", "distance"],

@@ -157,8 +157,11 @@ class Loop(keras.callbacks.Callback):
                      ev.metrics["val/levenshtein"], ev.metrics["val/score"])
         else:
             log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
-        self.tracker.log(metrics, self.step)
+        self.tracker.log(metrics, self.step, commit=True)
         self.state.update(epoch=epoch_number, last_eval=self.last_eval)
+        # What the checkpoint says is done must be in the W&B record first: after a kill -9
+        # the resume continues from the checkpoint, and the record must not miss epochs.
+        self.tracker.sync(self.step)
         self.checkpoints.save(self.model, self.model.optimizer, self.state)
 
 
@@ -223,6 +226,9 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
         state = {"epoch": 0, "wandb_id": new_run_id()}
 
     tracker = Tracker(cfg, run_dir, state["wandb_id"])
+    if tracker.id != state["wandb_id"]:  # launched by `wandb agent`: W&B took WANDB_RUN_ID
+        log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", tracker.id)
+        state["wandb_id"] = tracker.id
     tracker.summary({"params": n_params, "train/sequences": len(split.train),
                      "val/sequences": len(split.val), **(known or {})})
     tracker.save_file(run_dir / "folds.csv")
@@ -255,7 +261,8 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
             if best.exists():
                 model.load_weights(best)
             extra = after(model)
-            tracker.record(extra, int(optimizer.iterations.numpy()))
+            # one step after the last epoch's row, which is already committed (and on disk)
+            tracker.record(extra, int(optimizer.iterations.numpy()) + 1)
             summary.update(extra)
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(best, {"val/score": state.get("best_score"),

@@ -65,6 +65,13 @@ def records(path: Path):
         yield record
 
 
+def history_steps(path: Path):
+    """The step of every history row in a run file, in order (what is on disk so far)."""
+    for record in records(path):
+        if record.WhichOneof("record_type") == "history":
+            yield record.history.step.num
+
+
 def _items(items) -> dict:
     out = {}
     for item in items:
@@ -102,6 +109,9 @@ def _unwrap_config(raw: dict) -> dict:
 def read_run(path: Path, into: OfflineRun | None = None) -> OfflineRun:
     run = into or OfflineRun()
     run.paths.append(Path(path))
+    # W&B names the file run-<id>.wandb: the id is known even when a killed process left no
+    # record in it (the header only).
+    run.id = run.id or Path(path).stem.removeprefix("run-")
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
@@ -137,7 +147,9 @@ def find_run_files(root: Path) -> list[Path]:
 
 def read_runs(root: Path) -> list[OfflineRun]:
     """Every offline run under `root` (a run directory, a sweep directory...). The parts of a
-    resumed run (one offline-run-* directory per process, same run id) are merged in time order."""
+    resumed run (one offline-run-* directory per process, same run id) are merged in time order;
+    a resumed part starts again from its checkpoint, so it replaces the earlier parts' rows from
+    its first step on (what a killed process logged after its last checkpoint)."""
     runs: dict[str, OfflineRun] = {}
     for path in sorted(find_run_files(root), key=lambda p: p.parent.name):
         part = read_run(path)
@@ -145,12 +157,16 @@ def read_runs(root: Path) -> list[OfflineRun]:
             whole = runs[part.id]
             whole.config.update(part.config)
             whole.summary.update(part.summary)
+            if part.history:
+                first = part.history[0]["_step"]
+                whole.history = [row for row in whole.history if row["_step"] < first]
             whole.history += part.history
             whole.files += part.files
             whole.artifacts += part.artifacts
             whole.paths += part.paths
             whole.exit_code = part.exit_code
-            whole.tags, whole.name, whole.group = part.tags, part.name, part.group
+            if part.project:  # the part has its run record (a killed one may have none)
+                whole.tags, whole.name, whole.group = part.tags, part.name, part.group
         else:
             runs[part.id] = part
     return list(runs.values())

@@ -83,10 +83,46 @@ def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
 DEBUG = ["experiment=debug", "wandb.mode=offline"]
 
 
+def subprocess_env(**extra: str) -> dict:
+    """The environment train.py, prepare, sweep and compare run in from the tests."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", **extra}
+
+
+def agent_command(command: list[str], params: dict, program: str = "train.py") -> list[str]:
+    """The command `wandb agent` runs for a proposed trial (wandb/wandb_agent.py,
+    Agent._command_run): the sweep's `command` with its macros expanded by W&B's own helpers,
+    `${interpreter}` always `python`, `${env}` /usr/bin/env."""
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    macros = sweep_utils.create_sweep_command_args(
+        {"args": {k: {"value": v} for k, v in params.items()}})
+    macros.update(interpreter=["python"], program=[program], env=["/usr/bin/env"])
+    out: list[str] = []
+    for part in sweep_utils.create_sweep_command(command):
+        part = str(part)
+        is_macro = part.startswith("${") and part.endswith("}")
+        out += (macros.get(part[2:-1]) or []) if is_macro else [part]
+    return out
+
+
+def agent_env(tmp_path: Path, params: dict, run_id: str, sweep_id: str = "sweep0") -> dict:
+    """The environment `wandb agent` gives a trial: WANDB_SWEEP_ID, WANDB_RUN_ID and
+    WANDB_SWEEP_PARAM_PATH (the parameters as the agent writes them), and a PATH whose `python`
+    is this environment's and no other."""
+    from wandb.sdk.lib import config_util
+
+    param_path = tmp_path / "wandb" / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
+    config_util.save_config_file_from_dict(str(param_path),
+                                           {k: {"value": v} for k, v in params.items()})
+    return subprocess_env(WANDB_SWEEP_ID=sweep_id, WANDB_RUN_ID=run_id,
+                          WANDB_SWEEP_PARAM_PATH=str(param_path),
+                          PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+
+
 def train(tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=True,
           timeout=600) -> subprocess.CompletedProcess:
     run_dir = run_dir or tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env = subprocess_env()
     proc = subprocess.run(
         [sys.executable, "train.py", *DEBUG, f"paths.data_dir={tmp_path / 'data'}",
          f"hydra.run.dir={run_dir}", *overrides],

@@ -9,12 +9,20 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from aslfr.checkpoint import Checkpoints
+from aslfr.rundir import RunDir, register_resolvers
 from aslfr.wandb_offline import read_runs
 
-from conftest import DEBUG, ROOT, train
+from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train
+
 
 def test_run_directory_is_self_contained(debug_run):
     for name in ("folds.csv", "features.json", "summary.json", "checkpoints/latest.json",
@@ -68,7 +76,7 @@ def test_offline_run_holds_every_logged_key(debug_run):
 
 
 def test_cross_validation_multirun(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env = subprocess_env()
     proc = subprocess.run(
         [sys.executable, "train.py", "-m", *DEBUG, "data.fold=0,1", "trainer.epochs=1",
          f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'cv'}"],
@@ -105,16 +113,18 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
         json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
 
 
-def test_resume_after_kill_9(tmp_path):
+def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp_path):
+    """Killed at whatever moment after epoch 2's checkpoint (how late does not matter): the W&B
+    record holds every epoch the checkpoint says is done, and after the resume read_runs gives
+    one run with each epoch once. Resuming with another trainer.epochs is allowed."""
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "train.py", *DEBUG, "trainer.epochs=6",
+    cmd = [sys.executable, "train.py", *DEBUG, "trainer.epochs=40",
            f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
     train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     latest = run_dir / "checkpoints" / "latest.json"
-    deadline = time.time() + 400
+    deadline = time.time() + 250
     while time.time() < deadline and proc.poll() is None:
         if latest.exists() and json.loads(latest.read_text())["dir"] >= "epoch-0002":
             break
@@ -122,18 +132,127 @@ def test_resume_after_kill_9(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = int(json.loads(latest.read_text())["dir"].split("-")[1])
-    assert 2 <= done < 6
+    assert 2 <= done < 40
     assert not (run_dir / "summary.json").exists()
-    resumed = train(tmp_path, "trainer.epochs=6", run_dir=run_dir)
+    (killed,) = read_runs(run_dir)  # what the killed process left on disk
+    assert killed.id and killed.id == json.loads(
+        (run_dir / "checkpoints" / f"epoch-{done:04d}" / "state.json").read_text())["wandb_id"]
+    logged = [row["epoch"] for row in killed.history if "train/samples_per_sec" in row]
+    assert logged[:done] == list(range(1, done + 1))
+    assert RunDir(run_dir).status()["status"] == "interrupted"
+
+    end = done + 2
+    resumed = train(tmp_path, f"trainer.epochs={end}", run_dir=run_dir)
     assert f"after epoch {done}" in resumed.stdout + resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["epochs"] == 6
+    assert summary["epochs"] == end
     (run,) = read_runs(run_dir)  # one W&B run, continued
-    assert run.id == summary["wandb/id"] and len(run.paths) == 2
+    assert run.id == summary["wandb/id"] == killed.id and len(run.paths) == 2
     epochs = [row["epoch"] for row in run.history if "train/samples_per_sec" in row]
-    assert epochs[-(6 - done):] == list(range(done + 1, 7))
+    assert epochs == list(range(1, end + 1))
     steps = [s for s, _ in run.series("train/loss")]
-    assert steps == sorted(steps)  # the step counter (and so the schedule) went on
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)
+    assert RunDir(run_dir).status()["status"] == "finished"
+
+
+def test_run_directories_are_unique_and_sorted_by_time():
+    """The default hydra.run.dir and hydra.sweep.dir, resolved by many runs started in the same
+    second (each compose is a new run's config): all different, in the order they started."""
+    register_resolvers()
+    names = {"run": [], "sweep": []}
+    for _ in range(12):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose("config", return_hydra_config=True)
+        for kind in names:
+            names[kind].append(OmegaConf.select(cfg, f"hydra.{kind}.dir"))
+    for kind, dirs in names.items():
+        assert len(set(dirs)) == len(dirs), dirs
+        assert dirs == sorted(dirs), dirs
+    assert names["run"][0].startswith("outputs/") and names["sweep"][0].startswith("multirun/")
+
+
+def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
+    pattern = f"hydra.run.dir={tmp_path}/outputs/${{now:%Y-%m-%d}}/${{stamp:}}"
+    train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
+    procs = [subprocess.Popen(
+        [sys.executable, "train.py", *DEBUG, "trainer.epochs=1", f"model.encoder.width={w}",
+         f"paths.data_dir={tmp_path / 'data'}", pattern], cwd=ROOT, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in (64, 96)]
+    outs = [p.communicate(timeout=280)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    dirs = sorted((tmp_path / "outputs").glob("*/*"))
+    assert len(dirs) == 2
+    widths = {yaml.safe_load((d / ".hydra" / "config.yaml").read_text())["model"]["encoder"][
+        "width"] for d in dirs}
+    assert widths == {64, 96}
+    for d in dirs:
+        summary = json.loads((d / "summary.json").read_text())
+        (run,) = read_runs(d)
+        assert run.id == summary["wandb/id"]
+    for out in outs:  # each run says where it is, at the start and at the end
+        assert sum(f"run directory: {d}" in out for d in dirs) == 1, out
+
+
+def snapshot(directory: Path) -> dict:
+    return {p.relative_to(directory): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in directory.rglob("*") if p.is_file()}
+
+
+def test_resume_with_another_config_is_refused_and_touches_nothing(debug_run, tmp_path):
+    before = snapshot(debug_run)
+    t = time.perf_counter()
+    proc = train(tmp_path, "model.encoder.width=96", "data.max_frames=48", "trainer.epochs=9",
+                 run_dir=debug_run, check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    err = proc.stderr
+    assert f"{debug_run} holds a run with another configuration" in err
+    assert "model.encoder.width: 32 in the run, 96 now" in err
+    assert "data.max_frames: 32 in the run, 48 now" in err
+    assert "trainer.epochs:" not in err  # allowed to change: not a difference
+    # the two ways forward: a new directory, or the run's own overrides
+    assert "leave out hydra.run.dir" in err
+    assert "experiment=debug" in err and f"hydra.run.dir={debug_run}" in err
+    assert snapshot(debug_run) == before  # .hydra/ included
+    assert time.perf_counter() - t < 60  # before any data or TensorFlow work
+
+
+def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+        "print('held', flush=True); time.sleep(120)"), str(run_dir / ".lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = train(tmp_path, run_dir=run_dir, check=False)
+        assert proc.returncode == 2 and "is in use by another process" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_launched_by_wandb_agent_records_the_agents_run_id(tmp_path):
+    """train.py started exactly as `wandb agent` starts a trial: the W&B run, summary.json and
+    the checkpoint state all carry the agent's run id, and the sweep's parameters are the
+    values in the logged nested config."""
+    params = {"model.encoder.width": 48, "model.decoder.depth": 2, "optimizer.lr": 0.002}
+    run_id, run_dir = "agentrun7", tmp_path / "run"
+    cmd = agent_command(["${env}", "${interpreter}", "${program}", "${args_no_hyphens}",
+                         *DEBUG, "trainer.epochs=1", f"paths.data_dir={tmp_path / 'data'}",
+                         f"hydra.run.dir={run_dir}"], params)
+    assert cmd[:3] == ["/usr/bin/env", "python", "train.py"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=agent_env(tmp_path, params, run_id),
+                          capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (run,) = read_runs(run_dir)
+    assert run.id == run_id
+    assert json.loads((run_dir / "summary.json").read_text())["wandb/id"] == run_id
+    assert Checkpoints(run_dir / "checkpoints").latest_state()["wandb_id"] == run_id
+    for key, value in params.items():
+        assert OmegaConf.select(OmegaConf.create(run.config), key) == value, key
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
