@@ -8,6 +8,14 @@ An entry is a directory `<cache_dir>/<key>/`:
 It is built in a temporary sibling directory and renamed into place only when complete, so an
 interrupted preparation is never taken for a complete one; an entry whose files do not match
 meta.json is reported, removed and rebuilt.
+
+One build per key, across processes and machines sharing the cache directory: the builder holds
+`<key>.lock` next to the entry (`filelock.FileLock`, an OS lock the kernel releases when its
+process dies, so a killed builder never blocks the next one) and writes its "host:pid" to
+`<key>.owner`, which the processes waiting for it name in their log. Temporary directories are
+named `.tmp-<key>-<random>-<pid>@<host>`: `clean_stale` removes those of this host whose process
+is gone, and another host's only once untouched for a day (it cannot see that host's processes);
+neither while the key's build lock is held.
 """
 
 from __future__ import annotations
@@ -16,13 +24,21 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import socket
+import time
 import uuid
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
+
+from .atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +46,18 @@ FORMAT_VERSION = 1
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.bin", "index.npz", "meta.json"
 PER_SEQUENCE = ("sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames",
                 "dominant_left")
+TMP_PREFIX, LOCK_SUFFIX, OWNER_SUFFIX = ".tmp-", ".lock", ".owner"
+FOREIGN_TMP_MAX_AGE_S = 24 * 3600  # another host's temp dir untouched this long is abandoned
+
+
+def host() -> str:
+    """This machine's name as it appears in temp names and lock owners (no '@', no '/')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def owner() -> str:
+    """"host:pid" of this process: who holds a build lock or a temp dir."""
+    return f"{host()}:{os.getpid()}"
 
 
 def make_key(payload: dict) -> str:
@@ -128,7 +156,7 @@ class Writer:
     def __init__(self, cache_dir: Path, key: str, point_shape: tuple[int, int]):
         self.cache_dir, self.key, self.point_shape = Path(cache_dir), key, tuple(point_shape)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.cache_dir / f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.cache_dir / temp_name(key)
         self.tmp.mkdir()
         self._frames = open(self.tmp / FRAMES_FILE, "wb")
         self._crc, self._n_frames = 0, 0
@@ -201,13 +229,123 @@ class Writer:
         return _open(final, verify=False)
 
 
-def clean_stale(cache_dir: Path) -> None:
-    """Remove temporary directories left by preparations that were killed (their process is gone)."""
-    for tmp in Path(cache_dir).glob(".tmp-*"):
+def temp_name(key: str, pid: int | None = None, host_name: str | None = None) -> str:
+    """`.tmp-<key>-<random>-<pid>@<host>`: a build's temporary directory, named after its owner."""
+    pid = os.getpid() if pid is None else pid
+    return f"{TMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}-{pid}@{host_name or host()}"
+
+
+def _temp_owner(name: str) -> tuple[str | None, int | None]:
+    """(host, pid) from a temp dir's name; (None, None) for a name without a host (older
+    versions wrote `.tmp-<key>-<pid>-<random>`: its machine is unknown)."""
+    rest, at, host_name = name[len(TMP_PREFIX):].rpartition("@")
+    pid = rest.rsplit("-", 1)[-1]
+    if not at or not host_name or not pid.isdigit():
+        return None, None
+    return host_name, int(pid)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _idle_seconds(path: Path) -> float:
+    """Seconds since anything in `path` (the directory or a file directly in it) last changed."""
+    latest = path.stat().st_mtime
+    with os.scandir(path) as entries:
+        for e in entries:
+            try:
+                latest = max(latest, e.stat(follow_symlinks=False).st_mtime)
+            except FileNotFoundError:
+                pass
+    return time.time() - latest
+
+
+def clean_stale(cache_dir: Path, foreign_max_age_s: float = FOREIGN_TMP_MAX_AGE_S) -> None:
+    """Remove temporary directories of builds that died: this host's whose process is gone, and
+    any other's (another host's, or an old one without a host in its name) untouched for
+    `foreign_max_age_s` -- the processes of another machine cannot be seen from here, and a live
+    build touches its directory with every landmark file it reads. Either way only while the
+    key's build lock is free: a temp dir exists only while its builder holds that lock, so a held
+    lock means a live build (e.g. on another machine that reports the same host name)."""
+    me = host()
+    for tmp in Path(cache_dir).glob(TMP_PREFIX + "*"):
+        host_name, pid = _temp_owner(tmp.name)
         try:
-            pid = int(tmp.name.split("-")[-2])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError):
+            if host_name == me:
+                if _alive(pid):
+                    continue
+                why = f"its process {host_name}:{pid} is gone"
+            else:
+                idle = _idle_seconds(tmp)
+                if idle < foreign_max_age_s:
+                    continue
+                why = f"untouched for {idle / 3600:.0f} h"
+        except FileNotFoundError:  # removed meanwhile (published, or cleaned by another process)
+            continue
+        lock = FileLock(lock_path(cache_dir, tmp.name[len(TMP_PREFIX):].split("-", 1)[0]))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:  # its key is being built right now: leave it alone
+            continue
+        try:
+            log.info("feature cache: removing the temporary directory %s (%s)", tmp, why)
             shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:  # alive, someone else's
+        finally:
+            lock.release()
+
+
+def lock_path(cache_dir: Path, key: str) -> Path:
+    return Path(cache_dir) / f"{key}{LOCK_SUFFIX}"
+
+
+def _read_owner(cache_dir: Path, key: str) -> str:
+    try:
+        return (Path(cache_dir) / f"{key}{OWNER_SUFFIX}").read_text().strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+@contextmanager
+def build_lock(cache_dir: Path, key: str, log_every_s: float = 60.0) -> Iterator[None]:
+    """Hold the build lock of entry `key` for the block: one builder per key at a time.
+
+    While another process holds it, log (every `log_every_s`) whose build this one waits for, from
+    the "host:pid" in `<key>.owner`. The lock is an OS lock (flock), so it dies with its process:
+    a builder killed by SIGKILL leaves at most a stale `.owner` (overwritten by the next holder)
+    and a temp dir (`clean_stale`). The caller re-checks the cache once it holds the lock."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path(cache_dir, key))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        t0 = time.monotonic()
+        while True:
+            log.info("feature cache: waiting for %s, which is building %s (%.0f s so far)",
+                     _read_owner(cache_dir, key), cache_dir / key, time.monotonic() - t0)
+            try:
+                lock.acquire(timeout=log_every_s)
+                break
+            except Timeout:
+                continue
+    me = owner()
+    owner_file = cache_dir / f"{key}{OWNER_SUFFIX}"
+    try:
+        with replacing(owner_file) as tmp:
+            tmp.write_text(me + "\n")
+        yield
+    finally:
+        try:
+            if owner_file.read_text().strip() == me:
+                owner_file.unlink()
+        except OSError:
             pass
+        lock.release()

@@ -1,53 +1,90 @@
 """Cross-validation folds grouped by participant: a signer's sequences all fall in one fold, so
-validation signers are never seen in training."""
+validation signers are never seen in training.
+
+A signer's fold depends only on the signer, the primary listing (every row of train.csv) and
+data.n_folds / data.split_seed -- never on which rows end up loaded -- so skipped sequences,
+feature options and data.use_supplemental never move a signer to another fold:
+
+1. the signers of train.csv, ordered by their number of rows (most first; equal counts in the
+   order of a seeded hash of the participant id), are placed one by one in the fold with the
+   fewest rows so far (equal folds: in a seeded order of the folds) -- a greedy
+   largest-first balance of sequences per fold;
+2. a signer absent from train.csv (only in supplemental_metadata.csv) goes to fold
+   hash(seed, participant) mod n_folds.
+
+The hash is SHA-256, not Python's `hash`, so the folds are the same on every machine and run.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from .atomic import replacing
 from .errors import DataError
 
 
-def assign_folds(participant_id: np.ndarray, n_folds: int, seed: int,
-                 strata: np.ndarray | None = None) -> np.ndarray:
-    """Fold number (0..n_folds-1) of every sequence; deterministic from the seed.
+def _seeded_hash(seed: int, *parts: int) -> int:
+    """A stable 64-bit hash of (seed, parts...): the same on every machine and Python."""
+    text = ":".join(str(int(x)) for x in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
-    scikit-learn's StratifiedGroupKFold keeps each participant in one fold while balancing fold
-    sizes and the share of each stratum (e.g. left-handed signers) across folds; the seed breaks
-    ties between equally good assignments."""
-    n_signers = len(np.unique(participant_id))
-    if n_folds < 2 or n_signers < n_folds:
+
+def participant_folds(listing: np.ndarray, n_folds: int, seed: int) -> dict[int, int]:
+    """{participant_id: fold} for the signers of the primary listing.
+
+    `listing`: the participant_id of every row of train.csv [rows], before any skip. Signers are
+    taken largest first (ties: seeded hash order) and each put in the fold with the fewest rows
+    so far (ties: a seeded order of the folds), so folds come out balanced in sequences while a
+    signer's fold depends on nothing but this listing, n_folds and the seed."""
+    ids, counts = np.unique(np.asarray(listing, np.int64), return_counts=True)
+    if n_folds < 2 or len(ids) < n_folds:
         raise DataError(f"data.n_folds={n_folds} needs at least 2 folds and at most one fold per "
-                        f"signer; the data has {n_signers} signer(s): lower data.n_folds")
-    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    y = np.zeros(len(participant_id), np.int64) if strata is None else np.asarray(strata)
-    fold = np.full(len(participant_id), -1, np.int64)
-    for k, (_, val) in enumerate(splitter.split(participant_id, y, groups=participant_id)):
-        fold[val] = k
-    return fold
+                        f"signer; the data has {len(ids)} signer(s): lower data.n_folds")
+    order = sorted(range(len(ids)), key=lambda i: (-int(counts[i]), _seeded_hash(seed, ids[i])))
+    fold_rank = {k: _seeded_hash(seed, -1, k) for k in range(n_folds)}
+    rows = [0] * n_folds
+    out: dict[int, int] = {}
+    for i in order:
+        k = min(range(n_folds), key=lambda f: (rows[f], fold_rank[f]))
+        out[int(ids[i])] = k
+        rows[k] += int(counts[i])
+    return out
 
 
-def signer_handedness(participant_id: np.ndarray, dominant_left: np.ndarray) -> np.ndarray:
-    """Per sequence: whether its signer is mostly left-dominant (a stratum for the folds)."""
+def assign_folds(participant_id: np.ndarray, n_folds: int, seed: int,
+                 listing: np.ndarray | None = None) -> np.ndarray:
+    """Fold number (0..n_folds-1) of every sequence [N]; deterministic from the seed.
+
+    `participant_id`: the signer of each loaded sequence [N]. `listing`: the participant_id of
+    every row of the primary listing (train.csv, all rows, before any skip); None takes
+    `participant_id` itself. Signers of the listing get `participant_folds`; a signer absent from
+    it (supplemental only) gets hash(seed, participant) mod n_folds."""
+    participant_id = np.asarray(participant_id, np.int64)
+    table = participant_folds(participant_id if listing is None else listing, n_folds, seed)
     ids, inverse = np.unique(participant_id, return_inverse=True)
-    share = np.bincount(inverse, weights=dominant_left.astype(float)) / np.bincount(inverse)
-    return (share > 0.5)[inverse]
+    per_signer = [table[int(p)] if int(p) in table else _seeded_hash(seed, p) % n_folds
+                  for p in ids]
+    return np.asarray(per_signer, np.int64)[inverse].reshape(-1)
 
 
-def split(fold: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) sequence indices for `data.fold=k`; k=-1 trains on everything."""
-    n_folds = int(fold.max()) + 1
+def split(fold: np.ndarray, k: int, n_folds: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) sequence indices for `data.fold=k`; k=-1 trains on everything.
+    `n_folds` defaults to the highest fold present + 1."""
+    n_folds = int(fold.max()) + 1 if n_folds is None else int(n_folds)
     if k == -1:
         return np.arange(len(fold)), np.arange(0)
     if not 0 <= k < n_folds:
         raise DataError(f"data.fold={k} is out of range: use 0..{n_folds - 1}, or -1 to train on "
                         "all folds")
-    return np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+    val = np.flatnonzero(fold == k)
+    if len(val) == 0:
+        raise DataError(f"data.fold={k} has no sequence to validate on (every sequence of its "
+                        "signers was skipped): choose another data.fold")
+    return np.flatnonzero(fold != k), val
 
 
 def write_folds_csv(path: Path, sequence_id: np.ndarray, participant_id: np.ndarray,

@@ -3,8 +3,9 @@
     python -m aslfr.prepare                              # the synthetic default
     python -m aslfr.prepare data=kaggle data.root=DIR    # the competition's files
 
-takes the same Hydra config as train.py, builds (or reuses) the feature cache, writes `folds.csv`
-and `features.json` to its run directory and prints a summary.
+takes the same Hydra config as train.py (conf/prepare.yaml), builds (or reuses) the feature cache,
+prints a summary and writes its log, `folds.csv` and `features.json` to `<paths.data_dir>/prepare/`
+(replaced each time; `hydra.run.dir=DIR` puts them elsewhere), not to a new directory in outputs/.
 """
 
 from __future__ import annotations
@@ -86,7 +87,18 @@ def _bad_sequence(reason: str, row, root: Path, detail: str) -> DataError:
 
 
 def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool = True) -> cache.Prepared:
-    """The prepared data set for this config: from the cache, or read, extracted and cached."""
+    """The prepared data set for this config: from the cache, or read, extracted and cached.
+
+    The cache key holds everything that changes what an entry contains (the files, the feature
+    spec, data.max_phrase_length). data.on_bad_sequence is not in it -- a strict build that
+    succeeds writes exactly what a skipping build writes -- but is checked against the entry:
+    with `error`, an entry that recorded skips stops with the message a fresh build would give
+    (its first skip, named by file and line). One process builds a key at a time
+    (`cache.build_lock`); the others wait, then reuse its entry."""
+    on_bad = data_cfg["on_bad_sequence"]
+    if on_bad not in ("skip", "error"):
+        raise DataError(f"data.on_bad_sequence must be 'skip' or 'error', not {on_bad!r}")
+    strict = on_bad == "error"
     root = resolve_root(data_cfg, data_dir, progress)
     spec = FeatureSpec.from_config(data_cfg["features"])
     index = kaggle.read_index(root, bool(data_cfg["use_supplemental"]))
@@ -101,23 +113,59 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
         "parquet": [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns) for f in files],
     })
     cache_dir = Path(cache_dir)
+    verify = bool(data_cfg["cache"]["verify"])
     if cache_dir.is_dir():
         cache.clean_stale(cache_dir)
-    if (hit := cache.load(cache_dir, key, bool(data_cfg["cache"]["verify"]))) is not None:
+
+    def reuse() -> cache.Prepared | None:
+        """The entry, if there is one this config may use; with `error`, an entry that skipped
+        sequences raises the error a fresh build raises."""
+        hit = cache.load(cache_dir, key, verify)
+        if hit is None:
+            return None
+        if strict and hit.meta["skipped"]:
+            first = hit.meta.get("first_skip") or {}
+            # the CSVs are in the key: the row is the one the entry's build skipped first
+            row = index[index.sequence_id == first.get("sequence_id")]
+            if row.empty:  # an entry from before first_skip was recorded: a build finds it
+                log.info("feature cache: %s skipped sequences; rebuilding to report the first "
+                         "one (data.on_bad_sequence=error)", hit.path)
+                return None
+            raise _bad_sequence(first["reason"], next(row.itertuples(index=False)), root,
+                                first["detail"])
         log.info("feature cache: reusing %s", hit.path)
         hit.meta.update(cache_hit=True, root=str(root), source=data_cfg["source"])
         return hit
 
-    strict = data_cfg["on_bad_sequence"] == "error"
-    if data_cfg["on_bad_sequence"] not in ("skip", "error"):
-        raise DataError(f"data.on_bad_sequence must be 'skip' or 'error', not "
-                        f"{data_cfg['on_bad_sequence']!r}")
+    if (hit := reuse()) is not None:
+        return hit
+    with cache.build_lock(cache_dir, key):
+        if (hit := reuse()) is not None:  # built by the process this one waited for
+            return hit
+        prepared = _build(data_cfg, root, spec, index, vocab, max_len, files, cache_dir, key,
+                          strict, progress)
+    log.info("feature cache: built %s (%d sequences kept of %d, %.1f s)", prepared.path,
+             len(prepared), prepared.meta["n_listed"], prepared.meta["seconds"])
+    prepared.meta["cache_hit"] = False
+    return prepared
+
+
+def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab, max_len: int,
+           files: list[str], cache_dir: Path, key: str, strict: bool,
+           progress: bool) -> cache.Prepared:
+    """Read the listed sequences, extract their features and publish the cache entry `key`
+    (the caller holds its build lock). Bad sequences raise (strict) or are skipped and counted;
+    the first skip is recorded in meta.json so that a later strict run reports it."""
     skipped: Counter = Counter()
     examples: dict[str, list[int]] = {}
+    first_skip: dict | None = None
 
     def skip(reason: str, row, detail: str = "") -> None:
+        nonlocal first_skip
         if strict:
             raise _bad_sequence(reason, row, root, detail)
+        if first_skip is None:
+            first_skip = {"reason": reason, "sequence_id": int(row.sequence_id), "detail": detail}
         skipped[reason] += 1
         examples.setdefault(reason, [])
         if len(examples[reason]) < 5:
@@ -168,12 +216,10 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
             "root": str(root), "source": data_cfg["source"], "features": spec.to_dict(),
             "characters": vocab.chars, "max_phrase_length": max_len,
             "n_listed": len(rows), "n_files": len(jobs),
-            "skipped": dict(skipped), "skipped_examples": examples,
-            "seconds": round(time.perf_counter() - t0, 3),
+            "skipped": dict(skipped), "skipped_examples": examples, "first_skip": first_skip,
+            "built_by": cache.owner(), "seconds": round(time.perf_counter() - t0, 3),
         }
-        prepared = writer.finish(meta)
-    prepared.meta["cache_hit"] = False
-    return prepared
+        return writer.finish(meta)
 
 
 @dataclass
@@ -194,10 +240,13 @@ def setup(data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path,
     if len(prepared) == 0:
         raise DataError(f"no usable sequence in {prepared.meta['root']} (all skipped: "
                         f"{prepared.meta['skipped']})")
-    fold = folds.assign_folds(
-        prepared.participant_id, int(data_cfg["n_folds"]), int(data_cfg["split_seed"]),
-        strata=folds.signer_handedness(prepared.participant_id, prepared.dominant_left))
-    train, val = folds.split(fold, int(data_cfg["fold"]))
+    # Folds come from the primary listing (every row of train.csv), not from the loaded rows:
+    # skips, feature options and supplemental rows never move a signer to another fold.
+    listing = kaggle.read_index(Path(prepared.meta["root"]), use_supplemental=False)
+    n_folds = int(data_cfg["n_folds"])
+    fold = folds.assign_folds(prepared.participant_id, n_folds, int(data_cfg["split_seed"]),
+                              listing=listing["participant_id"].to_numpy())
+    train, val = folds.split(fold, int(data_cfg["fold"]), n_folds)
     run_dir = Path(run_dir)
     folds.write_folds_csv(run_dir / "folds.csv", prepared.sequence_id, prepared.participant_id, fold)
     spec = FeatureSpec.from_config(data_cfg["features"])
@@ -248,7 +297,7 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
     lines.append(f"features: {split.spec.n_points} points x {len(split.spec.axes)} axes from "
                  f"{len(split.spec.columns)} columns; cache {'reused' if meta.get('cache_hit') else 'built in %.1f s' % meta['seconds']}: {p.path}")
     lines.append("fold  signers  sequences")
-    for k in range(int(split.fold.max()) + 1):
+    for k in range(int(data_cfg["n_folds"])):
         sel = split.fold == k
         lines.append(f"{k:>4}  {len(np.unique(p.participant_id[sel])):>7}  {int(sel.sum()):>9}")
     k = int(data_cfg["fold"])
@@ -263,7 +312,7 @@ def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
                  Path(cfg.paths.output_dir), progress)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
     split = setup_from_config(cfg)

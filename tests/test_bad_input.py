@@ -159,3 +159,41 @@ def test_no_hands_sequence_with_nan_everywhere_is_counted(tmp_path):
     split = prepare.setup_from_config(cfg, progress=False)
     assert split.prepared.meta["skipped"] == {"no_hands": 1}
     assert split.prepared.meta["skipped_examples"]["no_hands"] == [77]
+
+
+def test_error_mode_is_not_bypassed_by_a_cache_entry_with_skips(bad_root, tmp_path):
+    def setup(data_dir: Path, *extra: str):
+        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra],
+                          data_dir)
+        return prepare.setup_from_config(cfg, progress=False)
+
+    with pytest.raises(DataError) as fresh:  # a fresh cache: the first bad row stops the build
+        setup(tmp_path / "fresh", "data.on_bad_sequence=error")
+    skipped = setup(tmp_path / "shared")  # the default (skip) builds an entry with 4 skips
+    assert sum(skipped.prepared.meta["skipped"].values()) == 4
+    with pytest.raises(DataError) as reused:  # the same entry may not be used with error
+        setup(tmp_path / "shared", "data.on_bad_sequence=error")
+    assert str(reused.value) == str(fresh.value)
+    assert "train.csv line 2 (sequence_id 10)" in str(reused.value)
+    assert "data.on_bad_sequence=skip" in str(reused.value)
+    again = setup(tmp_path / "shared")  # the entry is kept, and skip mode still reuses it
+    assert again.prepared.meta["cache_hit"] is True
+    assert again.prepared.path == skipped.prepared.path
+
+
+def test_error_mode_reuses_an_entry_without_skips(tmp_path):
+    root = write_sequences(tmp_path / "kaggle", good(4))
+    cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
+    first = prepare.setup_from_config(cfg, progress=False)
+    strict = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2",
+                          "data.on_bad_sequence=error"], tmp_path)
+    second = prepare.setup_from_config(strict, progress=False)
+    assert second.prepared.meta["cache_hit"] is True
+    assert second.prepared.path == first.prepared.path
+
+
+def test_unknown_on_bad_sequence_value_is_an_error_even_with_a_cache_entry(tmp_path):
+    root = write_sequences(tmp_path / "kaggle", good(4))
+    assert run_prepare(root, tmp_path).returncode == 0
+    proc = run_prepare(root, tmp_path, "data.on_bad_sequence=warn")
+    assert_clean_failure(proc, "data.on_bad_sequence must be 'skip' or 'error', not 'warn'")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from aslfr import cache, folds, kaggle, layout, pipeline, prepare
+from aslfr.errors import DataError
 from aslfr.features import FeatureSpec, compute_stats, extract
 
 from conftest import TINY, compose_cfg, write_sequences
@@ -145,19 +146,62 @@ def test_folds_grouped_by_participant_and_deterministic(tmp_path):
         for j in range(i + 1, 4):
             assert not signers_per_fold[i] & signers_per_fold[j]
     assert set(p.participant_id[split.train]).isdisjoint(p.participant_id[split.val])
-    strata = folds.signer_handedness(p.participant_id, p.dominant_left)
-    again = folds.assign_folds(p.participant_id, 4, int(cfg.data.split_seed), strata)
+    listing = kaggle.read_index(Path(p.meta["root"]), False).participant_id.to_numpy()
+    again = folds.assign_folds(p.participant_id, 4, int(cfg.data.split_seed), listing=listing)
     np.testing.assert_array_equal(again, split.fold)
     sizes = np.bincount(split.fold)
     assert sizes.min() > 0.5 * sizes.max()  # balanced in sequences, not just in signers
-    lefties = [len(set(p.participant_id[(split.fold == k) & strata])) for k in range(4)]
-    assert sum(lefties) >= 2 and max(lefties) == 1  # left-handed signers spread over the folds
     table = pd.read_csv(tmp_path / "run" / "folds.csv")
     assert list(table.columns) == ["sequence_id", "participant_id", "fold"]
     assert table.groupby("participant_id").fold.nunique().max() == 1
     np.testing.assert_array_equal(table.sequence_id, p.sequence_id)
     train, val = folds.split(split.fold, -1)
     assert len(train) == len(p) and len(val) == 0
+
+
+def test_fold_rule_depends_on_the_listing_only():
+    rng = np.random.default_rng(0)
+    # 30 signers of very different sizes, as in the competition's train.csv
+    listing = np.repeat(np.arange(100, 130), rng.integers(20, 200, 30))
+    fold = folds.assign_folds(listing, 5, seed=42)
+    sizes = np.bincount(fold, minlength=5)
+    assert sizes.max() - sizes.min() <= 0.05 * len(listing) / 5  # greedy largest-first: balanced
+    assert all(len(set(fold[listing == s])) == 1 for s in np.unique(listing))
+    # any subset of the rows (skips, other features) keeps every signer's fold
+    keep = rng.random(len(listing)) < 0.4
+    np.testing.assert_array_equal(folds.assign_folds(listing[keep], 5, 42, listing=listing),
+                                  fold[keep])
+    # a signer only in the supplemental rows gets a seeded hash; the others do not move
+    loaded = np.concatenate([listing, np.full(7, 999)])
+    both = folds.assign_folds(loaded, 5, 42, listing=listing)
+    np.testing.assert_array_equal(both[:len(listing)], fold)
+    assert len(set(both[len(listing):])) == 1
+    assert not np.array_equal(folds.assign_folds(listing, 5, seed=1), fold)  # the seed matters
+    with pytest.raises(DataError, match=r"data.n_folds=5 .* the data has 3 signer\(s\)"):
+        folds.assign_folds(np.array([1, 2, 3, 3]), 5, 42)
+    # a fold whose signers were all skipped cannot validate; the range check keeps n_folds
+    with pytest.raises(DataError, match="data.fold=1 has no sequence"):
+        folds.split(np.array([0, 0, 2, 3]), 1, n_folds=5)
+    with pytest.raises(DataError, match=r"out of range: use 0\.\.4"):
+        folds.split(np.array([0, 0, 2, 3]), 5, n_folds=5)
+
+
+def test_folds_do_not_move_with_supplemental_rows_or_skips(tmp_path):
+    base = [*TINY, "data.synthetic.n_supplemental=60"]
+    _, plain = prepared_for(base, tmp_path / "a")
+    _, supp = prepared_for([*base, "data.use_supplemental=true"], tmp_path / "b")
+    _, short = prepared_for([*base, "data.max_phrase_length=12"], tmp_path / "c")
+    tables = {name: pd.read_csv(tmp_path / name / "run" / "folds.csv") for name in "abc"}
+    a, b, c = (tables[n].set_index("sequence_id") for n in "abc")
+    # the training sequences: the same folds with and without the supplemental rows
+    assert len(b) == len(a) + 60
+    pd.testing.assert_frame_equal(b.loc[a.index], a)
+    # supplemental sequences follow their signer's fold
+    assert b.groupby("participant_id").fold.nunique().max() == 1
+    # skips (here phrases longer than 12 characters) move no fold either
+    assert 0 < len(c) < len(a)
+    pd.testing.assert_frame_equal(a.loc[c.index], c)
+    assert supp.prepared.meta["key"] != plain.prepared.meta["key"] != short.prepared.meta["key"]
 
 
 def test_normalization_uses_training_folds_only(tmp_path):
@@ -205,9 +249,10 @@ def test_interrupted_preparation_is_never_taken_for_complete(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         prepared_for([*TINY, "data.num_workers=1"], tmp_path)
     cache_dir = tmp_path / "data" / "cache"
-    assert [p.name for p in cache_dir.iterdir()] == []  # nothing published, temp removed
+    # nothing published, temp removed (the build lock's file stays: it is reused)
+    assert [p.suffix for p in cache_dir.iterdir()] == [cache.LOCK_SUFFIX]
     # A preparation killed outright leaves its temp dir behind: never used, cleaned next time.
-    stale = cache_dir / ".tmp-deadbeef-999999999-abcd"
+    stale = cache_dir / cache.temp_name("deadbeef", pid=999999999)
     stale.mkdir()
     (stale / "meta.json").write_text("{}")
     monkeypatch.setattr(kaggle, "read_file", real)
