@@ -53,6 +53,9 @@ class ModelConfig:
     mlp_dropout: float = 0.2
     classifier_dropout: float = 0.1
     ctc_weight: float = 0.0  # auxiliary CTC loss on the encoder output (0: off)
+    # CTC from dense labels (TensorFlow ops, which XLA compiles: trainer.jit=true) instead of
+    # TensorFlow's C++ kernel for sparse labels (faster on CPU, but XLA has no kernel for it)
+    ctc_xla: bool = False
 
     @classmethod
     def from_config(cls, model_cfg: Mapping, **data) -> "ModelConfig":
@@ -313,11 +316,16 @@ class FingerspellingModel(keras.Model):
         first = tf.range(tf.shape(tokens)[1])[None, :] == 0
         keep = (is_char & ok[:, None]) | (first & ~ok[:, None])
         values = tf.where(ok[:, None], tokens, 0)
-        labels = tf.SparseTensor(tf.where(keep), tf.boolean_mask(values, keep),
-                                 tf.shape(tokens, out_type=tf.int64))
         logits = tf.cast(self.ctc_head(encoded), tf.float32)
-        loss = tf.nn.ctc_loss(labels, logits, None, tf.maximum(frames_len, 1),
-                              logits_time_major=False, blank_index=-1)
+        if cfg.ctc_xla:  # the same labels, dense: the characters lead each row of `tokens`
+            loss = tf.nn.ctc_loss(tf.where(keep, values, 0), logits, tf.where(ok, target_len, 1),
+                                  tf.maximum(frames_len, 1), logits_time_major=False,
+                                  blank_index=-1)
+        else:
+            labels = tf.SparseTensor(tf.where(keep), tf.boolean_mask(values, keep),
+                                     tf.shape(tokens, out_type=tf.int64))
+            loss = tf.nn.ctc_loss(labels, logits, None, tf.maximum(frames_len, 1),
+                                  logits_time_major=False, blank_index=-1)
         weight = tf.cast(ok, tf.float32)
         per_char = loss / tf.cast(tf.maximum(target_len, 1), tf.float32)
         return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)

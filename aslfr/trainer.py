@@ -57,7 +57,8 @@ def model_config(cfg: DictConfig, spec, vocab) -> ModelConfig:
     return ModelConfig.from_config(
         cfg.model, n_features=spec.n_features, hand_features=len(spec.group_points("hand")) * len(spec.axes),
         max_frames=int(cfg.data.max_frames), max_length=int(cfg.data.max_phrase_length) + 1,
-        vocab_size=vocab.size, pad=vocab.pad, sos=vocab.sos, eos=vocab.eos)
+        vocab_size=vocab.size, pad=vocab.pad, sos=vocab.sos, eos=vocab.eos,
+        ctc_xla=bool(cfg.trainer.jit))
 
 
 @dataclass
