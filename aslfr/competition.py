@@ -86,7 +86,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, help="score only the first N validation sequences")
     args = ap.parse_args(argv)
     run_dir = args.run_dir
+    for name, fix in (("features.json", "is it a train.py run directory?"),
+                      ("folds.csv", "is it a train.py run directory?"),
+                      ("model.tflite", f"export it first: python -m aslfr.export {run_dir}"),
+                      ("inference_args.json", f"export it first: python -m aslfr.export {run_dir}")):
+        if not (run_dir / name).is_file():  # one line, not a traceback (this module stands alone)
+            raise SystemExit(f"error: {run_dir / name} is missing: {fix}")
     root = args.data or Path(json.loads((run_dir / "features.json").read_text())["data_root"])
+    if not (root / "character_to_prediction_index.json").is_file():
+        raise SystemExit(f"error: {root} does not hold the run's data in the Kaggle layout "
+                         "(character_to_prediction_index.json is missing): give it with --data ROOT")
     ids = validation_ids(run_dir)[: args.limit]
     result = score(run_dir / "model.tflite", run_dir / "inference_args.json", root, ids)
     line = f"{run_dir}: score {result.score:.4f} on {result.n_sequences} validation sequences"

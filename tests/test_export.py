@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from aslfr import competition, export, pipeline, prepare
+from aslfr import compare, competition, export, pipeline, prepare
 from aslfr.features import FeatureSpec, extract
 from aslfr.model import greedy_decode
 from aslfr.trainer import Decoder
@@ -126,8 +126,12 @@ def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
 
 def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
-    shutil.copytree(debug_run, copy, ignore=shutil.ignore_patterns("wandb"))
+    shutil.copytree(debug_run, copy)
     (copy / "model.tflite").unlink()
+    no_export = subprocess.run([sys.executable, "-m", "aslfr.competition", str(copy)],
+                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert no_export.returncode != 0 and "Traceback" not in no_export.stderr
+    assert f"python -m aslfr.export {copy}" in no_export.stderr  # the fix, in one line
     proc = subprocess.run([sys.executable, "-m", "aslfr.export", str(copy), "--zip",
                            "--quantize", "fp16"], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
@@ -138,6 +142,11 @@ def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     assert summary["export/quantize"] == "fp16" and summary["budget/ok"] is True
     assert summary["infer/model_mb"] == pytest.approx((copy / "model.tflite").stat().st_size / 1e6)
     assert summary["infer/val_score"] <= 1
+    # the comparison reads the run's own summary.json (rewritten by the re-export) before W&B's
+    (row,) = compare.offline_rows([copy])
+    (logged,) = read_runs(copy)
+    assert row.model_mb == pytest.approx(summary["infer/model_mb"])
+    assert logged.summary["infer/model_mb"] > row.model_mb  # W&B still has the float32 size
     bad = subprocess.run([sys.executable, "-m", "aslfr.export", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and "not a train.py run directory" in bad.stderr

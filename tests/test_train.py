@@ -17,6 +17,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from aslfr import compare
 from aslfr.checkpoint import Checkpoints
 from aslfr.rundir import RunDir, register_resolvers
 from aslfr.wandb_offline import read_runs
@@ -87,6 +88,17 @@ def test_cross_validation_multirun(tmp_path):
     assert runs[0].group == runs[1].group and runs[0].name != runs[1].name
     folds = [json.loads((tmp_path / "cv" / str(k) / "summary.json").read_text()) for k in (0, 1)]
     assert all("val/score" in f for f in folds)
+    # the comparison: both folds, and the mean ± sd over folds the user runs it for
+    rows = compare.offline_rows([tmp_path / "cv"])
+    (cv,) = compare.fold_summaries(rows)
+    scores = [f["best/val/score"] for f in folds]
+    assert cv.folds == [0, 1] and cv.mean == pytest.approx(np.mean(scores))
+    assert cv.sd == pytest.approx(np.std(scores, ddof=1))
+    table = compare.leaderboard(rows)
+    assert "cross-validation" in table and f"{cv.mean:8.4f} {cv.sd:8.4f}" in table
+    # debug runs are not exported: the plot shows them against their parameters, not nothing
+    what, shown = compare.plotted(rows)
+    assert what == "parameters" and len(shown) == 2
 
 
 def test_unknown_key_or_option_fails_before_any_work(tmp_path):
@@ -140,6 +152,9 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
     logged = [row["epoch"] for row in killed.history if "train/samples_per_sec" in row]
     assert logged[:done] == list(range(1, done + 1))
     assert RunDir(run_dir).status()["status"] == "interrupted"
+    (row,) = compare.offline_rows([run_dir])  # listed apart, with what it reached
+    assert row.status == "interrupted" and row.epochs >= done
+    assert "not finished" in compare.leaderboard([row])
 
     end = done + 2
     resumed = train(tmp_path, f"trainer.epochs={end}", run_dir=run_dir)
@@ -176,8 +191,9 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
     train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
     procs = [subprocess.Popen(
         [sys.executable, "train.py", *DEBUG, "trainer.epochs=1", f"model.encoder.width={w}",
-         f"paths.data_dir={tmp_path / 'data'}", pattern], cwd=ROOT, env=subprocess_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for w in (64, 96)]
+         f"paths.data_dir={tmp_path / 'data'}", pattern, f"wandb.mode={mode}"], cwd=ROOT,
+        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for w, mode in ((64, "offline"), (96, "disabled"))]
     outs = [p.communicate(timeout=280)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     dirs = sorted((tmp_path / "outputs").glob("*/*"))
@@ -187,8 +203,12 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
     assert widths == {64, 96}
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
-        (run,) = read_runs(d)
-        assert run.id == summary["wandb/id"]
+        if summary["wandb/mode"] == "offline":
+            (run,) = read_runs(d)
+            assert run.id == summary["wandb/id"]
+    rows = compare.offline_rows([tmp_path / "outputs"])  # the W&B-disabled run too
+    assert sorted(r.encoder for r in rows) == ["1x64", "1x96"]
+    assert all(r.status == "finished" and r.score is not None for r in rows)
     for out in outs:  # each run says where it is, at the start and at the end
         assert sum(f"run directory: {d}" in out for d in dirs) == 1, out
 
@@ -260,5 +280,13 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                  "trainer.cpu_devices=2")
     out = proc.stdout + proc.stderr
     assert "Using MirroredStrategy with devices" in out and "CPU:1" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert np.isfinite(summary["val/loss"])
+
+
+def test_xla_trains_with_the_ctc_loss(tmp_path):
+    """trainer.jit=true with the default CTC auxiliary loss (XLA has no kernel for TensorFlow's
+    sparse CTC: the model takes the dense-label path, which XLA compiles)."""
+    train(tmp_path, "trainer.epochs=1", "trainer.jit=true", "model.ctc_weight=0.5")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert np.isfinite(summary["val/loss"])
