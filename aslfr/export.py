@@ -19,6 +19,7 @@ import logging
 import tempfile
 import zipfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
     """TFLite flatbuffer of `module.serve` as signature serving_default, built-in ops only."""
     if quantize not in QUANTIZE:
         raise ValueError(f"export.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _tensorflow_logs(logging.WARNING):
+        # (at INFO, saving logs "Assets written to" a temporary directory and a long "Function
+        # `serve` contains input name(s) ..." about the captured weights' names: nothing to act on)
         tf.saved_model.save(module, tmp, signatures={
             "serving_default": module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
@@ -106,6 +109,20 @@ def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
         if quantize == "fp16":
             converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
+
+
+@contextmanager
+def _tensorflow_logs(level: int):
+    """TensorFlow's Python logs (its own logger and absl's) at `level` inside the block."""
+    loggers = [logging.getLogger(name) for name in ("tensorflow", "absl")]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, was in zip(loggers, before):
+            logger.setLevel(was)
 
 
 class TFLiteModel:

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig
+from tqdm.auto import tqdm
 
 from . import pipeline
 from .atomic import write_json
@@ -166,6 +167,35 @@ class Loop(keras.callbacks.Callback):
         self.checkpoints.save(self.model, self.model.optimizer, self.state)
 
 
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar inside each epoch (steps, loss, samples/s) when stderr is a terminal;
+    nothing otherwise (tqdm's `disable=None`), where Loop's line per epoch is the progress."""
+
+    def __init__(self, steps_per_epoch: int, batch_size: int, epochs: int):
+        super().__init__()
+        self.steps, self.batch_size, self.epochs = steps_per_epoch, batch_size, epochs
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                        leave=False, dynamic_ncols=True, disable=None)
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix({"loss": f"{float(logs['loss']):.4f}",
+                              "samples/s": f"{(batch + 1) * self.batch_size / seconds:.0f}"},
+                             refresh=batch == 0)  # at once, then at tqdm's pace
+        self.bar.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+    def on_train_end(self, logs=None):  # stopped mid-epoch (the NaN guard): close it too
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _xy(batch):
     """Keras' (inputs, targets) from a pipeline batch: the targets are the tokens."""
     return batch, batch["tokens"]
@@ -243,8 +273,12 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
     exit_code = 0
     try:
         if state["epoch"] < epochs:
+            progress = EpochProgress(steps_per_epoch, batch_size, epochs)
+            # shuffle=False: the pipeline reshuffles every epoch itself (Keras would only warn
+            # that it ignores shuffle=True for a tf.data.Dataset)
             model.fit(as_xy, epochs=epochs, initial_epoch=int(state["epoch"]),
-                      steps_per_epoch=steps_per_epoch, callbacks=[loop], verbose=0)
+                      steps_per_epoch=steps_per_epoch, callbacks=[loop, progress], verbose=0,
+                      shuffle=False)
         if loop.diverged:
             exit_code = 1
             kept = (f"The last good checkpoint (epoch {state['epoch']}) is in {checkpoints.dir}"

@@ -290,3 +290,35 @@ def test_xla_trains_with_the_ctc_loss(tmp_path):
     train(tmp_path, "trainer.epochs=1", "trainer.jit=true", "model.ctc_weight=0.5")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert np.isfinite(summary["val/loss"])
+
+
+def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
+    """On a terminal each epoch shows a bar (steps, loss, samples/s); the per-epoch log lines
+    are the progress when the output is not a terminal (every other test)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))  # 160 columns
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *DEBUG, "trainer.epochs=2",
+         f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=ROOT, env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=child_end,
+        stderr=child_end)
+    os.close(child_end)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(timeout=60) == 0, out[-3000:]
+    text = out.decode(errors="replace")
+    for needle in ("epoch 1/2", "epoch 2/2", "/5 [", "step/s", "loss=", "samples/s="):
+        assert needle in text, needle
