@@ -15,6 +15,7 @@ import logging
 import netrc
 import os
 import secrets
+import shutil
 import string
 import time
 from collections.abc import Mapping
@@ -126,7 +127,11 @@ class Tracker:
                      step=int(step), commit=False)
 
     def save_file(self, path: Path) -> None:
-        self.run.save(str(path), base_path=str(Path(path).parent), policy="now")
+        """Upload a copy of `path` with the run (a copy: W&B would symlink it and warn that
+        later changes need another save)."""
+        copy = Path(self.run.dir) / Path(path).name
+        shutil.copyfile(path, copy)
+        self.run.save(str(copy), base_path=self.run.dir, policy="now")
 
     def log_checkpoint(self, path: Path, metadata: Mapping) -> None:
         artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=dict(metadata))
