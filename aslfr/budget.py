@@ -51,6 +51,20 @@ class Measurement:
                  f" budget.model_mb={self.model_budget_mb:g})"]
         return f"{'within budget' if self.ok else 'OVER BUDGET'}: " + "; ".join(parts)
 
+    def advice(self) -> str:
+        """What brings a configuration within budget, for the limits it exceeds (figures in
+        the README: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
+        and speeds up the decoder's steps; every character re-runs the decoder)."""
+        fixes = []
+        if self.latency_ms > self.latency_budget_ms:
+            fixes.append("for latency: a shallower or narrower decoder (model.decoder.depth/"
+                         "width: it runs once per character), then encoder, or "
+                         "export.quantize=int8_dynamic, or raise budget.latency_ms")
+        if self.model_mb > self.model_budget_mb:
+            fixes.append("for size: export.quantize=fp16 (half the file) or int8_dynamic (a "
+                         "quarter), fewer or narrower layers, or raise budget.model_mb")
+        return "; ".join(fixes)
+
     def metrics(self) -> dict:
         """The keys every run logs (W&B and summary.json)."""
         return {"infer/latency_ms": self.latency_ms, "infer/model_mb": self.model_mb,

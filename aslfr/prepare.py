@@ -50,6 +50,9 @@ def resolve_root(data_cfg: Mapping, data_dir: Path, progress: bool = True) -> Pa
             sequences_per_file=int(data_cfg["synthetic"]["sequences_per_file"]),
             face=str(data_cfg["synthetic"]["face"]),
             n_supplemental=int(data_cfg["synthetic"]["n_supplemental"]))
+        if data_cfg["use_supplemental"] and spec.n_supplemental == 0:
+            raise DataError("data.use_supplemental=true on synthetic data needs supplemental "
+                            "sequences: set data.synthetic.n_supplemental (e.g. 1000)")
         return synthetic.ensure(spec, Path(data_dir).resolve(), progress=progress)
     if data_cfg["source"] != "kaggle":
         raise DataError(f"data.source must be 'synthetic' or 'kaggle', not {data_cfg['source']!r}")
@@ -187,7 +190,9 @@ def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab
     jobs = [f for f in files if wanted[f]]
 
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="reading landmark files", unit="file", disable=not progress)
+    # disable=None: a bar only on a terminal (a log file would get every redraw)
+    bar = tqdm(total=len(jobs), desc="reading landmark files", unit="file",
+               disable=None if progress else True)
     with cache.Writer(cache_dir, key, (spec.n_points, len(spec.axes))) as writer, bar:
 
         def read(job: tuple[int, str]):
@@ -292,8 +297,10 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
         lines.append(f"{name}: mean {a.mean():.1f}, median {np.median(a):.0f}, "
                      f"min {a.min()}, max {a.max()}")
     over = int((kept > int(data_cfg["max_frames"])).sum())
+    mirrored = ("mirrored" if split.spec.mirror
+                else "not mirrored: data.features.mirror=false")
     lines.append(f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
-                 f"left-dominant (mirrored): {int(p.dominant_left.sum())}")
+                 f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}")
     lines.append(f"features: {split.spec.n_points} points x {len(split.spec.axes)} axes from "
                  f"{len(split.spec.columns)} columns; cache {'reused' if meta.get('cache_hit') else 'built in %.1f s' % meta['seconds']}: {p.path}")
     lines.append("fold  signers  sequences")

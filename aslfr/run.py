@@ -56,6 +56,5 @@ def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> di
     write_json(run_dir / "summary.json", {**summary, "wandb/id": tracker.run.id,
                                           "wandb/mode": tracker.mode}, sort_keys=True)
     log.warning("stopping: the model is over the inference budget, so it is not trained (%s). "
-                "Lower the depths/widths, quantize (export.quantize=fp16), or raise "
-                "budget.latency_ms / budget.model_mb.", probe.why())
+                "What helps: %s.", probe.why(), probe.advice())
     return summary

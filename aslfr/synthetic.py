@@ -1206,7 +1206,9 @@ def _write_files(jobs: list[_FileJob], temp: Path, progress: bool) -> None:
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = min(len(jobs), cpus)
-    with tqdm(total=len(jobs), desc="synthetic files", unit="file", disable=not progress) as bar:
+    # disable=None: a bar only on a terminal (a log file would get every redraw)
+    with tqdm(total=len(jobs), desc="synthetic files", unit="file",
+              disable=None if progress else True) as bar:
         if workers <= 1:
             for job in jobs:
                 _write_file(job, temp)

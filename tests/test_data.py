@@ -381,6 +381,18 @@ def test_supplemental_is_read_when_asked(tmp_path):
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
 
 
+def test_supplemental_on_synthetic_data_without_any_names_the_key_to_set(tmp_path):
+    with pytest.raises(DataError, match=r"data\.synthetic\.n_supplemental"):
+        prepared_for([*TINY, "data.use_supplemental=true"], tmp_path)
+
+
+def test_summary_says_whether_left_dominant_signers_were_mirrored(tmp_path):
+    for mirror, words in (("true", "left-dominant (mirrored):"),
+                          ("false", "left-dominant (not mirrored: data.features.mirror=false):")):
+        cfg, split = prepared_for([*TINY, f"data.features.mirror={mirror}"], tmp_path)
+        assert words in prepare.summary(split, cfg.data)
+
+
 def test_length_step_cuts_padding_and_bucketing_groups_by_length(tmp_path):
     cfg, split = prepared_for(TINY, tmp_path)
     p = split.prepared

@@ -158,6 +158,9 @@ def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
     seconds = time.perf_counter() - t0
     out = proc.stdout + proc.stderr
     assert "OVER BUDGET" in out and "budget.latency_ms=0.001" in out
+    advice = out.split("What helps: ")[1].split("\n")[0]
+    assert advice.startswith("for latency: a shallower or narrower decoder")
+    assert "fp16" not in advice  # it halves the file, it is not faster on a CPU
     assert seconds < 60, seconds
     assert not (tmp_path / "data").exists()  # no data work, no training
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
