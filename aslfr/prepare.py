@@ -22,7 +22,7 @@ from pathlib import Path
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from . import cache, folds, kaggle, layout, synthetic
@@ -301,8 +301,11 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
                 else "not mirrored: data.features.mirror=false")
     lines.append(f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
                  f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}")
-    lines.append(f"features: {split.spec.n_points} points x {len(split.spec.axes)} axes from "
-                 f"{len(split.spec.columns)} columns; cache {'reused' if meta.get('cache_hit') else 'built in %.1f s' % meta['seconds']}: {p.path}")
+    spec, axes = split.spec, len(split.spec.axes)
+    relative = f" + 20 hand points relative to the wrist x {axes}" if spec.hand_relative else ""
+    built = "reused" if meta.get("cache_hit") else f"built in {meta['seconds']:.1f} s"
+    lines.append(f"features: {spec.n_points} points x {axes} axes{relative} = {spec.n_features} "
+                 f"per frame, from {len(spec.columns)} columns; cache {built}: {p.path}")
     lines.append("fold  signers  sequences")
     for k in range(int(data_cfg["n_folds"])):
         sel = split.fold == k
@@ -322,8 +325,7 @@ def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
-    split = setup_from_config(cfg)
-    log.info("config:\n%s", OmegaConf.to_yaml(cfg.data))
+    split = setup_from_config(cfg)  # (the config itself: python -m aslfr.prepare --cfg job)
     log.info("\n%s", summary(split, cfg.data))
 
 
