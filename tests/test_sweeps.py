@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,7 +20,7 @@ from omegaconf import OmegaConf
 from aslfr import sweep
 from aslfr.errors import DataError
 
-from conftest import ROOT, compose_cfg
+from conftest import ROOT, compose_cfg, subprocess_env
 
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
@@ -124,9 +127,10 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "trial 1 was interrupted" in resumed.stdout + resumed.stderr
 
-    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'optuna.db'}")
+    study = optuna.load_study(study_name="tiny", storage=sweep.open_storage(out))  # the journal
     states = {t.number: t.state for t in study.trials}
     assert states[1] == TrialState.FAIL  # the interrupted one, recorded
+    assert "gone" in study.trials[1].user_attrs["interrupted"]  # and not counted as finished
     done = {t.params["budget.latency_ms"]: t for t in study.trials if t.state == TrialState.COMPLETE}
     assert sorted(done) == [0.001, 1000, 2000]  # every grid point, the interrupted one again
     over, full = done[0.001], done[1000]
@@ -155,7 +159,10 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     training_runs = [r for r in read_runs(out) if "model" in r.config]
     assert len(training_runs) >= 3
     assert row["compare/leaderboard/_type"] == "table-file"
-    assert row["compare/leaderboard/nrows"] == len(training_runs)
+    # one row per run directory (one with the run's own record), the interrupted trial's too
+    # when it got that far before the kill (listed apart, unfinished)
+    run_dirs = [d for d in out.glob("trial-*") if (d / ".hydra" / "config.yaml").exists()]
+    assert row["compare/leaderboard/nrows"] == len(run_dirs) >= len(training_runs)
 
 
 PRUNE_SWEEP = """
@@ -169,9 +176,12 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 """
 
 
-def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path):
+def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path, capsys,
+                                                                           monkeypatch):
     import optuna
     from optuna.trial import TrialState
+
+    monkeypatch.setattr(sweep, "HEARTBEAT_S", 0.0)  # renewed at every look at the checkpoints
 
     path = tmp_path / "prune.yaml"
     path.write_text(PRUNE_SWEEP)
@@ -196,6 +206,240 @@ def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_p
     (epoch, score), = done.intermediate_values.items()
     assert 1 <= epoch < 40 and score <= 1.0  # (N - D) / N: negative for long wrong guesses
     assert "val/score" not in result  # it never reached its end of training
+    # the runner said how far the trial got, and kept its heartbeat while it ran
+    assert re.search(r"\[prune\] trial 0: epoch \d+/40, last val/score -?\d+\.\d{4}\n",
+                     capsys.readouterr().out)
+    assert done.user_attrs["heartbeat"] > done.datetime_start.timestamp()
+
+
+# -- several runners, the record, interruptions -------------------------------------------------
+GRID4 = """\
+program: train.py
+method: grid
+metric: {name: val/score, goal: maximize}
+parameters:
+  model.encoder.width: {value: 16}
+  trainer.seed: {values: [0, 1, 2, 3]}
+command: ["${env}", python, "${program}", "${args_no_hyphens}"]
+"""
+
+# Trials that crash at once (Hydra refuses the key before anything is imported): for the runner's
+# bookkeeping, in seconds.
+CRASHING = """\
+program: train.py
+method: random
+metric: {name: val/score, goal: maximize}
+parameters:
+  trainer.no_such_key: {values: [1, 2, 3, 4, 5, 6, 7, 8]}
+command: ["${env}", python, "${program}", "${args_no_hyphens}"]
+"""
+
+
+def sweep_cmd(definition: Path, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "aslfr.sweep", str(definition), "--out", str(out), *args]
+
+
+def start_runner(cmd: list[str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+@pytest.mark.timeout(900)
+def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    definition = tmp_path / "pair.yaml"
+    definition.write_text(GRID4)
+    out = tmp_path / "out"
+    cmd = sweep_cmd(definition, out, "--trials", "10", "experiment=debug", "trainer.epochs=1",
+                    f"paths.data_dir={tmp_path / 'data'}")
+    runners = [start_runner(cmd) for _ in range(2)]  # together: both set up the same new sweep
+    outputs = [r.communicate(timeout=840)[0] for r in runners]
+    for runner, text in zip(runners, outputs):
+        assert runner.returncode == 0, text[-3000:]
+
+    study = optuna.load_study(study_name="pair", storage=sweep.open_storage(out))
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4  # none queued twice, none lost
+    assert sorted(t.params["trainer.seed"] for t in trials) == [0, 1, 2, 3]
+    assert {t.user_attrs["runner"]["pid"] for t in trials} == {r.pid for r in runners}  # shared
+    assert sorted(p.name for p in out.glob("trial-*")) == [f"trial-{n:03d}" for n in range(4)]
+    for t in trials:
+        assert (out / f"trial-{t.number:03d}" / "summary.json").exists()
+        assert sum(o.count(f"[pair] trial {t.number} [") for o in outputs) == 1  # one runner ran it
+    assert any("[pair] done: 4 trials finished" in o for o in outputs), outputs
+
+
+def test_trials_counts_the_finished_trials_of_every_runner(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    definition = tmp_path / "crash.yaml"
+    definition.write_text(CRASHING)
+    out = tmp_path / "out"
+    runners = [start_runner(sweep_cmd(definition, out, "--trials", "5")) for _ in range(2)]
+    outputs = [r.communicate(timeout=240)[0] for r in runners]
+    for runner, text in zip(runners, outputs):
+        assert runner.returncode == 0, text[-3000:]
+    study = optuna.load_study(study_name="crash", storage=sweep.open_storage(out))
+    # a trial that crashed on its own counts: 5 in all, not 5 for each runner
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 5
+    assert sum(o.count(": failed (exit 1;") for o in outputs) == 5
+
+
+def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
+    from optuna.trial import TrialState
+
+    path = tmp_path / "crash.yaml"
+    path.write_text(CRASHING)
+    definition = sweep.load(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    study = sweep.make_study(definition, "crash", sweep.open_storage(out), 0)
+    dists = sweep.distributions(definition)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    here, now = socket.gethostname(), time.time()
+
+    def running(host, pid, heartbeat, **more) -> int:
+        trial = study.ask(dists)
+        trial.set_user_attr("runner", {"host": host, "pid": pid, **more})
+        trial.set_user_attr("heartbeat", heartbeat)
+        return trial.number
+
+    dead = running(here, int(gone.stdout), now)  # this host: its runner's process is gone
+    reused = running(here, os.getpid(), now, started="1")  # its pid now names another process
+    alive = running(here, os.getpid(), now - 3600)  # this host: alive, however old its heartbeat
+    busy = running("elsewhere", 4321, now - 60)  # another host, heartbeat within the grace period
+    silent = running("elsewhere", 4321, now - 3600)  # another host, silent for an hour
+    taken = sweep.reclaim(study)
+    assert sorted(t.number for t in taken) == [dead, reused, silent]
+    assert sweep.reclaim(study) == []  # recorded once
+    trials = study.trials
+    assert {t.number for t in trials if t.state == TrialState.RUNNING} == {alive, busy}
+    assert "gone" in trials[dead].user_attrs["interrupted"]
+    assert "no heartbeat" in trials[silent].user_attrs["interrupted"]
+    queued = [(t.user_attrs["retry_of"], t.system_attrs["fixed_params"]) for t in trials
+              if t.state == TrialState.WAITING]  # (a queued trial's parameters until it is asked)
+    assert queued == [(n, trials[n].params) for n in (dead, reused, silent)]
+
+    # --trials 3: the interrupted trials do not count, the two running elsewhere do, so one more
+    # trial runs (the first queued point); it crashes, which counts, and the runner stops.
+    sweep.run_sweep(path, 3, out)
+    states = [t.state for t in study.trials]
+    retry = study.trials[len(trials) - 3]
+    assert states[len(trials) - 3:] == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
+    assert retry.params == trials[dead].params and "interrupted" not in retry.user_attrs
+    assert retry.user_attrs["runner"]["pid"] == os.getpid()
+
+
+def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys):
+    import optuna
+
+    path = tmp_path / "crash.yaml"
+    path.write_text(CRASHING)
+    out, db = tmp_path / "out", f"sqlite:///{tmp_path / 'sweeps.db'}"  # --storage: a database
+    sweep.run_sweep(path, 1, out, storage=db, overrides=["trainer.epochs=1"])
+    assert "[crash] done: 1 trials finished" in capsys.readouterr().out
+
+    def again(*args, out=out):
+        return subprocess.run(sweep_cmd(path, out, "--storage", db, "--trials", "1", *args),
+                              cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                              timeout=120)
+
+    def refusal(proc) -> str:
+        assert proc.returncode == 2 and "done" not in proc.stdout, proc.stdout + proc.stderr
+        (line,) = proc.stderr.strip().splitlines()  # one line, no traceback
+        assert "--name NEW" in line and "--out DIR" in line  # how to start a new sweep
+        return line
+
+    line = refusal(again("trainer.epochs=40"))
+    assert "'trainer.epochs=40' now, 'trainer.epochs=1' in the sweep" in line
+    path.write_text(CRASHING.replace("7, 8]", "7, 8, 9]"))
+    line = refusal(again("trainer.epochs=1"))
+    assert "parameters.trainer.no_such_key.values [1, 2, 3, 4, 5, 6, 7, 8] -> [1" in line
+    path.write_text(CRASHING)
+    # a new name in the same directory would reuse its trial directories
+    assert "holds trials (trial-000)" in refusal(again("trainer.epochs=40", "--name", "long"))
+
+    same = again("trainer.epochs=1")  # the same request resumes (here: nothing left to run)
+    assert same.returncode == 0 and "[crash] done: 1 trials finished" in same.stdout, same.stderr
+    new = again("trainer.epochs=40", "--name", "long", out=tmp_path / "long")
+    assert new.returncode == 0 and "[long] done: 1 trials finished" in new.stdout, new.stderr
+    assert sorted(optuna.get_all_study_names(db)) == ["crash", "long"]
+    recorded = optuna.load_study(study_name="crash", storage=db).user_attrs
+    assert recorded["overrides"] == ["trainer.epochs=1"]
+    assert recorded["definition"]["parameters"] == sweep.load(path)["parameters"]
+
+
+def test_a_storage_that_cannot_be_opened_stops_with_one_line(tmp_path):
+    proc = subprocess.run(sweep_cmd(ROOT / "sweeps" / "folds.yaml", tmp_path / "out",
+                                    "--storage", "mysql://user@host/db"),
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()  # no traceback, and no pydantic warning either
+    assert line.startswith("error: cannot open --storage mysql://user@host/db: ")
+    assert "No module named 'MySQLdb'" in line and "pip install" in line
+    assert str(tmp_path / "out" / "optuna.journal") in line  # the alternative
+    with pytest.raises(DataError, match=r"cannot open --storage sqlite:////no/such/dir/s\.db: .*"
+                                        r"unable to open database file; check the URL"):
+        sweep.open_storage(tmp_path, "sqlite:////no/such/dir/s.db")
+
+
+ONE_POINT = """\
+program: train.py
+method: grid
+metric: {name: val/score, goal: maximize}
+parameters:
+  model.encoder.width: {value: 16}
+  trainer.seed: {values: [7]}
+command: ["${env}", python, "${program}", "${args_no_hyphens}"]
+"""
+
+
+@pytest.mark.timeout(600)
+def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    path = tmp_path / "one.yaml"
+    path.write_text(ONE_POINT)
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    cmd = sweep_cmd(path, tmp_path / "out", "--storage", db, "experiment=debug",
+                    "trainer.epochs=100", f"paths.data_dir={tmp_path / 'data'}")
+    # its own process group, as a shell gives a command: Ctrl-C signals the group
+    runner = start_runner(cmd, start_new_session=True)
+    lines: list[str] = []
+
+    def read():
+        for line in runner.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    progress = re.compile(r"\[one\] trial 0: epoch (\d+)/100, last val/score -?\d+\.\d{4}\n")
+    deadline = time.time() + 400
+    while not any(map(progress.fullmatch, lines)) and runner.poll() is None:
+        assert time.time() < deadline, "".join(lines)[-3000:]
+        time.sleep(0.2)
+    os.killpg(runner.pid, signal.SIGINT)  # while the trial trains
+    runner.wait(timeout=120)
+    reader.join(timeout=10)
+    text = "".join(lines)
+    assert runner.returncode == 130, text[-3000:]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert ("[one] trial 0 ['model.encoder.width=16', 'trainer.seed=7']: interrupted by Ctrl-C; "
+            "recorded as failed and its parameters queued again: it runs again when the same "
+            "command is run again\n") in text
+
+    stopped, queued = optuna.load_study(study_name="one", storage=db).trials
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["interrupted"] == "stopped by Ctrl-C"
+    assert queued.state == TrialState.WAITING
+    assert queued.system_attrs["fixed_params"] == stopped.params  # queued: asked for next
+    assert queued.user_attrs["retry_of"] == 0
 
 
 def test_pareto_front_keeps_runs_no_other_beats_on_both():
@@ -241,6 +485,7 @@ def test_online_comparison_reads_runs_through_the_wandb_api(monkeypatch, tmp_pat
             return type("Sweep", (), {"runs": runs[:2]})()
 
     monkeypatch.setattr(wandb, "Api", Api)
+    monkeypatch.setattr(compare, "logged_in", lambda: True)  # as a logged-in user's API answers
     compare.main(["--wandb-path", "me/aslfr", "--out", str(tmp_path / "p.png"), "--no-wandb"])
     text = capsys.readouterr().out
     assert asked == ["me/aslfr"]
