@@ -3,7 +3,6 @@ per-sequence problems skipped and counted by reason (or an error with data.on_ba
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,11 @@ import pytest
 from aslfr import layout, prepare
 from aslfr.errors import DataError
 
-from conftest import ROOT, compose_cfg, write_sequences
+from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 
 
 def run_prepare(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = subprocess_env()
     return subprocess.run(
         [sys.executable, "-m", "aslfr.prepare", "data=kaggle", f"data.root={root}",
          f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",

@@ -111,7 +111,7 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     cmd = [sys.executable, "-m", "aslfr.sweep", str(definition), "--trials", "10", "--out",
            str(out), "experiment=debug", "trainer.epochs=1", "budget.probe=true",
            f"paths.data_dir={tmp_path / 'data'}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env = subprocess_env()
     runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 300
