@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from aslfr import cache, folds, kaggle, layout, pipeline, prepare
 from aslfr.errors import DataError
 from aslfr.features import FeatureSpec, compute_stats, extract
 
-from conftest import TINY, compose_cfg, write_sequences
+from conftest import TINY, compose_cfg, subprocess_env, write_sequences
 
 
 def read_frames(root, rel, spec, wanted, **kw):
@@ -379,6 +381,19 @@ def test_supplemental_is_read_when_asked(tmp_path):
     root = Path(both.prepared.meta["root"])
     assert (root / layout.SUPPLEMENTAL_CSV).is_file()
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
+
+
+def test_prepare_keeps_out_of_outputs(tmp_path):
+    """python -m aslfr.prepare writes its log, folds.csv and features.json beside the data, not
+    to a new outputs/ directory per call (38 of 53 directories there were prepare runs)."""
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "aslfr.prepare", "experiment=debug",
+                               f"paths.data_dir={tmp_path / 'data'}"], cwd=tmp_path,
+                              env=subprocess_env(), capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (tmp_path / "outputs").exists()
+    assert sorted(p.name for p in (tmp_path / "data" / "prepare").iterdir()) == [
+        "features.json", "folds.csv", "prepare.log"]
 
 
 def test_supplemental_on_synthetic_data_without_any_names_the_key_to_set(tmp_path):
