@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 import filelock
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .atomic import replacing, write_json
@@ -150,8 +151,6 @@ class RunDir:
 
     def save_record(self, cfg: DictConfig) -> None:
         """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them."""
-        from hydra.core.hydra_config import HydraConfig
-
         files = {"config.yaml": cfg}
         if HydraConfig.initialized():
             hydra_cfg = HydraConfig.instance().cfg
