@@ -129,6 +129,8 @@ class Tracker:
     def save_file(self, path: Path) -> None:
         """Upload a copy of `path` with the run (a copy: W&B would symlink it and warn that
         later changes need another save)."""
+        if self.mode == "disabled":  # no run directory to copy into
+            return
         copy = Path(self.run.dir) / Path(path).name
         shutil.copyfile(path, copy)
         self.run.save(str(copy), base_path=self.run.dir, policy="now")
