@@ -86,8 +86,6 @@ class Tracker:
             config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
                 console="off", x_disable_stats=True, silent=True,
                 x_transaction_log_flush_interval=FLUSH_SECONDS), **names)
-        # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
-        self.id = self.run.id
         for key, goal in (("val/score", "max"), ("val/levenshtein", "min"), ("val/loss", "min"),
                           ("val/top1", "max"), ("val/top5", "max")):
             self.run.define_metric(key, summary=goal)

@@ -257,9 +257,11 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
         state = {"epoch": 0, "wandb_id": new_run_id()}
 
     tracker = Tracker(cfg, run_dir, state["wandb_id"])
-    if tracker.id != state["wandb_id"]:  # launched by `wandb agent`: W&B took WANDB_RUN_ID
-        log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", tracker.id)
-        state["wandb_id"] = tracker.id
+    # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
+    if tracker.run.id != state["wandb_id"]:
+        log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)",
+                 tracker.run.id)
+        state["wandb_id"] = tracker.run.id
     tracker.summary({"params": n_params, "train/sequences": len(split.train),
                      "val/sequences": len(split.val), **(known or {})})
     tracker.save_file(run_dir / "folds.csv")
