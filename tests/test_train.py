@@ -99,6 +99,13 @@ def test_cross_validation_multirun(tmp_path):
     # debug runs are not exported: the plot shows them against their parameters, not nothing
     what, shown = compare.plotted(rows)
     assert what == "parameters" and len(shown) == 2
+    # ... and the mean ± sd goes to W&B too
+    png = compare.plot(rows, tmp_path / "cv" / "pareto.png")
+    compare.log_to_wandb(rows, png, tmp_path / "cv" / ".compare", "aslfr", "cv")
+    (logged,) = read_runs(tmp_path / "cv" / ".compare")
+    assert logged.history[0]["compare/folds/_type"] == "table-file"
+    name = cv.name
+    assert logged.summary[f"folds/{name}/mean"] == pytest.approx(cv.mean)
 
 
 def test_unknown_key_or_option_fails_before_any_work(tmp_path):
@@ -123,6 +130,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text()) == good
     assert not (run_dir / "summary.json").exists() or \
         json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
+    status = RunDir(run_dir).status()  # marked in the directory, with the reason
+    assert status["status"] == "failed" and "loss became" in status["error"]
 
 
 def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp_path):
@@ -303,7 +312,7 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
     master, child_end = pty.openpty()
     fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))  # 160 columns
     proc = subprocess.Popen(
-        [sys.executable, "train.py", *DEBUG, "trainer.epochs=2",
+        [sys.executable, "train.py", *DEBUG, "trainer.epochs=2", "export.enabled=true",
          f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=ROOT, env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=child_end,
         stderr=child_end)
@@ -322,3 +331,7 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
     text = out.decode(errors="replace")
     for needle in ("epoch 1/2", "epoch 2/2", "/5 [", "step/s", "loss=", "samples/s="):
         assert needle in text, needle
+    # and none of the notices a user cannot act on (the export included)
+    for noise in ("shuffle=True", "Symlinked", "contains input name(s)", "Assets written to",
+                  "Valid config keys"):
+        assert noise not in text, noise
