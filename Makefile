@@ -19,7 +19,7 @@ train: $(VENV)/.installed
 	$(BIN)/python train.py $(ARGS)
 
 prepare: $(VENV)/.installed
-	$(BIN)/python -m aslfr.prepare $(ARGS)
+	$(BIN)/aslfr-prepare $(ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -8,8 +8,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from aslfr.config import register_resolvers
 from aslfr.errors import exit_on_error
-from aslfr.rundir import RunDir, register_resolvers
+from aslfr.train.rundir import RunDir
 
 register_resolvers()  # ${stamp:} in hydra.run.dir, resolved by Hydra before main() runs
 
@@ -20,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     # Claimed before TensorFlow loads: a refused resume (another config, another live process)
     # answers in a second and leaves the directory as it was.
     with RunDir(Path(cfg.paths.output_dir)).claim(cfg):
-        from aslfr.run import run  # imported here so --help and config errors stay fast
+        from aslfr.train.run import run  # imported here so --help and config errors stay fast
 
         run(cfg)
 

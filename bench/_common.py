@@ -4,15 +4,14 @@ and the default data config."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from hydra import compose as hydra_compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from aslfr.data import synthetic  # the environment's aslfr: `make` installs this repository's
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from aslfr import synthetic  # noqa: E402
 
 
 def data_dir() -> Path:

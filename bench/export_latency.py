@@ -24,10 +24,12 @@ import argparse
 import keras
 import tensorflow as tf
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.export import budget
+from aslfr.export import convert as export
+from aslfr.model.decoding import _matrix
+from aslfr.model.model import FingerspellingModel
 
-from aslfr import budget, export  # noqa: E402
-from aslfr.model import FingerspellingModel, _matrix  # noqa: E402
+from _common import compose
 
 
 def recompute_decode(model: FingerspellingModel, frames, mask, max_length: int,

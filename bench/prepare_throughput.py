@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import data_config, full_width_root
+from aslfr.data import prepare as prep
+from aslfr.data.features import FeatureSpec, extract
 
-from aslfr import prepare as prep
-from aslfr.features import FeatureSpec, extract
+from _common import data_config, full_width_root
 
 FULL_SET = 67_208
 

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from aslfr.model import ModelConfig
+from aslfr.model.config import ModelConfig
 
 
 class SeedAttention(layers.Layer):

@@ -11,8 +11,9 @@ achieved FLOP/s as a fraction of a dense float32 matmul's, all measured side by 
 Same depths, widths, dropout, batch size, optimizer and loss (both through
 `trainer.compile_model`); the batches come from the project's own tf.data pipeline over
 sequences whose lengths follow the Kaggle data, and are held in memory so the timing is the
-model's. The default row separates the architecture's share from the grouping's. Rounds alternate so machine noise hits all rows alike. FLOPs are counted
-from the architecture (matmuls and attention; training = 3 x forward, the usual convention).
+model's. The default row separates the architecture's share from the grouping's. Rounds
+alternate so machine noise hits all rows alike. FLOPs are counted from the architecture
+(matmuls and attention; training = 3 x forward, the usual convention).
 
     python bench/train_throughput.py [--model large] [--batch 64] [--steps 8] [--rounds 2]
                                      [--jit] [--precision mixed_bfloat16]
@@ -26,16 +27,16 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.data import pipeline
+from aslfr.data.features import FeatureSpec, NormStats
+from aslfr.data.layout import CHARACTERS
+from aslfr.data.vocab import Vocab
+from aslfr.model import model as aslfr_model
+from aslfr.model.config import ModelConfig, model_config
+from aslfr.train.loop import compile_model
 
-import seed001_model  # noqa: E402
-
-from aslfr import model as aslfr_model, pipeline
-from aslfr.features import FeatureSpec, NormStats
-from aslfr.model import ModelConfig
-from aslfr.trainer import compile_model, model_config
-from aslfr.layout import CHARACTERS
-from aslfr.vocab import Vocab
+import seed001_model
+from _common import compose
 
 
 def forward_flops(cfg: ModelConfig, frames: int | None = None) -> int:

@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.data.features import FeatureSpec
+from aslfr.data.layout import CHARACTERS
+from aslfr.data.vocab import Vocab
+from aslfr.model import model as aslfr_model
+from aslfr.model.config import model_config
+from aslfr.train.loop import compile_model
 
-from train_throughput import batches, time_steps  # noqa: E402
-
-from aslfr import model as aslfr_model  # noqa: E402
-from aslfr.features import FeatureSpec  # noqa: E402
-from aslfr.layout import CHARACTERS  # noqa: E402
-from aslfr.trainer import compile_model, model_config  # noqa: E402
-from aslfr.vocab import Vocab  # noqa: E402
+from _common import compose
+from train_throughput import batches, time_steps
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from aslfr import layout, synthetic
+from aslfr.data import layout, synthetic
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aslfr import layout, prepare
+from aslfr.data import layout, prepare
 from aslfr.errors import DataError
 
 from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
@@ -21,7 +21,7 @@ from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 def run_prepare(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = subprocess_env()
     return subprocess.run(
-        [sys.executable, "-m", "aslfr.prepare", "data=kaggle", f"data.root={root}",
+        [sys.executable, "-m", "aslfr.data.prepare", "data=kaggle", f"data.root={root}",
          f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
          "data.n_folds=2", *extra],
         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
@@ -137,7 +137,7 @@ def test_missing_sequence_is_an_error_when_asked(tmp_path):
 
 
 def test_kaggle_without_root_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "aslfr.prepare", "data=kaggle",
+    proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "data=kaggle",
                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0
     assert "data.root" in proc.stderr and "Traceback" not in proc.stderr

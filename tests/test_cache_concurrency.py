@@ -17,7 +17,7 @@ import pytest
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
-from aslfr import cache, prepare
+from aslfr.data import cache, prepare
 
 from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 
@@ -55,7 +55,7 @@ def test_concurrent_preparations_build_once(tmp_path):
             for i, out in enumerate(logs):
                 with open(out, "w") as sink:
                     procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "aslfr.prepare", *KAGGLE, f"data.root={root}",
+                        [sys.executable, "-m", "aslfr.data.prepare", *KAGGLE, f"data.root={root}",
                          f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={cache_dir}",
                          f"hydra.run.dir={tmp_path / f'run{i}'}"],
                         stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=subprocess_env()))
@@ -85,7 +85,8 @@ def test_concurrent_preparations_build_once(tmp_path):
 HANGS = """
 import json, sys, time
 from pathlib import Path
-from aslfr import kaggle, prepare
+from aslfr.data import reader as kaggle
+from aslfr.data import prepare
 
 def hang(*args, **kwargs):
     print("reading", flush=True)

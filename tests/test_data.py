@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aslfr import cache, folds, kaggle, layout, pipeline, prepare
+from aslfr.data import cache, folds, layout, pipeline, prepare
+from aslfr.data import reader as kaggle
+from aslfr.data.features import FeatureSpec, compute_stats, extract
 from aslfr.errors import DataError
-from aslfr.features import FeatureSpec, compute_stats, extract
 
 from conftest import TINY, compose_cfg, subprocess_env, write_sequences
 
@@ -384,10 +385,10 @@ def test_supplemental_is_read_when_asked(tmp_path):
 
 
 def test_prepare_keeps_out_of_outputs(tmp_path):
-    """python -m aslfr.prepare writes its log, folds.csv and features.json beside the data, not
+    """aslfr-prepare writes its log, folds.csv and features.json beside the data, not
     to a new outputs/ directory per call (38 of 53 directories there were prepare runs)."""
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-m", "aslfr.prepare", "experiment=debug",
+        proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "experiment=debug",
                                f"paths.data_dir={tmp_path / 'data'}"], cwd=tmp_path,
                               env=subprocess_env(), capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -17,11 +17,14 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from aslfr import compare, competition, export, pipeline, prepare
-from aslfr.features import FeatureSpec, extract
-from aslfr.model import greedy_decode
-from aslfr.trainer import Decoder
-from aslfr.wandb_offline import read_runs
+from aslfr.data import pipeline, prepare
+from aslfr.data.features import FeatureSpec, extract
+from aslfr.experiments import compare
+from aslfr.experiments.offline import read_runs
+from aslfr.export import competition
+from aslfr.export import convert as export
+from aslfr.model.decoding import greedy_decode
+from aslfr.train.loop import Decoder
 
 from conftest import ROOT, compose_cfg, train
 
@@ -128,10 +131,10 @@ def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(debug_run, copy)
     (copy / "model.tflite").unlink()
-    no_export = subprocess.run([sys.executable, "-m", "aslfr.competition", str(copy)],
+    no_export = subprocess.run([sys.executable, "-m", "aslfr.export.competition", str(copy)],
                                capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert no_export.returncode != 0 and "Traceback" not in no_export.stderr
-    assert f"python -m aslfr.export {copy}" in no_export.stderr  # the fix, in one line
+    assert f"aslfr-export {copy}" in no_export.stderr  # the fix, in one line
     proc = subprocess.run([sys.executable, "-m", "aslfr.export", str(copy), "--zip",
                            "--quantize", "fp16"], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from aslfr import sweep
 from aslfr.errors import DataError
+from aslfr.experiments import sweep
 
 from conftest import ROOT, compose_cfg, subprocess_env
 
@@ -103,12 +103,12 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     import optuna
     from optuna.trial import TrialState
 
-    from aslfr.wandb_offline import read_runs
+    from aslfr.experiments.offline import read_runs
 
     definition = tmp_path / "tiny.yaml"
     definition.write_text(TINY_SWEEP)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "aslfr.sweep", str(definition), "--trials", "10", "--out",
+    cmd = [sys.executable, "-m", "aslfr.experiments.sweep", str(definition), "--trials", "10", "--out",
            str(out), "experiment=debug", "trainer.epochs=1", "budget.probe=true",
            f"paths.data_dir={tmp_path / 'data'}"]
     env = subprocess_env()
@@ -145,7 +145,7 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     assert "over_budget" not in full.user_attrs
 
     # the comparison: every trial on the leaderboard, the Pareto plot, the chart logged to W&B
-    cmp = subprocess.run([sys.executable, "-m", "aslfr.compare", str(out)], cwd=ROOT, env=env,
+    cmp = subprocess.run([sys.executable, "-m", "aslfr.experiments.compare", str(out)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert cmp.returncode == 0, cmp.stderr[-3000:]
     for t in study.trials:
@@ -236,7 +236,7 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 
 
 def sweep_cmd(definition: Path, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "aslfr.sweep", str(definition), "--out", str(out), *args]
+    return [sys.executable, "-m", "aslfr.experiments.sweep", str(definition), "--out", str(out), *args]
 
 
 def start_runner(cmd: list[str], **kwargs) -> subprocess.Popen:
@@ -443,7 +443,7 @@ def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(
 
 
 def test_pareto_front_keeps_runs_no_other_beats_on_both():
-    from aslfr.compare import Row, pareto_front
+    from aslfr.experiments.compare import Row, pareto_front
 
     def row(name, score, ms, ok=True):
         return Row(name, score, ms, 1.0, 1, "1x1", "1x1", ok, 0, 100.0)
@@ -458,7 +458,7 @@ def test_online_comparison_reads_runs_through_the_wandb_api(monkeypatch, tmp_pat
     its answers are (run.config unwrapped and nested, run.summary with the metric's max)."""
     import wandb
 
-    from aslfr import compare
+    from aslfr.experiments import compare
 
     class Run:
         def __init__(self, name, config, summary):

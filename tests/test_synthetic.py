@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aslfr import layout
-from aslfr import synthetic as syn
+from aslfr.data import layout
+from aslfr.data import synthetic as syn
 
 SMALL = syn.SyntheticSpec(n_sequences=120, n_signers=8, seed=7, sequences_per_file=50, n_supplemental=30)
 HAND_COLUMNS = {
-    part: [layout.column(a, part, i) for a in layout.AXES for i in range(21)] for part in ("left_hand", "right_hand")
+    part: [layout.column(a, part, i) for a in layout.AXES for i in range(21)]
+    for part in ("left_hand", "right_hand")
 }
 
 
@@ -54,7 +55,8 @@ def test_files_and_csv_columns(small):
         assert len(meta) == count
         assert all(re.fullmatch(rf"{folder}/\d{{7,10}}\.parquet", p) for p in meta.path)
         assert (meta.path == folder + "/" + meta.file_id.astype(str) + ".parquet").all()
-        assert sorted(p.name for p in (small / folder).iterdir()) == sorted(Path(p).name for p in meta.path.unique())
+        assert sorted(p.name for p in (small / folder).iterdir()) == sorted(
+            Path(p).name for p in meta.path.unique())
         assert meta.sequence_id.is_unique and (meta.sequence_id > 0).all()
         assert meta.participant_id.between(0, 254).all()
         assert meta.groupby("path").size().max() <= SMALL.sequences_per_file
@@ -103,7 +105,7 @@ def test_full_face_has_all_1630_columns(tmp_path):
     face = df[[c for c in df.columns if "_face_" in c]].to_numpy()
     assert not np.isnan(face).any()
     x, y = (df[[layout.column(a, "face", i) for i in range(468)]].to_numpy() for a in ("x", "y"))
-    assert 0 < x.min() and x.max() < 1 and 0 < y.min() and y.max() < 1
+    assert x.min() > 0 and x.max() < 1 and y.min() > 0 and y.max() < 1
     # the face is an oval around the lips, which sit in its lower half
     lips_y = df[[layout.column("y", "face", i) for i in syn.LIP_POINTS]].to_numpy().mean(1)
     assert (y.min(1) < lips_y).all() and (lips_y < y.max(1)).all()
@@ -250,7 +252,8 @@ def test_left_handed_signers_are_mirrored(small_data):
 
     def handedness(seq: pd.DataFrame, part: str) -> float:
         """Median side of the thumb relative to the wrist->pinky line (the hand's 2-D chirality)."""
-        p = {i: seq[[layout.column("x", part, i), layout.column("y", part, i)]].to_numpy() for i in (0, 5, 17)}
+        p = {i: seq[[layout.column("x", part, i), layout.column("y", part, i)]].to_numpy()
+             for i in (0, 5, 17)}
         a, b = p[5] - p[0], p[17] - p[0]
         return float(np.nanmedian(np.sign(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])))
 
@@ -275,7 +278,8 @@ def test_lips_move_with_the_mouthing(small_data):
     meta, _, sequences = small_data
     opening = [np.ptp(s["y_face_14"].to_numpy() - s["y_face_13"].to_numpy()) for s in sequences.values()]
     assert np.median(opening) > 0.002
-    corners = np.concatenate([s["x_face_291"].to_numpy() - s["x_face_61"].to_numpy() for s in sequences.values()])
+    corners = np.concatenate([s["x_face_291"].to_numpy() - s["x_face_61"].to_numpy()
+                              for s in sequences.values()])
     assert np.all(corners > 0), "corner 61 (the subject's right) is on the image's left, also when mirrored"
 
 
@@ -300,7 +304,7 @@ def test_characters_are_distinguishable_and_confusable_pairs_close():
 def test_hand_pose_is_a_plausible_hand():
     open_hand = syn.canonical_hand("5")
     bones = np.array([np.linalg.norm(open_hand[a] - open_hand[b]) for a, b in syn.HAND_BONES])
-    assert 0.15 < bones.min() and bones.max() < 1.1
+    assert bones.min() > 0.15 and bones.max() < 1.1
     fist, flat = syn.canonical_hand("s"), syn.canonical_hand("b")
     tips = [8, 12, 16, 20]
     assert (flat[tips, 1] > 1.5).all() and (fist[tips, 1] < 1.1).all(), "a fist's fingertips are curled"

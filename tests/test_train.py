@@ -1,4 +1,5 @@
-"""train.py end to end on tiny configs: the offline W&B run read back, resume, guards, strategies."""
+"""train.py end to end on tiny configs: the offline W&B run read back, resume, guards,
+strategies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,11 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from aslfr import compare
-from aslfr.checkpoint import Checkpoints
-from aslfr.rundir import RunDir, register_resolvers
-from aslfr.wandb_offline import read_runs
+from aslfr.config import register_resolvers
+from aslfr.experiments import compare
+from aslfr.experiments.offline import read_runs
+from aslfr.train.checkpoints import Checkpoints
+from aslfr.train.rundir import RunDir
 
 from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train
 
@@ -189,7 +190,7 @@ def test_run_directories_are_unique_and_sorted_by_time():
             cfg = compose("config", return_hydra_config=True)
         for kind in names:
             names[kind].append(OmegaConf.select(cfg, f"hydra.{kind}.dir"))
-    for kind, dirs in names.items():
+    for dirs in names.values():
         assert len(set(dirs)) == len(dirs), dirs
         assert dirs == sorted(dirs), dirs
     assert names["run"][0].startswith("outputs/") and names["sweep"][0].startswith("multirun/")

@@ -16,15 +16,17 @@ import tensorflow as tf
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from . import pipeline
-from .atomic import write_json
-from .checkpoint import Checkpoints
-from .errors import TrainingDiverged
-from .metrics import SmoothedCrossEntropy, TokenTopK, edit_score
-from .model import FingerspellingModel, ModelConfig, build, greedy_decode
-from .optim import current_lr, make_optimizer
-from .prepare import DataSplit
-from .tracking import Tracker, new_run_id
+from aslfr.atomic import write_json
+from aslfr.data import pipeline
+from aslfr.data.prepare import DataSplit
+from aslfr.errors import TrainingDiverged
+from aslfr.model.config import model_config
+from aslfr.model.decoding import greedy_decode
+from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, edit_score
+from aslfr.model.model import FingerspellingModel, build
+from aslfr.model.optim import current_lr, make_optimizer
+from aslfr.train.checkpoints import Checkpoints
+from aslfr.train.tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
 EVAL_KEYS = ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score")
@@ -51,15 +53,6 @@ def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(devices[0])
     raise ValueError(f"trainer.strategy must be auto, mirrored or one_device, not {name!r}")
-
-
-def model_config(cfg: DictConfig, spec, vocab) -> ModelConfig:
-    """The model's dimensions: the `model` group plus what the features and vocabulary fix."""
-    return ModelConfig.from_config(
-        cfg.model, n_features=spec.n_features, hand_features=len(spec.group_points("hand")) * len(spec.axes),
-        max_frames=int(cfg.data.max_frames), max_length=int(cfg.data.max_phrase_length) + 1,
-        vocab_size=vocab.size, pad=vocab.pad, sos=vocab.sos, eos=vocab.eos,
-        ctc_xla=bool(cfg.trainer.jit))
 
 
 @dataclass

@@ -20,6 +20,7 @@ neither while the key's build lock is held.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from .atomic import replacing
+from aslfr.atomic import replacing
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +159,13 @@ class Writer:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.tmp = self.cache_dir / temp_name(key)
         self.tmp.mkdir()
-        self._frames = open(self.tmp / FRAMES_FILE, "wb")
+        # open across appends, closed by finish() or __exit__
+        self._frames = open(self.tmp / FRAMES_FILE, "wb")  # noqa: SIM115
         self._crc, self._n_frames = 0, 0
         self._lengths: list[int] = []
         self._columns: dict[str, list] = {k: [] for k in PER_SEQUENCE}
 
-    def __enter__(self) -> "Writer":
+    def __enter__(self) -> Writer:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -261,10 +263,8 @@ def _idle_seconds(path: Path) -> float:
     latest = path.stat().st_mtime
     with os.scandir(path) as entries:
         for e in entries:
-            try:
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile: not a change
                 latest = max(latest, e.stat(follow_symlinks=False).st_mtime)
-            except FileNotFoundError:
-                pass
     return time.time() - latest
 
 

@@ -1,7 +1,7 @@
 """The Kaggle ASLFR data layout: file names, CSV columns and landmark column names.
 
 These are facts about the competition's files (see ../shared/reference/aslfr.md), shared by the
-reader (`aslfr.kaggle`) and the synthetic writer (`aslfr.synthetic`) so both agree by construction.
+reader (`aslfr.data.reader`) and the synthetic writer (`aslfr.data.synthetic`) so both agree by construction.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Learning curves from a run directory's offline W&B run:
 
-    python -m aslfr.plot RUN_DIR [--out curve.png]
+    aslfr-plot RUN_DIR [--out curve.png]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .wandb_offline import read_runs  # noqa: E402
+from aslfr.experiments.offline import read_runs  # noqa: E402
 
 
 def learning_curve(run_dir: Path, out: Path) -> Path:

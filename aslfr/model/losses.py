@@ -1,5 +1,6 @@
-"""Loss and metrics: label-smoothed cross-entropy that ignores PAD, top-k accuracy over non-PAD
-target tokens (teacher-forced), and the competition's Levenshtein score on greedy decodes."""
+"""Losses and metrics: label-smoothed cross-entropy that ignores PAD, the auxiliary CTC loss on the
+encoder, top-k accuracy over non-PAD target tokens (teacher-forced), and the competition's
+Levenshtein score on greedy decodes."""
 
 from __future__ import annotations
 
@@ -78,3 +79,36 @@ def edit_score(truth: list[str], predicted: list[str]) -> EditScore:
     distances = np.array([Levenshtein.distance(t, p) for t, p in zip(truth, predicted, strict=True)],
                          np.int64)
     return EditScore(distances, sum(len(t) for t in truth))
+
+
+def ctc_loss(logits, mask, tokens, pad: int, dense: bool = False):
+    """CTC loss of frame logits [B, T, C+1] (blank: the last class) against the target tokens
+    [B, L] (characters < pad, then EOS/PAD), per character, averaged over the sequences whose
+    frames can hold their phrase. Sparse labels select TensorFlow's C++ CTC kernel; `dense`
+    computes the same loss from dense labels with ordinary TensorFlow ops, which XLA compiles
+    (trainer.jit=true: XLA has no kernel for the C++ one)."""
+    tokens = tf.cast(tokens, tf.int32)
+    is_char = tokens < pad
+    target_len = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
+    repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (tokens[:, 1:] == tokens[:, :-1]),
+                                    tf.int32), axis=1)
+    frames_len = tf.reduce_sum(tf.cast(tf.cast(mask, tf.bool), tf.int32), axis=1)
+    # An infeasible alignment would give an infinite loss, and the kernel refuses empty
+    # targets: such sequences get a one-character stand-in target and are left out of the mean.
+    ok = (frames_len >= target_len + repeats) & (target_len > 0)
+    first = tf.range(tf.shape(tokens)[1])[None, :] == 0
+    keep = (is_char & ok[:, None]) | (first & ~ok[:, None])
+    values = tf.where(ok[:, None], tokens, 0)
+    logits = tf.cast(logits, tf.float32)
+    if dense:  # the same labels, dense: the characters lead each row of `tokens`
+        loss = tf.nn.ctc_loss(tf.where(keep, values, 0), logits, tf.where(ok, target_len, 1),
+                              tf.maximum(frames_len, 1), logits_time_major=False,
+                              blank_index=-1)
+    else:
+        labels = tf.SparseTensor(tf.where(keep), tf.boolean_mask(values, keep),
+                                 tf.shape(tokens, out_type=tf.int64))
+        loss = tf.nn.ctc_loss(labels, logits, None, tf.maximum(frames_len, 1),
+                              logits_time_major=False, blank_index=-1)
+    weight = tf.cast(ok, tf.float32)
+    per_char = loss / tf.cast(tf.maximum(target_len, 1), tf.float32)
+    return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)

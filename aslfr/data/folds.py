@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import replacing
-from .errors import DataError
+from aslfr.atomic import replacing
+from aslfr.errors import DataError
 
 
 def _seeded_hash(seed: int, *parts: int) -> int:

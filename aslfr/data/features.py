@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import layout
+from aslfr.data import layout
 
 HAND_GROUPS = ("hand", "other_hand")
 # Landmarks of each finger within a 21-point hand (MediaPipe): thumb, index, middle, ring, pinky.
@@ -36,7 +36,7 @@ class FeatureSpec:
     points: tuple[tuple[str, str, int], ...] = field(init=False)  # (group, part, index), right-dominant
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "FeatureSpec":
+    def from_config(cls, cfg: Mapping) -> FeatureSpec:
         spec = cls(
             hands=str(cfg["hands"]),
             lip_points=tuple(int(i) for i in cfg["lip_points"]) if cfg["lips"] else (),
@@ -131,7 +131,7 @@ class FeatureSpec:
         return np.array([self._position[layout.column("x", part, i)] for i in range(21)], np.int64)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "FeatureSpec":
+    def from_dict(cls, d: Mapping) -> FeatureSpec:
         """The inverse of `to_dict` (features.json in a run directory)."""
         return cls(hands=d["hands"], lip_points=tuple(d["lip_points"]),
                    pose_points=tuple(d["pose_points"]), z=bool(d["z"]), mirror=bool(d["mirror"]),
@@ -185,12 +185,12 @@ class NormStats:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     @classmethod
-    def identity(cls, n_features: int) -> "NormStats":
+    def identity(cls, n_features: int) -> NormStats:
         """Mean 0, std 1: leaves features as they are (untrained models, benchmarks)."""
         return cls(np.zeros(n_features, np.float32), np.ones(n_features, np.float32))
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "NormStats":
+    def from_dict(cls, d: Mapping) -> NormStats:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 

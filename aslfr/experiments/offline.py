@@ -1,75 +1,15 @@
-"""Read W&B offline runs back: config, summary, history, files and artifacts from `run-*.wandb`.
-
-An offline run keeps everything in one binary file: a 7-byte header (":W&B", magic 0xBEE1,
-version 0) followed by LevelDB-log framed records (32 KiB blocks; each record chunk has a CRC-32C,
-a length and a type: full, first, middle, last), each record a protobuf `Record` from
-`wandb.proto.wandb_internal_pb2`. wandb ships no reader for it any more, so this is one.
-Tests check what a run logged with it; `aslfr.compare` builds its leaderboard from it.
+"""Read W&B offline runs back: config, summary, history, files and artifacts from `run-*.wandb`
+(record by record with aslfr.train.wandb_log), the parts of a resumed run merged into one.
+Tests check what a run logged with it; aslfr.experiments.compare fills in unfinished runs from it.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wandb.proto import wandb_internal_pb2 as pb
-
-HEADER = b":W&B" + struct.pack("<HB", 0xBEE1, 0)
-BLOCK = 32768
-CHUNK_HEADER = 7  # crc32c (4), length (2), type (1)
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-class RunFileError(ValueError):
-    pass
-
-
-def records(path: Path):
-    """Yield the protobuf Records of one run-*.wandb file (a truncated tail is ignored: the
-    writer may have been killed mid-record)."""
-    data = Path(path).read_bytes()
-    if not data.startswith(HEADER):
-        raise RunFileError(f"{path}: not a W&B run file (bad header)")
-    pos, pending = len(HEADER), b""
-    while pos + CHUNK_HEADER <= len(data):
-        room = BLOCK - pos % BLOCK
-        if room < CHUNK_HEADER:  # the rest of a block too small for a chunk header is padding
-            pos += room
-            continue
-        _crc, length, kind = struct.unpack_from("<IHB", data, pos)
-        start = pos + CHUNK_HEADER
-        if kind == 0 and length == 0:  # zero padding up to the end of the block
-            pos += room
-            continue
-        if start + length > len(data):
-            break
-        chunk = data[start:start + length]
-        pos = start + length
-        if kind == FULL:
-            pending = chunk
-        elif kind == FIRST:
-            pending = chunk
-            continue
-        elif kind == MIDDLE:
-            pending += chunk
-            continue
-        elif kind == LAST:
-            pending += chunk
-        else:
-            raise RunFileError(f"{path}: unknown chunk type {kind} at byte {pos}")
-        record = pb.Record()
-        record.ParseFromString(pending)
-        pending = b""
-        yield record
-
-
-def history_steps(path: Path):
-    """The step of every history row in a run file, in order (what is on disk so far)."""
-    for record in records(path):
-        if record.WhichOneof("record_type") == "history":
-            yield record.history.step.num
+from aslfr.train.wandb_log import records
 
 
 def _items(items) -> dict:

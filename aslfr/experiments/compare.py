@@ -1,12 +1,12 @@
 """Compare runs: a leaderboard, the mean ± spread of cross-validated configurations, and a plot of
 score against inference latency.
 
-    python -m aslfr.compare DIR [DIR ...] [--out pareto.png] [--no-wandb]
-    python -m aslfr.compare --wandb-path ENTITY/PROJECT [--sweep SWEEP_ID]     (online runs)
+    aslfr-compare DIR [DIR ...] [--out pareto.png] [--no-wandb]
+    aslfr-compare --wandb-path ENTITY/PROJECT [--sweep SWEEP_ID]     (online runs)
 
 Every run directory under each DIR (a sweep directory, `outputs/`, `multirun/`, or single run
 directories: any directory holding the run's own `.hydra/config.yaml`) is one row. The run's own
-files come first: `summary.json` (rewritten by `python -m aslfr.export RUN --quantize ...`, so
+files come first: `summary.json` (rewritten by `aslfr-export RUN --quantize ...`, so
 it is never stale) and `status.json`; its offline W&B record fills in what a run that did not
 finish has not written (its last val/score, its epochs). Runs logged with `wandb.mode=disabled`
 are included. Runs that failed, were interrupted or are still running are listed apart from the
@@ -32,10 +32,10 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
-from .errors import DataError, exit_on_error
-from .rundir import RECORD, RunDir, flatten
-from .tracking import describe, logged_in, resolve_mode
-from .wandb_offline import read_runs
+from aslfr.errors import DataError, exit_on_error
+from aslfr.experiments.offline import read_runs
+from aslfr.train.rundir import RECORD, RunDir, flatten
+from aslfr.train.tracking import describe, logged_in, resolve_mode
 
 SCORE, LATENCY = "val/score", "infer/latency_ms"
 # Keys that do not make two runs different configurations (the fold is what cross-validation
@@ -61,7 +61,7 @@ class Row:
 
     @classmethod
     def from_run(cls, name: str, config: Mapping, summary: Mapping,
-                 status: str = "finished") -> "Row":
+                 status: str = "finished") -> Row:
         model = config.get("model", {})
         score = summary.get("best/val/score", summary.get(SCORE))
         if isinstance(score, Mapping):  # W&B keeps "max" when the metric was defined so
@@ -322,7 +322,7 @@ def log_to_wandb(rows: list[Row], png: Path, where: Path, project: str, group: s
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m aslfr.compare", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="aslfr-compare", description=__doc__.splitlines()[0])
     ap.add_argument("dirs", nargs="*", type=Path, help="directories holding run directories")
     ap.add_argument("--wandb-path", help="ENTITY/PROJECT: read online runs through the W&B API")
     ap.add_argument("--sweep", help="with --wandb-path: only this sweep's runs")

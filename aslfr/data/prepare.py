@@ -1,7 +1,7 @@
 """Raw parquet -> features -> on-disk cache, participant-grouped folds and normalization statistics.
 
-    python -m aslfr.prepare                              # the synthetic default
-    python -m aslfr.prepare data=kaggle data.root=DIR    # the competition's files
+    aslfr-prepare                              # the synthetic default
+    aslfr-prepare data=kaggle data.root=DIR    # the competition's files
 
 takes the same Hydra config as train.py (conf/prepare.yaml), builds (or reuses) the feature cache,
 prints a summary and writes its log, `folds.csv` and `features.json` to `<paths.data_dir>/prepare/`
@@ -25,11 +25,12 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from . import cache, folds, kaggle, layout, synthetic
-from .atomic import write_json
-from .errors import DataError, exit_on_error
-from .features import FeatureSpec, NormStats, compute_stats
-from .vocab import Vocab
+from aslfr.atomic import write_json
+from aslfr.config import register_resolvers
+from aslfr.data import cache, folds, layout, reader, synthetic
+from aslfr.data.features import FeatureSpec, NormStats, compute_stats
+from aslfr.data.vocab import Vocab
+from aslfr.errors import DataError, exit_on_error
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +105,10 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
     strict = on_bad == "error"
     root = resolve_root(data_cfg, data_dir, progress)
     spec = FeatureSpec.from_config(data_cfg["features"])
-    index = kaggle.read_index(root, bool(data_cfg["use_supplemental"]))
+    index = reader.read_index(root, bool(data_cfg["use_supplemental"]))
     vocab = Vocab.from_json(root / layout.CHARACTER_MAP_JSON)
     max_len = int(data_cfg["max_phrase_length"])
-    kaggle.check_files(root, index)
+    reader.check_files(root, index)
     files = list(dict.fromkeys(index["path"]))  # first-appearance order
     key = cache.make_key({
         "features": spec.to_dict(), "max_phrase_length": max_len,
@@ -198,7 +199,7 @@ def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab
         def read(job: tuple[int, str]):
             k, rel = job
             with open(writer.shard(str(k)), "wb") as sink:
-                return k, kaggle.read_file(root, rel, rows[next(iter(wanted[rel].values()))].csv,
+                return k, reader.read_file(root, rel, rows[next(iter(wanted[rel].values()))].csv,
                                            spec, wanted[rel], sink)
 
         for k, results in _ordered_map(read, enumerate(jobs), int(data_cfg["num_workers"])):
@@ -247,7 +248,7 @@ def setup(data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path,
                         f"{prepared.meta['skipped']})")
     # Folds come from the primary listing (every row of train.csv), not from the loaded rows:
     # skips, feature options and supplemental rows never move a signer to another fold.
-    listing = kaggle.read_index(Path(prepared.meta["root"]), use_supplemental=False)
+    listing = reader.read_index(Path(prepared.meta["root"]), use_supplemental=False)
     n_folds = int(data_cfg["n_folds"])
     fold = folds.assign_folds(prepared.participant_id, n_folds, int(data_cfg["split_seed"]),
                               listing=listing["participant_id"].to_numpy())
@@ -266,7 +267,7 @@ def features_fn(spec: FeatureSpec):
         return None
     import tensorflow as tf  # only needed for the features computed by TensorFlow ops
 
-    from .pipeline import frame_features
+    from aslfr.data.pipeline import frame_features
 
     return lambda block: frame_features(tf.constant(block), spec).numpy()
 
@@ -322,15 +323,23 @@ def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
                  Path(cfg.paths.output_dir), progress)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="prepare")
+# conf/ of the repository, by absolute path: a relative one would be looked up as a Python
+# package when the console script (aslfr-prepare) runs this module
+CONF = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="prepare")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
-    split = setup_from_config(cfg)  # (the config itself: python -m aslfr.prepare --cfg job)
+    split = setup_from_config(cfg)  # (the config itself: aslfr-prepare --cfg job)
     log.info("\n%s", summary(split, cfg.data))
 
 
-if __name__ == "__main__":
-    from .rundir import register_resolvers
-
-    register_resolvers()  # the same config as train.py: ${stamp:} in hydra.run.dir
+def cli() -> None:
+    """`aslfr-prepare` / `python -m aslfr.data.prepare`."""
+    register_resolvers()  # the same config as train.py: ${stamp:} in hydra.sweep.dir
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from .features import FINGERS, FeatureSpec, NormStats
+from aslfr.data.features import FINGERS, FeatureSpec, NormStats
 
 
 # -- shared with export -------------------------------------------------------------------------
@@ -160,7 +160,9 @@ class Augmenter:
             if p <= 0:
                 continue
             fn = getattr(self, name)
-            x = tf.cond(self._coin(p, seeds[2 * k]), lambda: fn(x, seeds[2 * k + 1]), lambda: x)
+            # tf.cond calls the branches now, in this iteration: late binding cannot bite
+            x = tf.cond(self._coin(p, seeds[2 * k]), lambda: fn(x, seeds[2 * k + 1]),  # noqa: B023
+                        lambda: x)  # noqa: B023
         return x
 
 

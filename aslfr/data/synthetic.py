@@ -30,7 +30,7 @@ results depend neither on the order nor on the process in which files are writte
 sequences are grouped into files.
 
 Entry points: `SyntheticSpec`, `generate`, `ensure` (the cached data set of a spec), `make_phrase`,
-`plot_alphabet`, `hand_pose` / `canonical_hand`, and ``python -m aslfr.synthetic OUT_DIR``.
+`plot_alphabet`, `hand_pose` / `canonical_hand`, and ``aslfr-synthetic OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aslfr import layout
+from aslfr.data import layout
 
 FORMAT_VERSION = 2  # bump whenever the generator's output changes: it is part of spec_digest()
 
@@ -285,42 +285,15 @@ def canonical_hand(char: str) -> np.ndarray:
 
 # =============================================================================== phrases
 
-_FIRST_NAMES = tuple("""
-james mary robert patricia john jennifer michael linda david elizabeth william barbara richard susan
-joseph jessica thomas sarah charles karen daniel nancy matthew lisa anthony betty mark sandra paul
-ashley steven emily andrew donna joshua michelle kevin amanda brian melissa george deborah ryan laura
-jacob amy gary angela eric anna jonathan brenda justin nicole scott helen frank rachel xavier zoe
-quinn yusuf jacques maximilian ximena zachary jaqueline beatrix oksana kwame ingrid dmitri priya
-""".split())
-_LAST_NAMES = tuple("""
-smith johnson williams brown jones garcia miller davis rodriguez martinez hernandez lopez gonzalez
-wilson anderson taylor moore jackson martin lee perez thompson white harris sanchez clark ramirez
-lewis robinson walker young allen king wright torres nguyen hill flores green adams nelson baker hall
-rivera campbell mitchell carter roberts lanier kowalski okafor yamamoto ivanov quigley fitzgerald
-vazquez oxley dubois schwartz kuhaylah zhang jablonski becker
-""".split())
-_WORDS = tuple("""
-creek house oak maple pine cedar elm lake hill park river sunset valley meadow forest spring ridge
-highland willow cherry church mill washington lincoln jefferson franklin madison main market broadway
-harbor bay canyon prairie quarry fox birch juniper aspen sycamore magnolia orchard stone wood brook
-glen summit vista plaza kingston oxford zephyr quail jasper liberty union central lakeview fairway
-garden bridge station crystal golden silver eagle hawk bear wolf deer buffalo pioneer heritage
-village country mountain ocean island beach harvest autumn winter summer rose lily ivy hazel laurel
-academy college school library museum hotel cafe bakery studio market shop travel photo music
-news blog store home world city life green blue black white red sky star moon sun king queen
-""".split())
-_DIRECTIONS = tuple("north south east west northeast northwest southeast southwest n s e w".split())
-_SUFFIXES = tuple("""
-road street avenue drive lane way court place boulevard circle trail parkway terrace highway loop
-square crossing pike run rd st ave dr ln blvd ct pl hwy
-""".split())
-_TLDS = tuple("""
-com com com org net net edu gov io co uk de jp fr it es nl ru br au ca in kr ne.jp co.uk com.au
-or.jp ac.uk is ly me tv us info biz xyz co.jp org.uk
-""".split())
-_ONSETS = tuple("b c d f g h j k l m n p r s t v w y z ch sh th qu x br cr dr fr gr kr pr tr st sp".split())
-_VOWELS = tuple("a e i o u a e i o u ai ea oo ou ee ia y".split())
-_CODAS = ("",) * 6 + tuple("n r s l t k m x z ng".split())
+_FIRST_NAMES = tuple(["james", "mary", "robert", "patricia", "john", "jennifer", "michael", "linda", "david", "elizabeth", "william", "barbara", "richard", "susan", "joseph", "jessica", "thomas", "sarah", "charles", "karen", "daniel", "nancy", "matthew", "lisa", "anthony", "betty", "mark", "sandra", "paul", "ashley", "steven", "emily", "andrew", "donna", "joshua", "michelle", "kevin", "amanda", "brian", "melissa", "george", "deborah", "ryan", "laura", "jacob", "amy", "gary", "angela", "eric", "anna", "jonathan", "brenda", "justin", "nicole", "scott", "helen", "frank", "rachel", "xavier", "zoe", "quinn", "yusuf", "jacques", "maximilian", "ximena", "zachary", "jaqueline", "beatrix", "oksana", "kwame", "ingrid", "dmitri", "priya"])
+_LAST_NAMES = tuple(["smith", "johnson", "williams", "brown", "jones", "garcia", "miller", "davis", "rodriguez", "martinez", "hernandez", "lopez", "gonzalez", "wilson", "anderson", "taylor", "moore", "jackson", "martin", "lee", "perez", "thompson", "white", "harris", "sanchez", "clark", "ramirez", "lewis", "robinson", "walker", "young", "allen", "king", "wright", "torres", "nguyen", "hill", "flores", "green", "adams", "nelson", "baker", "hall", "rivera", "campbell", "mitchell", "carter", "roberts", "lanier", "kowalski", "okafor", "yamamoto", "ivanov", "quigley", "fitzgerald", "vazquez", "oxley", "dubois", "schwartz", "kuhaylah", "zhang", "jablonski", "becker"])
+_WORDS = tuple(["creek", "house", "oak", "maple", "pine", "cedar", "elm", "lake", "hill", "park", "river", "sunset", "valley", "meadow", "forest", "spring", "ridge", "highland", "willow", "cherry", "church", "mill", "washington", "lincoln", "jefferson", "franklin", "madison", "main", "market", "broadway", "harbor", "bay", "canyon", "prairie", "quarry", "fox", "birch", "juniper", "aspen", "sycamore", "magnolia", "orchard", "stone", "wood", "brook", "glen", "summit", "vista", "plaza", "kingston", "oxford", "zephyr", "quail", "jasper", "liberty", "union", "central", "lakeview", "fairway", "garden", "bridge", "station", "crystal", "golden", "silver", "eagle", "hawk", "bear", "wolf", "deer", "buffalo", "pioneer", "heritage", "village", "country", "mountain", "ocean", "island", "beach", "harvest", "autumn", "winter", "summer", "rose", "lily", "ivy", "hazel", "laurel", "academy", "college", "school", "library", "museum", "hotel", "cafe", "bakery", "studio", "market", "shop", "travel", "photo", "music", "news", "blog", "store", "home", "world", "city", "life", "green", "blue", "black", "white", "red", "sky", "star", "moon", "sun", "king", "queen"])
+_DIRECTIONS = tuple(["north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest", "n", "s", "e", "w"])
+_SUFFIXES = tuple(["road", "street", "avenue", "drive", "lane", "way", "court", "place", "boulevard", "circle", "trail", "parkway", "terrace", "highway", "loop", "square", "crossing", "pike", "run", "rd", "st", "ave", "dr", "ln", "blvd", "ct", "pl", "hwy"])
+_TLDS = tuple(["com", "com", "com", "org", "net", "net", "edu", "gov", "io", "co", "uk", "de", "jp", "fr", "it", "es", "nl", "ru", "br", "au", "ca", "in", "kr", "ne.jp", "co.uk", "com.au", "or.jp", "ac.uk", "is", "ly", "me", "tv", "us", "info", "biz", "xyz", "co.jp", "org.uk"])
+_ONSETS = tuple(["b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z", "ch", "sh", "th", "qu", "x", "br", "cr", "dr", "fr", "gr", "kr", "pr", "tr", "st", "sp"])
+_VOWELS = tuple(["a", "e", "i", "o", "u", "a", "e", "i", "o", "u", "ai", "ea", "oo", "ou", "ee", "ia", "y"])
+_CODAS = ("",) * 6 + tuple(["n", "r", "s", "l", "t", "k", "m", "x", "z", "ng"])
 
 # Phrase templates by kind. Placeholders: {w} made-up word, {W} English word, {f} first name,
 # {l} last name, {n} house number, {d2} two digits, {3}/{4} three/four digits, {c} country code,
@@ -1320,7 +1293,7 @@ def _draw_hand(ax, points: np.ndarray, color: str, width: float) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m aslfr.synthetic",
+        prog="aslfr-synthetic",
         description="Write a synthetic ASLFR data set in the Kaggle layout to OUT_DIR/synthetic-<digest>.",
     )
     defaults = SyntheticSpec()

@@ -26,7 +26,7 @@ import numpy as np
 import wandb
 from omegaconf import DictConfig, OmegaConf
 
-from .wandb_offline import history_steps
+from aslfr.train.wandb_log import history_steps
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.2  # W&B writes its transaction log this often (the default 15 s loses epochs)

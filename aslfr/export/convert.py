@@ -1,6 +1,5 @@
-"""Export a run as the competition ran models: `model.tflite` + `inference_args.json`.
-
-    python -m aslfr.export RUN_DIR [--quantize none|fp16|int8_dynamic] [--zip] [--no-evaluate]
+"""Export a run as the competition ran models: `model.tflite` + `inference_args.json`
+(the command line is aslfr/export/__main__.py: `aslfr-export RUN_DIR`).
 
 The TFLite file has one signature, `serving_default`: input `inputs`, float32
 [n_frames, len(selected_columns)] (the raw columns of one whole sequence, NaN included); output
@@ -13,7 +12,6 @@ the same preprocessing as training (`pipeline.canonical_frames` -> `frame_featur
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -27,12 +25,14 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
-from . import pipeline
-from .atomic import replacing, write_json
-from .errors import DataError, exit_on_error
-from .features import FeatureSpec, NormStats
-from .model import FingerspellingModel, build, greedy_decode
-from .vocab import Vocab
+from aslfr.atomic import replacing, write_json
+from aslfr.data import pipeline
+from aslfr.data.features import FeatureSpec, NormStats
+from aslfr.data.vocab import Vocab
+from aslfr.errors import DataError
+from aslfr.model.config import model_config
+from aslfr.model.decoding import greedy_decode
+from aslfr.model.model import FingerspellingModel, build
 
 log = logging.getLogger(__name__)
 QUANTIZE = ("none", "fp16", "int8_dynamic")
@@ -46,7 +46,7 @@ class Preprocessing:
     max_frames: int
 
     @classmethod
-    def from_dict(cls, doc: dict) -> "Preprocessing":
+    def from_dict(cls, doc: dict) -> Preprocessing:
         return cls(FeatureSpec.from_dict(doc["features"]), NormStats.from_dict(doc["stats"]),
                    int(doc["max_frames"]))
 
@@ -151,7 +151,7 @@ class RunFiles:
     data_root: Path | None  # where the run's data was read (None in runs older than this key)
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunFiles":
+    def load(cls, run_dir: Path) -> RunFiles:
         run_dir = Path(run_dir)
         need = [run_dir / ".hydra" / "config.yaml", run_dir / "features.json"]
         for path in need:
@@ -172,8 +172,6 @@ class RunFiles:
                    Vocab(doc["characters"]), weights, Path(root) if root else None)
 
     def model(self) -> FingerspellingModel:
-        from .trainer import model_config
-
         model = build(model_config(self.cfg, self.pre.spec, self.vocab))
         model.load_weights(self.weights)
         return model
@@ -190,45 +188,8 @@ def write_export(run_dir: Path, content: bytes, pre: Preprocessing, zip_: bool =
         tmp.write_bytes(content)
     write_json(run_dir / "inference_args.json", inference_args(pre))
     if zip_:
-        with replacing(run_dir / "submission.zip") as tmp:
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-                z.write(run_dir / "model.tflite", "model.tflite")
-                z.write(run_dir / "inference_args.json", "inference_args.json")
+        with (replacing(run_dir / "submission.zip") as tmp,
+              zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z):
+            z.write(run_dir / "model.tflite", "model.tflite")
+            z.write(run_dir / "inference_args.json", "inference_args.json")
     return run_dir / "model.tflite"
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m aslfr.export", description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--quantize", choices=QUANTIZE, default=None,
-                    help="default: the run's export.quantize (none)")
-    ap.add_argument("--zip", action="store_true", help="also write submission.zip")
-    ap.add_argument("--no-evaluate", action="store_true",
-                    help="skip decoding the validation fold with the exported file")
-    args = ap.parse_args(argv)
-    _export_cli(args)
-
-
-@exit_on_error
-def _export_cli(args) -> None:
-    from . import budget, competition
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = RunFiles.load(args.run_dir)
-    quantize = args.quantize or OmegaConf.select(run.cfg, "export.quantize", default="none")
-    evaluate = not args.no_evaluate
-    if evaluate and not (run.data_root and run.data_root.exists()):
-        log.warning("not scoring the export: the run's data (%s) is not here", run.data_root)
-        evaluate = False
-    report = budget.export_and_measure(
-        run.model(), run.pre, run.dir, run.cfg.budget, quantize, args.zip,
-        data_root=run.data_root if evaluate else None,
-        val_ids=competition.validation_ids(run.dir) if evaluate else None)
-    summary = run.dir / "summary.json"
-    if summary.exists():  # the run directory describes the model.tflite it holds
-        write_json(summary, {**json.loads(summary.read_text()), **report}, sort_keys=True)
-    print(json.dumps(report, indent=1))
-
-
-if __name__ == "__main__":
-    main()

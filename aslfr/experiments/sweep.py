@@ -1,7 +1,7 @@
 """W&B sweep definitions (sweeps/*.yaml) and the offline runner that executes them with no W&B
 server:
 
-    python -m aslfr.sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME]
+    aslfr-sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME]
                           [--storage URL] [hydra overrides for every trial, e.g. experiment=debug]
 
 A definition's `command` runs `python train.py ${args_no_hyphens}`: the agent turns each proposed
@@ -54,11 +54,11 @@ from pathlib import Path
 
 import yaml
 
-from .checkpoint import Checkpoints
-from .errors import DataError, Interrupted, exit_on_error
+from aslfr.errors import DataError, Interrupted, exit_on_error
+from aslfr.train.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: train.py, conf/
 
 ARG_MACROS = ("${args_no_hyphens}", "${args_override_hydra}")
 
@@ -630,12 +630,12 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
               flush=True)
     else:
         print(f"[{name}] done: {finished} trials finished: {out} "
-              f"(python -m aslfr.compare {out})", flush=True)
+              f"(aslfr-compare {out})", flush=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m aslfr.sweep", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="aslfr-sweep", description=__doc__.splitlines()[0])
     ap.add_argument("definition", type=Path)
     ap.add_argument("--trials", type=int, default=10,
                     help="finished trials in all, across every runner of the sweep (default 10)")

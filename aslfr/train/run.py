@@ -8,17 +8,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from . import budget, prepare, trainer
-from .atomic import write_json
-from .export import Preprocessing
-from .tracking import Tracker, new_run_id
+from aslfr.atomic import write_json
+from aslfr.data import prepare
+from aslfr.export import budget
+from aslfr.export.convert import Preprocessing
+from aslfr.train import loop
+from aslfr.train.tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> dict:
     """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
-    trainer.configure_devices(cfg.trainer)
+    loop.configure_devices(cfg.trainer)
     run_dir = Path(cfg.paths.output_dir)
     known = {}
     if cfg.budget.probe:
@@ -39,7 +41,7 @@ def run(cfg: DictConfig) -> dict:
                 model, pre, run_dir, cfg.budget, str(cfg.export.quantize), bool(cfg.export.zip),
                 data_root=Path(split.prepared.meta["root"]), val_ids=val_ids)
 
-    summary = trainer.train(cfg, split, run_dir, known=known, after=after)
+    summary = loop.train(cfg, split, run_dir, known=known, after=after)
     log.info("done: %s", {k: summary[k] for k in ("val/score", "best/val/score", "infer/val_score",
                                                   "infer/latency_ms", "budget/ok") if k in summary})
     return summary

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from aslfr.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Vocab:
     chars: str  # characters in index order, as in character_to_prediction_index.json
 
     @classmethod
-    def from_json(cls, path: Path) -> "Vocab":
+    def from_json(cls, path: Path) -> Vocab:
         try:
             mapping = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:

@@ -18,9 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import layout
-from .errors import DataError
-from .features import FeatureSpec, extract
+from aslfr.data import layout
+from aslfr.data.features import FeatureSpec, extract
+from aslfr.errors import DataError
 
 
 def read_index(root: Path, use_supplemental: bool) -> pd.DataFrame:

@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from . import competition, layout
-from .export import Preprocessing, TFLiteModel, convert, write_export
-from .features import FeatureSpec, NormStats
-from .model import FingerspellingModel, build
-from .vocab import Vocab
+from aslfr.data import layout
+from aslfr.data.features import FeatureSpec, NormStats
+from aslfr.data.vocab import Vocab
+from aslfr.export import competition
+from aslfr.export.convert import Preprocessing, TFLiteModel, convert, write_export
+from aslfr.model.config import model_config
+from aslfr.model.model import FingerspellingModel, build
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +127,6 @@ def untrained(cfg: DictConfig) -> tuple[FingerspellingModel, Preprocessing]:
     """The untrained model of this config and its preprocessing, with no data: the feature
     layout comes from the config, the vocabulary is the competition's 59 characters, the
     normalization is the identity."""
-    from .trainer import model_config
-
     spec = FeatureSpec.from_config(cfg.data.features)
     model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
     return model, Preprocessing(spec, NormStats.identity(spec.n_features), int(cfg.data.max_frames))

@@ -1,6 +1,6 @@
 """Score an exported model the way the competition did, knowing nothing but its rules.
 
-    python -m aslfr.competition RUN_DIR [--data ROOT] [--limit N]
+    aslfr-competition RUN_DIR [--data ROOT] [--limit N]
 
 Deliberately independent of the rest of aslfr (pandas, numpy, rapidfuzz and LiteRT only): read
 `selected_columns` from inference_args.json, read each sequence's rows of those columns from its
@@ -79,7 +79,7 @@ def validation_ids(run_dir: Path) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m aslfr.competition",
+    ap = argparse.ArgumentParser(prog="aslfr-competition",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--data", type=Path, help="Kaggle-layout root (default: the run's)")
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = args.run_dir
     for name, fix in (("features.json", "is it a train.py run directory?"),
                       ("folds.csv", "is it a train.py run directory?"),
-                      ("model.tflite", f"export it first: python -m aslfr.export {run_dir}"),
-                      ("inference_args.json", f"export it first: python -m aslfr.export {run_dir}")):
+                      ("model.tflite", f"export it first: aslfr-export {run_dir}"),
+                      ("inference_args.json", f"export it first: aslfr-export {run_dir}")):
         if not (run_dir / name).is_file():  # one line, not a traceback (this module stands alone)
             raise SystemExit(f"error: {run_dir / name} is missing: {fix}")
     root = args.data or Path(json.loads((run_dir / "features.json").read_text())["data_root"])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import replacing, write_json
+from aslfr.atomic import replacing, write_json
 
 LATEST = "latest.json"
 BEST = "best.weights.h5"

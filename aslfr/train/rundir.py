@@ -12,9 +12,7 @@ Why the run writes `.hydra/` itself (`hydra.output_subdir: null`): Hydra rewrite
 command's config before the task starts, so a refused resume would already have overwritten the
 record it is refused against.
 
-Names are unique when many runs start in the same second, on one machine or on several sharing a
-filesystem: `${now:%H-%M-%S}` alone has one-second resolution, so the `stamp` resolver adds
-milliseconds (names still sort by time) and six random characters.
+Names are unique when many runs start in the same second (aslfr.config's `stamp` resolver).
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
-import string
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -37,28 +33,14 @@ import filelock
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .atomic import replacing, write_json
-from .errors import HarnessError, Interrupted, raise_interrupted
+from aslfr.atomic import replacing, write_json
+from aslfr.errors import HarnessError, Interrupted, raise_interrupted
 
 log = logging.getLogger(__name__)
 RECORD = (".hydra", "config.yaml")
 STATUS = "status.json"
 LOCK = ".lock"
 ABSENT = "(absent)"
-
-
-def stamp() -> str:
-    """HH-MM-SS.mmm-xxxxxx: the time to the millisecond, then 6 random lowercase letters/digits."""
-    now = datetime.now()
-    alphabet = string.ascii_lowercase + string.digits
-    suffix = "".join(secrets.choice(alphabet) for _ in range(6))
-    return f"{now:%H-%M-%S}.{now.microsecond // 1000:03d}-{suffix}"
-
-
-def register_resolvers() -> None:
-    """`${stamp:}` for conf/config.yaml's hydra.run.dir and hydra.sweep.dir. Cached like Hydra's
-    own `now`, so every read in one run (and every job of one multirun) sees the same name."""
-    OmegaConf.register_new_resolver("stamp", stamp, use_cache=True, replace=True)
 
 
 class ResumeRefused(HarnessError):
