@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
+from aslfr.config import register
 from aslfr.data import layout, synthetic
 
+register()  # the config schema and resolvers, as train.py registers them
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -80,7 +82,7 @@ def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
 
 
 # -- train.py in a subprocess, as users run it ----------------------------------------------
-DEBUG = ["experiment=debug", "wandb.mode=offline"]
+DEBUG = ["debug=default", "wandb.mode=offline"]
 
 
 def subprocess_env(**extra: str) -> dict:

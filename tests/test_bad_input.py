@@ -39,6 +39,7 @@ def assert_clean_failure(proc, *needles: str) -> None:
         assert needle in proc.stderr, (needle, proc.stderr)
 
 
+@pytest.mark.slow
 def test_csv_missing_required_column(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     df = pd.read_csv(root / layout.TRAIN_CSV)
@@ -47,6 +48,7 @@ def test_csv_missing_required_column(tmp_path):
     assert_clean_failure(proc, "train.csv", "participant_id")
 
 
+@pytest.mark.slow
 def test_row_pointing_at_missing_parquet(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     df = pd.read_csv(root / layout.TRAIN_CSV)
@@ -57,6 +59,7 @@ def test_row_pointing_at_missing_parquet(tmp_path):
     assert_clean_failure(proc, "train.csv line 4", "sequence_id 12", "424242.parquet")
 
 
+@pytest.mark.slow
 def test_truncated_parquet(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     path = root / "train_landmarks" / "1000.parquet"
@@ -65,6 +68,7 @@ def test_truncated_parquet(tmp_path):
     assert_clean_failure(proc, "1000.parquet", "truncated or corrupt")
 
 
+@pytest.mark.slow
 def test_parquet_lacking_a_landmark_column(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     path = root / "train_landmarks" / "1000.parquet"
@@ -106,6 +110,7 @@ def test_bad_sequences_are_skipped_and_counted(bad_root, tmp_path):
     assert "skipped 1: hands never visible" in text
 
 
+@pytest.mark.slow
 def test_summary_printed_by_prepare_names_skips(bad_root, tmp_path):
     proc = run_prepare(bad_root, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -126,6 +131,7 @@ def test_bad_sequence_is_an_error_when_asked(change, reason, tmp_path):
         prepare.setup_from_config(cfg, progress=False)
 
 
+@pytest.mark.slow
 def test_missing_sequence_is_an_error_when_asked(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(3))
     df = pd.read_csv(root / layout.TRAIN_CSV, keep_default_na=False)
@@ -136,6 +142,7 @@ def test_missing_sequence_is_an_error_when_asked(tmp_path):
                          "data.on_bad_sequence=skip")
 
 
+@pytest.mark.slow
 def test_kaggle_without_root_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "data=kaggle",
                            f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
@@ -143,6 +150,7 @@ def test_kaggle_without_root_is_a_clear_error(tmp_path):
     assert "data.root" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_character_map(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     (root / layout.CHARACTER_MAP_JSON).write_text('{"a": 0, "b": 5}')
@@ -191,6 +199,7 @@ def test_error_mode_reuses_an_entry_without_skips(tmp_path):
     assert second.prepared.path == first.prepared.path
 
 
+@pytest.mark.slow
 def test_unknown_on_bad_sequence_value_is_an_error_even_with_a_cache_entry(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(4))
     assert run_prepare(root, tmp_path).returncode == 0

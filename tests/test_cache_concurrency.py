@@ -41,6 +41,7 @@ def wait_for(predicate, what: str, deadline_s: float = 240.0, procs=()) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_concurrent_preparations_build_once(tmp_path):
     root = tiny_kaggle(tmp_path)
     cfg = compose_cfg([*KAGGLE, f"data.root={root}"], tmp_path / "probe")
@@ -98,6 +99,7 @@ prepare.prepare(data_cfg, Path(cache_dir), Path(data_dir), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_builder_does_not_block_the_next(tmp_path):
     root = tiny_kaggle(tmp_path)
     cfg = compose_cfg([*KAGGLE, f"data.root={root}"], tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -108,8 +109,7 @@ def test_mirroring_maps_left_dominant_to_the_canonical_side(tmp_path):
     a, b = extract(right, spec), extract(left, spec)
     assert not a.dominant_left and b.dominant_left
     np.testing.assert_allclose(a.frames, b.frames, atol=1e-6)
-    spec_no = FeatureSpec(hands="dominant", lip_points=spec.lip_points,
-                          pose_points=spec.pose_points, mirror=False)
+    spec_no = dataclasses.replace(spec, mirror=False)
     c = extract(left[:, [cols.index(x) for x in spec_no.columns]], spec_no)
     assert not np.allclose(c.frames, a.frames)  # without mirroring the left hand stays as it is
 
@@ -121,8 +121,8 @@ def test_handless_frames_drop_or_keep(tmp_path):
     spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
     raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[spec.columns].to_numpy()
     assert len(extract(raw, spec).frames) == 3
-    keep = FeatureSpec(hands="both", lip_points=(), pose_points=(11, 12), z=True,
-                       handless_frames="keep")
+    keep = dataclasses.replace(spec, hands="both", lip_points=(), pose_points=(11, 12), z=True,
+                               handless_frames="keep")
     raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[keep.columns].to_numpy()
     out = extract(raw, keep)
     assert out.frames.shape == (6, 21 + 21 + 2, 3)
@@ -384,11 +384,12 @@ def test_supplemental_is_read_when_asked(tmp_path):
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
 
 
+@pytest.mark.slow
 def test_prepare_keeps_out_of_outputs(tmp_path):
     """aslfr-prepare writes its log, folds.csv and features.json beside the data, not
     to a new outputs/ directory per call (38 of 53 directories there were prepare runs)."""
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "experiment=debug",
+        proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "debug=default",
                                f"paths.data_dir={tmp_path / 'data'}"], cwd=tmp_path,
                               env=subprocess_env(), capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -63,6 +63,7 @@ def exported(debug_run):
     return run, run.model(), export.TFLiteModel((debug_run / "model.tflite").read_bytes())
 
 
+@pytest.mark.slow
 def test_export_has_the_competition_signature(debug_run, exported):
     run, _, lite = exported
     assert lite.interpreter.get_signature_list() == {
@@ -74,6 +75,7 @@ def test_export_has_the_competition_signature(debug_run, exported):
     assert out.ndim == 2 and out.shape[1] >= 59 and out.shape[0] == run.cfg.data.max_phrase_length + 1
 
 
+@pytest.mark.slow
 def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, exported, tmp_path):
     run, model, lite = exported
     cfg = run.cfg
@@ -108,6 +110,7 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
         np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
 
 
+@pytest.mark.slow
 def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
     run, model, _ = exported
     sizes, outputs = {}, {}
@@ -127,6 +130,7 @@ def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
         export.convert(model, run.pre, "int4")
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(debug_run, copy)
@@ -155,6 +159,7 @@ def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     assert bad.returncode == 2 and "not a train.py run directory" in bad.stderr
 
 
+@pytest.mark.slow
 def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
     t0 = time.perf_counter()
     proc = train(tmp_path, "budget.probe=true", "budget.latency_ms=0.001")

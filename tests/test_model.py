@@ -15,7 +15,8 @@ from aslfr.model.model import build
 def config(**kw) -> ModelConfig:
     base = dict(n_features=30, hand_features=10, max_frames=24, max_length=12, vocab_size=62,
                 pad=59, sos=60, eos=61, encoder=StackConfig(2, 32, 4, 2, None, 5),
-                decoder=StackConfig(2, 32, 4, 2, 4), ctc_weight=0.5)
+                decoder=StackConfig(2, 32, 4, 2, 4, 0), attention_dropout=0.1, mlp_dropout=0.1,
+                classifier_dropout=0.1, ctc_weight=0.5, ctc_xla=False)
     return ModelConfig(**{**base, **kw})
 
 

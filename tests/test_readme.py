@@ -18,6 +18,8 @@ from aslfr.experiments import sweep
 
 from conftest import ROOT, compose_cfg, subprocess_env
 
+pytestmark = pytest.mark.slow  # each command in a subprocess
+
 PROGRAM = re.compile(r"^(\.venv/bin/python|python|make|(\.venv/bin/)?aslfr-[a-z]+)\s")
 
 

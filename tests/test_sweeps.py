@@ -99,6 +99,7 @@ command:
 """
 
 
+@pytest.mark.slow
 def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_early(tmp_path):
     import optuna
     from optuna.trial import TrialState
@@ -109,7 +110,7 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     definition.write_text(TINY_SWEEP)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "aslfr.experiments.sweep", str(definition), "--trials", "10", "--out",
-           str(out), "experiment=debug", "trainer.epochs=1", "budget.probe=true",
+           str(out), "debug=default", "trainer.epochs=1", "budget.probe=true",
            f"paths.data_dir={tmp_path / 'data'}"]
     env = subprocess_env()
     runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -176,6 +177,7 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 """
 
 
+@pytest.mark.slow
 def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path, capsys,
                                                                            monkeypatch):
     import optuna
@@ -196,7 +198,7 @@ def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_p
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(
         lower=2.0))
     trial = study.ask(sweep.distributions(definition))
-    overrides = ["experiment=debug", "trainer.epochs=40", "trainer.eval_every=1",
+    overrides = ["debug=default", "trainer.epochs=40", "trainer.eval_every=1",
                  f"paths.data_dir={tmp_path / 'data'}"]
     result = sweep.run_trial(study, trial, definition, "prune", tmp_path / "out", overrides,
                              "val/score")
@@ -244,6 +246,7 @@ def start_runner(cmd: list[str], **kwargs) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     import optuna
@@ -252,7 +255,7 @@ def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     definition = tmp_path / "pair.yaml"
     definition.write_text(GRID4)
     out = tmp_path / "out"
-    cmd = sweep_cmd(definition, out, "--trials", "10", "experiment=debug", "trainer.epochs=1",
+    cmd = sweep_cmd(definition, out, "--trials", "10", "debug=default", "trainer.epochs=1",
                     f"paths.data_dir={tmp_path / 'data'}")
     runners = [start_runner(cmd) for _ in range(2)]  # together: both set up the same new sweep
     outputs = [r.communicate(timeout=840)[0] for r in runners]
@@ -271,6 +274,7 @@ def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     assert any("[pair] done: 4 trials finished" in o for o in outputs), outputs
 
 
+@pytest.mark.slow
 def test_trials_counts_the_finished_trials_of_every_runner(tmp_path):
     import optuna
     from optuna.trial import TrialState
@@ -288,6 +292,7 @@ def test_trials_counts_the_finished_trials_of_every_runner(tmp_path):
     assert sum(o.count(": failed (exit 1;") for o in outputs) == 5
 
 
+@pytest.mark.slow
 def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     from optuna.trial import TrialState
 
@@ -334,6 +339,7 @@ def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     assert retry.user_attrs["runner"]["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys):
     import optuna
 
@@ -373,6 +379,7 @@ def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys)
     assert recorded["definition"]["parameters"] == sweep.load(path)["parameters"]
 
 
+@pytest.mark.slow
 def test_a_storage_that_cannot_be_opened_stops_with_one_line(tmp_path):
     proc = subprocess.run(sweep_cmd(ROOT / "sweeps" / "folds.yaml", tmp_path / "out",
                                     "--storage", "mysql://user@host/db"),
@@ -399,6 +406,7 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(tmp_path):
     import optuna
@@ -407,7 +415,7 @@ def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(
     path = tmp_path / "one.yaml"
     path.write_text(ONE_POINT)
     db = f"sqlite:///{tmp_path / 'one.db'}"
-    cmd = sweep_cmd(path, tmp_path / "out", "--storage", db, "experiment=debug",
+    cmd = sweep_cmd(path, tmp_path / "out", "--storage", db, "debug=default",
                     "trainer.epochs=100", f"paths.data_dir={tmp_path / 'data'}")
     # its own process group, as a shell gives a command: Ctrl-C signals the group
     runner = start_runner(cmd, start_new_session=True)

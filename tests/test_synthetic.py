@@ -14,6 +14,7 @@ import pytest
 
 from aslfr.data import layout
 from aslfr.data import synthetic as syn
+from aslfr.data.synthetic import dataset as syn_dataset
 
 SMALL = syn.SyntheticSpec(n_sequences=120, n_signers=8, seed=7, sequences_per_file=50, n_supplemental=30)
 HAND_COLUMNS = {
@@ -192,7 +193,7 @@ def test_make_phrase_statistics():
 
 
 def test_a_few_hundred_sequences_use_all_59_characters():
-    train, _, _ = syn._plan(syn.SyntheticSpec(n_sequences=300, n_signers=10, seed=3))
+    train, _, _ = syn_dataset._plan(syn.SyntheticSpec(n_sequences=300, n_signers=10, seed=3))
     assert set("".join(train.phrase)) == set(layout.CHARACTERS)
 
 
@@ -325,7 +326,7 @@ def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(job, root):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(syn, "_write_file", broken)
+    monkeypatch.setattr(syn_dataset, "_write_file", broken)
     spec = syn.SyntheticSpec(n_sequences=5, n_signers=2)
     with pytest.raises(RuntimeError):
         syn.generate(spec, tmp_path / "root", progress=False)

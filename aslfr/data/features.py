@@ -25,13 +25,13 @@ FINGERS = tuple(tuple(range(1 + 4 * f, 5 + 4 * f)) for f in range(5))
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    hands: str = "dominant"  # "dominant": the signing hand only; "both": signing hand, then the other
-    lip_points: tuple[int, ...] = ()
-    pose_points: tuple[int, ...] = ()
-    z: bool = False
-    mirror: bool = True  # mirror left-dominant sequences to the right side
-    handless_frames: str = "drop"  # "drop" | "keep" frames where no selected hand is visible
-    hand_relative: bool = False  # add the signing hand relative to its wrist, scaled by its size
+    hands: str  # "dominant": the signing hand only; "both": signing hand, then the other
+    lip_points: tuple[int, ...]
+    pose_points: tuple[int, ...]
+    z: bool
+    mirror: bool  # mirror left-dominant sequences to the right side
+    handless_frames: str  # "drop" | "keep" frames where no selected hand is visible
+    hand_relative: bool  # add the signing hand relative to its wrist, scaled by its size
     # Derived in __post_init__:
     points: tuple[tuple[str, str, int], ...] = field(init=False)  # (group, part, index), right-dominant
 
@@ -44,7 +44,7 @@ class FeatureSpec:
             z=bool(cfg["z"]),
             mirror=bool(cfg["mirror"]),
             handless_frames=str(cfg["handless_frames"]),
-            hand_relative=bool(cfg.get("hand_relative", False)),
+            hand_relative=bool(cfg["hand_relative"]),
         )
         return spec
 

@@ -26,11 +26,12 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from aslfr.atomic import write_json
-from aslfr.config import register_resolvers
+from aslfr.config import register
 from aslfr.data import cache, folds, layout, reader, synthetic
 from aslfr.data.features import FeatureSpec, NormStats, compute_stats
 from aslfr.data.vocab import Vocab
 from aslfr.errors import DataError, exit_on_error
+from aslfr.runtime import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,7 @@ def features_fn(spec: FeatureSpec):
     """numpy [n, points, axes] -> [n, features]: the pipeline's own per-frame features."""
     if not spec.hand_relative:
         return None
-    import tensorflow as tf  # only needed for the features computed by TensorFlow ops
+    tf = import_tensorflow()  # only needed for the features computed by TensorFlow ops
 
     from aslfr.data.pipeline import frame_features
 
@@ -337,7 +338,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """`aslfr-prepare` / `python -m aslfr.data.prepare`."""
-    register_resolvers()  # the same config as train.py: ${stamp:} in hydra.sweep.dir
+    register()  # the same config as train.py: ${stamp:} in hydra.sweep.dir
     main()
 
 

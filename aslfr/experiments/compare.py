@@ -14,7 +14,7 @@ finished ones. Runs of one configuration on several folds (`-m data.fold=0,1,2,3
 `sweeps/folds.yaml`) get a row with their mean ± standard deviation.
 
 The plot shows val/score against infer/latency_ms with the Pareto front of the runs within
-budget and the budget line; when runs have no export to time (e.g. `experiment=debug`), against
+budget and the budget line; when runs have no export to time (e.g. `debug=default`), against
 their parameter count instead. It is written as a PNG and logged to W&B with the tables.
 """
 
@@ -233,7 +233,7 @@ def leaderboard(rows: list[Row]) -> str:
 
 def plotted(rows: list[Row]) -> tuple[str, list[Row]]:
     """What the plot's x axis is ("latency" or "parameters") and the runs it shows: against
-    latency the runs that were exported; when none was (e.g. experiment=debug), every scored
+    latency the runs that were exported; when none was (e.g. debug=default), every scored
     run against its parameter count, so a table with scores never gets an empty plot."""
     scored = [r for r in rows if r.score is not None]
     by_latency = [r for r in scored if r.latency_ms is not None]

@@ -2,7 +2,7 @@
 server:
 
     aslfr-sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME]
-                          [--storage URL] [hydra overrides for every trial, e.g. experiment=debug]
+                          [--storage URL] [hydra overrides for every trial, e.g. debug=default]
 
 A definition's `command` runs `python train.py ${args_no_hyphens}`: the agent turns each proposed
 parameter into `key=value` (a Hydra override; W&B writes None as the string "None"). `agent_args`

@@ -16,10 +16,14 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from aslfr.atomic import write_json
-from aslfr.errors import exit_on_error
-from aslfr.export import budget, competition
-from aslfr.export.convert import QUANTIZE, RunFiles
+from aslfr.runtime import import_tensorflow
+
+import_tensorflow()  # first, so that TensorFlow's start-up lines are held back
+
+from aslfr.atomic import write_json  # noqa: E402
+from aslfr.errors import exit_on_error  # noqa: E402
+from aslfr.export import budget, competition  # noqa: E402
+from aslfr.export.convert import QUANTIZE, RunFiles  # noqa: E402
 
 log = logging.getLogger(__name__)
 

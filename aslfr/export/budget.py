@@ -115,7 +115,7 @@ def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
     bench = budget_cfg.benchmark
     timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
     ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads),
-                    int(bench.get("passes", 1)))
+                    int(bench.passes))
     size = len(shipped if shipped is not None else timed) / 1e6
     return Measurement(latency_ms=ms, model_mb=size,
                        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,

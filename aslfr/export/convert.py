@@ -33,6 +33,7 @@ from aslfr.errors import DataError
 from aslfr.model.config import model_config
 from aslfr.model.decoding import greedy_decode
 from aslfr.model.model import FingerspellingModel, build
+from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
 QUANTIZE = ("none", "fp16", "int8_dynamic")
@@ -131,7 +132,8 @@ class TFLiteModel:
     def __init__(self, content: bytes, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        with quiet():  # each interpreter announces its XNNPACK delegate
+            self.interpreter = Interpreter(model_content=content, num_threads=threads)
         self.runner = self.interpreter.get_signature_runner("serving_default")
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:

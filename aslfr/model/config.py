@@ -17,9 +17,9 @@ class StackConfig:
     depth: int
     width: int
     heads: int
-    mlp_ratio: float = 2.0
-    key_dim: int | None = None  # per-head attention size; None: width // heads
-    conv_kernel: int = 0  # encoder only: a depthwise temporal convolution in each block (0: none)
+    mlp_ratio: float
+    key_dim: int | None  # per-head attention size; None: width // heads
+    conv_kernel: int  # a depthwise temporal convolution in each block (0: none; decoders: 0)
 
     @property
     def head_dim(self) -> int:
@@ -38,25 +38,26 @@ class ModelConfig:
     eos: int
     encoder: StackConfig
     decoder: StackConfig
-    attention_dropout: float = 0.1
-    mlp_dropout: float = 0.2
-    classifier_dropout: float = 0.1
-    ctc_weight: float = 0.0  # auxiliary CTC loss on the encoder output (0: off)
+    attention_dropout: float
+    mlp_dropout: float
+    classifier_dropout: float
+    ctc_weight: float  # auxiliary CTC loss on the encoder output (0: off)
     # CTC from dense labels (TensorFlow ops, which XLA compiles: trainer.jit=true) instead of
     # TensorFlow's C++ kernel for sparse labels (faster on CPU, but XLA has no kernel for it)
-    ctc_xla: bool = False
+    ctc_xla: bool
 
     @classmethod
     def from_config(cls, model_cfg: Mapping, **data) -> ModelConfig:
+        """From the `model` config group (the YAML holds every value: no default here)."""
         stack = {k: StackConfig(int(model_cfg[k]["depth"]), int(model_cfg[k]["width"]),
                                 int(model_cfg[k]["heads"]), float(model_cfg[k]["mlp_ratio"]),
-                                _none_or_int(model_cfg[k].get("key_dim")),
-                                int(model_cfg[k].get("conv_kernel") or 0))
+                                _none_or_int(model_cfg[k]["key_dim"]),
+                                int(model_cfg[k]["conv_kernel"]) if k == "encoder" else 0)
                  for k in ("encoder", "decoder")}
         drop = model_cfg["dropout"]
         return cls(**data, **stack, attention_dropout=float(drop["attention"]),
                    mlp_dropout=float(drop["mlp"]), classifier_dropout=float(drop["classifier"]),
-                   ctc_weight=float(model_cfg.get("ctc_weight") or 0.0))
+                   ctc_weight=float(model_cfg["ctc_weight"]))
 
 
 def _none_or_int(v) -> int | None:

@@ -34,31 +34,36 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def make_schedule(schedule_cfg: Mapping, lr: float, steps_per_epoch: int, epochs: int):
-    warmup = int(round(float(schedule_cfg.get("warmup_epochs", 0)) * steps_per_epoch))
-    if schedule_cfg["name"] == "constant":
-        if warmup == 0:
-            return lr
-        return WarmupCosine(lr, warmup, warmup, final_ratio=1.0)  # warm-up, then flat
-    if schedule_cfg["name"] == "cosine":
-        return WarmupCosine(lr, warmup, steps_per_epoch * epochs,
-                            float(schedule_cfg.get("final_ratio", 0.0)))
-    raise ValueError(f"unknown schedule {schedule_cfg['name']!r}: use cosine or constant")
+    """Linear warm-up over schedule.warmup_epochs, then a cosine decay to final_ratio x peak at the
+    end of training. `schedule=constant` is the same with final_ratio 1 (no decay); without a
+    warm-up it is a plain number."""
+    warmup = int(round(float(schedule_cfg["warmup_epochs"]) * steps_per_epoch))
+    final_ratio = float(schedule_cfg["final_ratio"])
+    if warmup == 0 and final_ratio == 1.0:
+        return lr
+    return WarmupCosine(lr, warmup, steps_per_epoch * epochs, final_ratio)
+
+
+def _adamw(lr: float, opt_cfg: Mapping, **common) -> keras.optimizers.Optimizer:
+    # Keras' AdamW decays by weight_decay * lr(t): with weight_decay = ratio * peak LR the decay
+    # follows the learning rate, as seed 001's WD = 0.05 x LR callback did.
+    return keras.optimizers.AdamW(weight_decay=float(opt_cfg["weight_decay_ratio"]) * lr, **common)
+
+
+def _adam(lr: float, opt_cfg: Mapping, **common) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(**common)
+
+
+OPTIMIZERS = {"adamw": _adamw, "adam": _adam}  # optimizer.name (the schema's closed choice)
 
 
 def make_optimizer(opt_cfg: Mapping, schedule_cfg: Mapping, steps_per_epoch: int, epochs: int):
     lr = float(opt_cfg["lr"])
     schedule = make_schedule(schedule_cfg, lr, steps_per_epoch, epochs)
-    common = dict(learning_rate=schedule, beta_1=float(opt_cfg["beta_1"]),
-                  beta_2=float(opt_cfg["beta_2"]), epsilon=float(opt_cfg["epsilon"]),
-                  clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg.get("clipnorm") else None)
-    if opt_cfg["name"] == "adamw":
-        # Keras' AdamW decays by weight_decay * lr(t): with weight_decay = ratio * peak LR the
-        # decay follows the learning rate, as seed 001's WD = 0.05 x LR callback did.
-        return keras.optimizers.AdamW(weight_decay=float(opt_cfg["weight_decay_ratio"]) * lr,
-                                      **common)
-    if opt_cfg["name"] == "adam":
-        return keras.optimizers.Adam(**common)
-    raise ValueError(f"unknown optimizer {opt_cfg['name']!r}: use adamw or adam")
+    return OPTIMIZERS[str(opt_cfg["name"])](
+        lr, opt_cfg, learning_rate=schedule, beta_1=float(opt_cfg["beta_1"]),
+        beta_2=float(opt_cfg["beta_2"]), epsilon=float(opt_cfg["epsilon"]),
+        clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg["clipnorm"] else None)
 
 
 def current_lr(optimizer) -> float:

@@ -43,16 +43,14 @@ def configure_devices(trainer_cfg) -> None:
 
 
 def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
-    name = str(trainer_cfg.strategy)
+    """trainer.strategy (the schema's closed choice): one device, or mirrored over all GPUs (or,
+    without GPUs, over trainer.cpu_devices logical CPUs)."""
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    if name == "auto":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(devices[0])
-    raise ValueError(f"trainer.strategy must be auto, mirrored or one_device, not {name!r}")
+    strategies = {"auto": tf.distribute.get_strategy,
+                  "mirrored": lambda: tf.distribute.MirroredStrategy(devices=devices),
+                  "one_device": lambda: tf.distribute.OneDeviceStrategy(devices[0])}
+    return strategies[str(trainer_cfg.strategy)]()
 
 
 @dataclass
@@ -222,7 +220,7 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
     common = dict(spec=split.spec, stats=split.stats, max_frames=mcfg.max_frames,
                   batch_size=batch_size, seed=int(tcfg.seed),
                   length_step=int(cfg.data.length_step or 0))
-    bucket = bool(cfg.data.get("bucket_by_length", False))
+    bucket = bool(cfg.data.bucket_by_length)
     train_ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
                                      augment=cfg.data.augment, bucket_by_length=bucket, **common)
     # Validation is deterministic: prepared once, then served from memory at every evaluation.

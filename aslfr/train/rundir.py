@@ -110,7 +110,7 @@ class RunDir:
             return False
         saved = OmegaConf.to_container(OmegaConf.load(self.record), resolve=False)
         current = OmegaConf.to_container(cfg, resolve=False)
-        may_change = list(OmegaConf.select(cfg, "resume.may_change", default=[]) or [])
+        may_change = list(cfg.resume.may_change)
         diff = differences(saved, current, may_change)
         if diff:
             raise ResumeRefused(self._refusal(diff, may_change))
