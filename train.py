@@ -3,6 +3,7 @@
 The Hydra config under conf/ is the whole interface; see README.md.
 """
 
+import os
 from pathlib import Path
 
 import hydra
@@ -14,6 +15,13 @@ from aslfr.runtime import import_tensorflow
 from aslfr.train.rundir import RunDir
 
 register()  # the config schema and ${stamp:}, which Hydra needs before main() runs
+
+
+# A W&B service inherited from the process that started this one (WANDB_SERVICE: a notebook, a
+# test runner, a tool that logged with wandb) is not this run's: a run killed while attached to it
+# leaves its stream there, and resuming it then fails with "run ID ... is in use" until that
+# service notices. Each train.py process (and the jobs of its multirun) starts its own.
+os.environ.pop("WANDB_SERVICE", None)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -17,6 +17,7 @@ import pytest
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
+from aslfr import atomic
 from aslfr.data import cache, prepare
 
 from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
@@ -60,7 +61,7 @@ def test_concurrent_preparations_build_once(tmp_path):
                          f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={cache_dir}",
                          f"hydra.run.dir={tmp_path / f'run{i}'}"],
                         stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=subprocess_env()))
-            me = cache.owner()
+            me = atomic.owner()
             wait_for(lambda: all(f"waiting for {me}, which is building" in p.read_text()
                                  for p in logs), "all three to wait for the lock", procs=procs)
         codes = [p.wait(timeout=240) for p in procs]
@@ -121,9 +122,9 @@ def test_a_killed_builder_does_not_block_the_next(tmp_path):
             FileLock(locks[0]).acquire(timeout=0)
         key = locks[0].name[:-len(cache.LOCK_SUFFIX)]
         owner_file = cache_dir / f"{key}{cache.OWNER_SUFFIX}"
-        assert owner_file.read_text().strip() == f"{cache.host()}:{proc.pid}"
-        temps = list(cache_dir.glob(".tmp-*"))
-        assert [t.name.endswith(f"-{proc.pid}@{cache.host()}") for t in temps] == [True]
+        assert owner_file.read_text().strip() == f"{atomic.host()}:{proc.pid}"
+        temps = [p for p in cache_dir.iterdir() if atomic.temp_target(p.name)]
+        assert [t.name.endswith(f"-{proc.pid}@{atomic.host()}") for t in temps] == [True]
         os.kill(proc.pid, signal.SIGKILL)  # ...and dies holding it, mid-build
         proc.wait(timeout=60)
     finally:
@@ -155,18 +156,18 @@ def test_clean_stale_removes_only_what_is_surely_dead(tmp_path):
             os.utime(p, (stamp, stamp))
         return path
 
-    here = cache.host()
-    mine_dead = temp(cache.temp_name("k1", pid=dead.pid))
-    mine_alive = temp(cache.temp_name("k2", pid=os.getpid()))
+    here = atomic.host()
+    mine_dead = temp(atomic.temp_name("k1", pid=dead.pid))
+    mine_alive = temp(atomic.temp_name("k2", pid=os.getpid()))
     # another machine's build in progress: its pid means nothing here, it must stay
-    theirs = temp(cache.temp_name("k3", pid=dead.pid, host_name=f"other-{here}"))
-    theirs_old = temp(cache.temp_name("k4", pid=dead.pid, host_name=f"other-{here}"),
+    theirs = temp(atomic.temp_name("k3", pid=dead.pid, host_name=f"other-{here}"))
+    theirs_old = temp(atomic.temp_name("k4", pid=dead.pid, host_name=f"other-{here}"),
                       age_s=2 * 24 * 3600)
     legacy = temp(f".tmp-k5-{dead.pid}-abcd1234")  # an older name without its host: unknown
     legacy_old = temp(f".tmp-k6-{dead.pid}-abcd1234", age_s=2 * 24 * 3600)
     # dead by its name, but its key's build lock is held: a live build (say, on a machine with
     # the same host name) -- left alone
-    held = temp(cache.temp_name("k7", pid=dead.pid))
+    held = temp(atomic.temp_name("k7", pid=dead.pid))
     with cache.build_lock(cache_dir, "k7"):
         cache.clean_stale(cache_dir)
     assert not mine_dead.exists() and mine_alive.exists()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aslfr import atomic
 from aslfr.data import cache, folds, layout, pipeline, prepare
 from aslfr.data import reader as kaggle
 from aslfr.data.features import FeatureSpec, compute_stats, extract
@@ -255,7 +256,7 @@ def test_interrupted_preparation_is_never_taken_for_complete(tmp_path, monkeypat
     # nothing published, temp removed (the build lock's file stays: it is reused)
     assert [p.suffix for p in cache_dir.iterdir()] == [cache.LOCK_SUFFIX]
     # A preparation killed outright leaves its temp dir behind: never used, cleaned next time.
-    stale = cache_dir / cache.temp_name("deadbeef", pid=999999999)
+    stale = cache_dir / atomic.temp_name("deadbeef", pid=999999999)
     stale.mkdir()
     (stale / "meta.json").write_text("{}")
     monkeypatch.setattr(kaggle, "read_file", real)

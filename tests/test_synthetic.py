@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from aslfr import atomic
 from aslfr.data import layout
 from aslfr.data import synthetic as syn
 from aslfr.data.synthetic import dataset as syn_dataset
@@ -337,8 +337,8 @@ def test_ensure_generates_once_and_ignores_leftover_temp_dirs(tmp_path):
     spec = syn.SyntheticSpec(n_sequences=12, n_signers=3, seed=5)
     root = tmp_path / f"synthetic-{syn.spec_digest(spec)}"
     # a crashed run's directory (dead pid on this host) and a live run's one (this very process)
-    dead = tmp_path / f".{root.name}.tmp-{socket.gethostname()}-999999999-0000"
-    live = tmp_path / f".{root.name}.tmp-{socket.gethostname()}-{os.getpid()}-0000"
+    dead = tmp_path / atomic.temp_name(root.name, pid=999999999)
+    live = tmp_path / atomic.temp_name(root.name, pid=os.getpid())
     for leftover in (dead, live):
         (leftover / layout.TRAIN_DIR).mkdir(parents=True)
         (leftover / layout.TRAIN_CSV).write_text("path,file_id,sequence_id,participant_id,phrase\n")

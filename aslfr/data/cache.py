@@ -13,23 +13,18 @@ One build per key, across processes and machines sharing the cache directory: th
 `<key>.lock` next to the entry (`filelock.FileLock`, an OS lock the kernel releases when its
 process dies, so a killed builder never blocks the next one) and writes its "host:pid" to
 `<key>.owner`, which the processes waiting for it name in their log. Temporary directories are
-named `.tmp-<key>-<random>-<pid>@<host>`: `clean_stale` removes those of this host whose process
-is gone, and another host's only once untouched for a day (it cannot see that host's processes);
-neither while the key's build lock is held.
+aslfr.atomic's, named after their owner: `clean_stale` removes those of builds that died
+(`atomic.clean_stale_temps`), never while the key's build lock is held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import socket
 import time
-import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from aslfr.atomic import replacing
+from aslfr.atomic import clean_stale_temps, owner, publish_dir, replacing, temp_dir, temp_name
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +42,7 @@ FORMAT_VERSION = 1
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.bin", "index.npz", "meta.json"
 PER_SEQUENCE = ("sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames",
                 "dominant_left")
-TMP_PREFIX, LOCK_SUFFIX, OWNER_SUFFIX = ".tmp-", ".lock", ".owner"
-FOREIGN_TMP_MAX_AGE_S = 24 * 3600  # another host's temp dir untouched this long is abandoned
-
-
-def host() -> str:
-    """This machine's name as it appears in temp names and lock owners (no '@', no '/')."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
-
-
-def owner() -> str:
-    """"host:pid" of this process: who holds a build lock or a temp dir."""
-    return f"{host()}:{os.getpid()}"
+LOCK_SUFFIX, OWNER_SUFFIX = ".lock", ".owner"
 
 
 def make_key(payload: dict) -> str:
@@ -142,7 +126,7 @@ def load(cache_dir: Path, key: str, verify: bool = True) -> Prepared | None:
 
 
 def _remove(path: Path) -> None:
-    trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:8]}")
+    trash = path.with_name(temp_name(path.name))
     try:
         os.rename(path, trash)
     except FileNotFoundError:
@@ -156,9 +140,7 @@ class Writer:
 
     def __init__(self, cache_dir: Path, key: str, point_shape: tuple[int, int]):
         self.cache_dir, self.key, self.point_shape = Path(cache_dir), key, tuple(point_shape)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.cache_dir / temp_name(key)
-        self.tmp.mkdir()
+        self.tmp = temp_dir(self.cache_dir / key)
         # open across appends, closed by finish() or __exit__
         self._frames = open(self.tmp / FRAMES_FILE, "wb")  # noqa: SIM115
         self._crc, self._n_frames = 0, 0
@@ -221,85 +203,28 @@ class Writer:
                 "frames_shape": [self._n_frames, *self.point_shape]}
         (self.tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
         final = self.cache_dir / self.key
-        try:
-            os.rename(self.tmp, final)
-        except OSError:  # another process published the same entry first: use theirs
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        if not publish_dir(self.tmp, final):  # another process published it first: use theirs
             if (done := load(self.cache_dir, self.key)) is not None:
                 return done
-            raise
+            raise FileExistsError(f"{final}: published by another process, but not readable")
         return _open(final, verify=False)
 
 
-def temp_name(key: str, pid: int | None = None, host_name: str | None = None) -> str:
-    """`.tmp-<key>-<random>-<pid>@<host>`: a build's temporary directory, named after its owner."""
-    pid = os.getpid() if pid is None else pid
-    return f"{TMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}-{pid}@{host_name or host()}"
-
-
-def _temp_owner(name: str) -> tuple[str | None, int | None]:
-    """(host, pid) from a temp dir's name; (None, None) for a name without a host (older
-    versions wrote `.tmp-<key>-<pid>-<random>`: its machine is unknown)."""
-    rest, at, host_name = name[len(TMP_PREFIX):].rpartition("@")
-    pid = rest.rsplit("-", 1)[-1]
-    if not at or not host_name or not pid.isdigit():
-        return None, None
-    return host_name, int(pid)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this machine with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
-def _idle_seconds(path: Path) -> float:
-    """Seconds since anything in `path` (the directory or a file directly in it) last changed."""
-    latest = path.stat().st_mtime
-    with os.scandir(path) as entries:
-        for e in entries:
-            with contextlib.suppress(FileNotFoundError):  # removed meanwhile: not a change
-                latest = max(latest, e.stat(follow_symlinks=False).st_mtime)
-    return time.time() - latest
-
-
-def clean_stale(cache_dir: Path, foreign_max_age_s: float = FOREIGN_TMP_MAX_AGE_S) -> None:
-    """Remove temporary directories of builds that died: this host's whose process is gone, and
-    any other's (another host's, or an old one without a host in its name) untouched for
-    `foreign_max_age_s` -- the processes of another machine cannot be seen from here, and a live
-    build touches its directory with every landmark file it reads. Either way only while the
-    key's build lock is free: a temp dir exists only while its builder holds that lock, so a held
-    lock means a live build (e.g. on another machine that reports the same host name)."""
-    me = host()
-    for tmp in Path(cache_dir).glob(TMP_PREFIX + "*"):
-        host_name, pid = _temp_owner(tmp.name)
-        try:
-            if host_name == me:
-                if _alive(pid):
-                    continue
-                why = f"its process {host_name}:{pid} is gone"
-            else:
-                idle = _idle_seconds(tmp)
-                if idle < foreign_max_age_s:
-                    continue
-                why = f"untouched for {idle / 3600:.0f} h"
-        except FileNotFoundError:  # removed meanwhile (published, or cleaned by another process)
-            continue
-        lock = FileLock(lock_path(cache_dir, tmp.name[len(TMP_PREFIX):].split("-", 1)[0]))
+def clean_stale(cache_dir: Path) -> list[Path]:
+    """Remove the temporary directories of builds that died (`atomic.clean_stale_temps`), but
+    only while their key's build lock is free: a temporary directory exists only while its
+    builder holds that lock, so a held lock means a live build (e.g. on another machine that
+    reports the same host name)."""
+    def busy(key: str) -> bool:
+        lock = FileLock(lock_path(cache_dir, key))
         try:
             lock.acquire(timeout=0)
-        except Timeout:  # its key is being built right now: leave it alone
-            continue
-        try:
-            log.info("feature cache: removing the temporary directory %s (%s)", tmp, why)
-            shutil.rmtree(tmp, ignore_errors=True)
-        finally:
-            lock.release()
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    return clean_stale_temps(cache_dir, busy=busy)
 
 
 def lock_path(cache_dir: Path, key: str) -> Path:

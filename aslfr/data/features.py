@@ -19,8 +19,6 @@ import numpy as np
 from aslfr.data import layout
 
 HAND_GROUPS = ("hand", "other_hand")
-# Landmarks of each finger within a 21-point hand (MediaPipe): thumb, index, middle, ring, pinky.
-FINGERS = tuple(tuple(range(1 + 4 * f, 5 + 4 * f)) for f in range(5))
 
 
 @dataclass(frozen=True)
@@ -59,9 +57,9 @@ class FeatureSpec:
             if bad:
                 raise ValueError(f"{part} points {bad} are not supported (lips: the 40 lip points "
                                  f"of the face mesh; pose: 0-32)")
-        points = [("hand", "right_hand", i) for i in range(21)]
+        points = [("hand", "right_hand", i) for i in range(layout.HAND_POINTS)]
         if self.hands == "both":
-            points += [("other_hand", "left_hand", i) for i in range(21)]
+            points += [("other_hand", "left_hand", i) for i in range(layout.HAND_POINTS)]
         points += [("lips", "face", i) for i in self.lip_points]
         points += [("pose", "pose", i) for i in self.pose_points]
         object.__setattr__(self, "points", tuple(points))
@@ -79,7 +77,7 @@ class FeatureSpec:
     def n_features(self) -> int:
         """Features per frame the model sees: every point's coordinates, plus (hand_relative)
         hand points 1-20 relative to the wrist."""
-        extra = 20 * len(self.axes) if self.hand_relative else 0
+        extra = (layout.HAND_POINTS - 1) * len(self.axes) if self.hand_relative else 0
         return self.n_points * len(self.axes) + extra
 
     def group_points(self, group: str) -> np.ndarray:
@@ -105,8 +103,8 @@ class FeatureSpec:
         """Raw columns to read, in file order: every landmark any output point may come from,
         plus the x of both hands (to find the dominant hand)."""
         wanted: dict[str, set[int]] = {p: set() for p in layout.PART_POINTS}
-        wanted["left_hand"].update(range(21))
-        wanted["right_hand"].update(range(21))
+        wanted["left_hand"].update(range(layout.HAND_POINTS))
+        wanted["right_hand"].update(range(layout.HAND_POINTS))
         for dominant_left in (False, True):
             for group, part, i in self.points:
                 src_part, src_i = self._source(group, part, i, dominant_left)
@@ -128,7 +126,8 @@ class FeatureSpec:
                 for left in (False, True)}
 
     def hand_x_columns(self, part: str) -> np.ndarray:
-        return np.array([self._position[layout.column("x", part, i)] for i in range(21)], np.int64)
+        return np.array([self._position[layout.column("x", part, i)]
+                         for i in range(layout.HAND_POINTS)], np.int64)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> FeatureSpec:
@@ -149,7 +148,6 @@ class FeatureSpec:
 class Extracted:
     frames: np.ndarray  # [kept frames, points, axes] float32, NaN = not detected
     dominant_left: bool
-    n_hand_frames: int
 
 
 def dominant_is_left(raw: np.ndarray, spec: FeatureSpec) -> tuple[bool, int, int]:
@@ -172,7 +170,7 @@ def extract(raw: np.ndarray, spec: FeatureSpec) -> Extracted | None:
     visible = ~np.isnan(x[:, spec.hand_points, :]).all(axis=(1, 2))
     if spec.handless_frames == "drop":
         x = x[visible]
-    return Extracted(np.ascontiguousarray(x, np.float32), dominant_left, int(visible.sum()))
+    return Extracted(np.ascontiguousarray(x, np.float32), dominant_left)
 
 
 # -- normalization ---------------------------------------------------------------------------

@@ -21,6 +21,12 @@ AXES = ("x", "y", "z")
 # Parts in the order the real files list them within one axis, with their landmark counts.
 PART_POINTS = {"face": 468, "left_hand": 21, "pose": 33, "right_hand": 21}
 
+# A MediaPipe hand: 21 points, the wrist first, then four per finger from its base to its tip.
+HAND_POINTS = 21
+WRIST = 0
+MIDDLE_KNUCKLE = 9  # the middle finger's base: wrist to it measures the hand's size
+FINGERS = tuple(tuple(range(1 + 4 * f, 5 + 4 * f)) for f in range(5))  # thumb ... pinky
+
 # The 59 characters of character_to_prediction_index.json, in index order.
 CHARACTERS = " !#$%&'()*+,-./0123456789:;=?@[_abcdefghijklmnopqrstuvwxyz~"
 
@@ -45,8 +51,8 @@ def _mirror_map(pairs: Iterable[tuple[int, int]], centre: Iterable[int]) -> dict
 MIRROR = {
     "face": _mirror_map(_LIP_PAIRS, _LIP_CENTRE),
     "pose": _mirror_map(_POSE_PAIRS, (0,)),
-    "left_hand": {i: i for i in range(21)},
-    "right_hand": {i: i for i in range(21)},
+    "left_hand": {i: i for i in range(HAND_POINTS)},
+    "right_hand": {i: i for i in range(HAND_POINTS)},
 }
 # Which part a part becomes under the mirror.
 MIRROR_PART = {"face": "face", "pose": "pose", "left_hand": "right_hand", "right_hand": "left_hand"}
@@ -54,6 +60,13 @@ MIRROR_PART = {"face": "face", "pose": "pose", "left_hand": "right_hand", "right
 
 def column(axis: str, part: str, index: int) -> str:
     return f"{axis}_{part}_{index}"
+
+
+def parse_column(name: str) -> tuple[str, str, int]:
+    """"x_left_hand_20" -> ("x", "left_hand", 20): the inverse of `column`."""
+    axis, rest = name.split("_", 1)
+    part, index = rest.rsplit("_", 1)
+    return axis, part, int(index)
 
 
 def landmark_columns(points: Mapping[str, Sequence[int]] | None = None,
@@ -72,7 +85,3 @@ def landmark_columns(points: Mapping[str, Sequence[int]] | None = None,
         for i in sorted(chosen.get(part, ()))
     ]
 
-
-def parquet_columns(points: Mapping[str, Sequence[int]] | None = None) -> list[str]:
-    """All columns of a landmark parquet file (index first, as pandas shows it)."""
-    return [INDEX_COLUMN, FRAME_COLUMN, *landmark_columns(points)]

@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from aslfr.data.features import FINGERS, FeatureSpec, NormStats
+from aslfr.data import layout
+from aslfr.data.features import FeatureSpec, NormStats
 
 
 # -- shared with export -------------------------------------------------------------------------
@@ -31,10 +32,12 @@ def frame_features(x: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     if not spec.hand_relative:
         return flat
     hand = tf.gather(x, spec.group_points("hand"), axis=1)  # [T, 21, D]
-    wrist = hand[:, :1]
-    size = tf.norm(hand[:, 9, :2] - hand[:, 0, :2], axis=-1)[:, None, None]
-    relative = (hand[:, 1:] - wrist) / tf.maximum(size, 1e-6)
-    return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], 20 * len(spec.axes)])], -1)
+    wrist = hand[:, layout.WRIST:layout.WRIST + 1]
+    size = tf.norm(hand[:, layout.MIDDLE_KNUCKLE, :2] - hand[:, layout.WRIST, :2],
+                   axis=-1)[:, None, None]
+    relative = (hand[:, layout.WRIST + 1:] - wrist) / tf.maximum(size, 1e-6)  # the wrist is first
+    n_relative = (layout.HAND_POINTS - 1) * len(spec.axes)
+    return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], n_relative])], -1)
 
 
 def canonical_frames(raw: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
@@ -97,7 +100,7 @@ class Augmenter:
     def __init__(self, cfg: Mapping, spec: FeatureSpec):
         self.cfg = cfg
         hand = spec.group_points("hand")
-        self.fingers = tf.constant([[int(hand[i]) for i in f] for f in FINGERS], tf.int32)
+        self.fingers = tf.constant([[int(hand[i]) for i in f] for f in layout.FINGERS], tf.int32)
         self.hand = tf.constant(spec.hand_points, tf.int32)
         self.parts = [tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose")
                       if len(spec.group_points(g))]

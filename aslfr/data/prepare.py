@@ -304,7 +304,8 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
     lines.append(f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
                  f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}")
     spec, axes = split.spec, len(split.spec.axes)
-    relative = f" + 20 hand points relative to the wrist x {axes}" if spec.hand_relative else ""
+    relative = (f" + {layout.HAND_POINTS - 1} hand points relative to the wrist x {axes}"
+                if spec.hand_relative else "")
     built = "reused" if meta.get("cache_hit") else f"built in {meta['seconds']:.1f} s"
     lines.append(f"features: {spec.n_points} points x {axes} axes{relative} = {spec.n_features} "
                  f"per frame, from {len(spec.columns)} columns; cache {built}: {p.path}")

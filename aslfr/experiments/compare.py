@@ -32,12 +32,13 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
+from aslfr import names
 from aslfr.errors import DataError, exit_on_error
 from aslfr.experiments.offline import read_runs
 from aslfr.train.rundir import RECORD, RunDir, flatten
 from aslfr.train.tracking import describe, logged_in, resolve_mode
 
-SCORE, LATENCY = "val/score", "infer/latency_ms"
+SCORE, LATENCY = names.VAL_SCORE, names.INFER_LATENCY_MS
 # Keys that do not make two runs different configurations (the fold is what cross-validation
 # varies; paths and W&B settings say where a run went, not what it was).
 NOT_CONFIGURATION = ("data.fold", "paths", "wandb", "resume")
@@ -63,7 +64,7 @@ class Row:
     def from_run(cls, name: str, config: Mapping, summary: Mapping,
                  status: str = "finished") -> Row:
         model = config.get("model", {})
-        score = summary.get("best/val/score", summary.get(SCORE))
+        score = summary.get(names.BEST_VAL_SCORE, summary.get(SCORE))
         if isinstance(score, Mapping):  # W&B keeps "max" when the metric was defined so
             score = score.get("max")
 
@@ -74,12 +75,12 @@ class Row:
         flat = {k: v for k, v in flatten(config).items()
                 if not any(k == p or k.startswith(p + ".") for p in NOT_CONFIGURATION)}
         return cls(name=name, score=_num(score), latency_ms=_num(summary.get(LATENCY)),
-                   model_mb=_num(summary.get("infer/model_mb")),
-                   params=int(summary["params"]) if summary.get("params") else None,
+                   model_mb=_num(summary.get(names.INFER_MODEL_MB)),
+                   params=int(summary[names.PARAMS]) if summary.get(names.PARAMS) else None,
                    encoder=stack("encoder"), decoder=stack("decoder"),
-                   budget_ok=summary.get("budget/ok"), fold=config.get("data", {}).get("fold"),
+                   budget_ok=summary.get(names.BUDGET_OK), fold=config.get("data", {}).get("fold"),
                    budget_ms=_num(config.get("budget", {}).get("latency_ms")), status=status,
-                   epochs=summary.get("epochs"),
+                   epochs=summary.get(names.EPOCHS),
                    configuration=json.dumps(flat, sort_keys=True, default=str))
 
 
@@ -102,12 +103,12 @@ def run_row(run_dir: Path) -> Row:
     path = run_dir / "summary.json"
     own = json.loads(path.read_text()) if path.exists() else {}
     wandb_runs = [r for r in read_runs(run_dir) if "model" in r.config]
-    logged = next((r for r in wandb_runs if r.id == own.get("wandb/id")),
+    logged = next((r for r in wandb_runs if r.id == own.get(names.WANDB_ID)),
                   wandb_runs[-1] if wandb_runs else None)
     summary = {**(logged.summary if logged else {}), **own}
-    if logged and "epochs" not in summary:  # the last epoch it logged
-        summary["epochs"] = max((row["epoch"] for row in logged.history
-                                 if "train/samples_per_sec" in row), default=None)
+    if logged and names.EPOCHS not in summary:  # the last epoch it logged
+        summary[names.EPOCHS] = max((row[names.EPOCH] for row in logged.history
+                                 if names.TRAIN_SAMPLES_PER_SEC in row), default=None)
     status = RunDir(run_dir).status()["status"]
     if status == "unknown":  # a run from before status.json: finished if it has a summary
         status = "finished" if own else "interrupted"
@@ -301,12 +302,12 @@ def log_to_wandb(rows: list[Row], png: Path, where: Path, project: str, group: s
     run = wandb.init(project=project, job_type="compare", group=group, dir=str(where),
                      mode=resolve_mode("auto"), config={"compare": {"runs": len(rows)}},
                      settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))
-    table = wandb.Table(columns=["run", "val/score", "latency_ms", "model_mb", "params",
+    table = wandb.Table(columns=["run", names.VAL_SCORE, "latency_ms", "model_mb", "params",
                                  "encoder", "decoder", "budget_ok", "fold", "status"],
                         data=[[r.name, r.score, r.latency_ms, r.model_mb, r.params, r.encoder,
                                r.decoder, r.budget_ok, r.fold, r.status] for r in rows])
     logged = {"compare/pareto": wandb.Image(str(png)), "compare/leaderboard": table,
-              "compare/score_vs_latency": wandb.plot.scatter(table, "latency_ms", "val/score",
+              "compare/score_vs_latency": wandb.plot.scatter(table, "latency_ms", names.VAL_SCORE,
                                                              title="val/score vs latency")}
     summaries = fold_summaries(rows)
     if summaries:

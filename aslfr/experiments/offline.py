@@ -46,12 +46,10 @@ def _unwrap_config(raw: dict) -> dict:
             for k, v in raw.items() if k != "_wandb"}
 
 
-def read_run(path: Path, into: OfflineRun | None = None) -> OfflineRun:
-    run = into or OfflineRun()
-    run.paths.append(Path(path))
+def read_run(path: Path) -> OfflineRun:
     # W&B names the file run-<id>.wandb: the id is known even when a killed process left no
     # record in it (the header only).
-    run.id = run.id or Path(path).stem.removeprefix("run-")
+    run = OfflineRun(id=Path(path).stem.removeprefix("run-"), paths=[Path(path)])
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "run":

@@ -54,6 +54,7 @@ from pathlib import Path
 
 import yaml
 
+from aslfr import names
 from aslfr.errors import DataError, Interrupted, exit_on_error
 from aslfr.train.checkpoints import Checkpoints
 
@@ -67,6 +68,8 @@ SETUP_LOCK = "sweep.lock"    # held while a runner sets the sweep up or picks it
 HEARTBEAT_S = 30.0           # a running trial's "heartbeat" user attr is renewed this often
 GRACE_S = 300.0              # another host's trial is interrupted once silent this long
 POLL_S = 0.5                 # how often the running trial's checkpoints are read
+STARTUP_TRIALS = 5           # bayes: random proposals before TPE takes over (Optuna's default 10
+                             # is a third of a typical 20-40 trial sweep)
 END_GRACE_S = 10.0           # after Ctrl-C, time the trial has to close its W&B run by itself
 
 
@@ -148,7 +151,9 @@ def make_sampler(definition: Mapping, seed: int):
     # bayes. Over-budget trials carry a positive constraint (run_trial): TPE learns from them as
     # infeasible rather than as bad scores. constant_liar: trials running in other runners count
     # as bad guesses, so runners working at once do not all propose the same region.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, constant_liar=True)
+    # TPE models good and bad trials once it has a few: the first STARTUP_TRIALS are random
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS,
+                                      constant_liar=True)
 
 
 def make_study(definition: Mapping, name: str, storage, seed: int):
@@ -555,9 +560,9 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
             study.tell(trial, state=TrialState.FAIL)
             return {"state": f"failed (exit {proc.returncode}; see {run_dir / 'trial.log'})",
                     "seconds": seconds}
-        if summary.get("budget/ok") is False:
-            trial.set_user_attr("over_budget", float(summary["infer/latency_ms"]))
-            trial.set_constraint("over_budget", float(summary["infer/latency_ms"]))  # infeasible
+        if summary.get(names.BUDGET_OK) is False:
+            trial.set_user_attr("over_budget", float(summary[names.INFER_LATENCY_MS]))
+            trial.set_constraint("over_budget", float(summary[names.INFER_LATENCY_MS]))  # infeasible
         value = summary.get(f"best/{metric}")
         if value is None:  # over-budget runs report only the metric itself
             value = summary[metric]
@@ -568,7 +573,7 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
         # taken over meanwhile (see above)
         return {"state": f"taken over by another runner; its result stays in {run_dir}",
                 "seconds": seconds}
-    return {"state": "over budget" if summary.get("budget/ok") is False else "complete",
+    return {"state": "over budget" if summary.get(names.BUDGET_OK) is False else "complete",
             "value": float(value), "seconds": seconds, **summary}
 
 
@@ -589,7 +594,7 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
                         "the overrides for every trial (or change the definition)")
     out = Path(out or ROOT / "sweeps-out" / name).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    metric = definition.get("metric", {}).get("name", "val/score")
+    metric = definition.get("metric", {}).get("name", names.VAL_SCORE)
     dists = distributions(definition)
     is_grid = definition["method"] == "grid"
     lock = filelock.FileLock(out / SETUP_LOCK)  # an OS lock: it dies with a killed runner

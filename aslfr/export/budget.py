@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from aslfr import names
 from aslfr.data import layout
 from aslfr.data.features import FeatureSpec, NormStats
 from aslfr.data.vocab import Vocab
@@ -69,8 +70,8 @@ class Measurement:
 
     def metrics(self) -> dict:
         """The keys every run logs (W&B and summary.json)."""
-        return {"infer/latency_ms": self.latency_ms, "infer/model_mb": self.model_mb,
-                "infer/projected_hours": self.projected_hours, "budget/ok": self.ok}
+        return {names.INFER_LATENCY_MS: self.latency_ms, names.INFER_MODEL_MB: self.model_mb,
+                names.INFER_PROJECTED_HOURS: self.projected_hours, names.BUDGET_OK: self.ok}
 
 
 def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
@@ -80,7 +81,7 @@ def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
     rng = np.random.default_rng(int(bench.seed))
     n, visible = int(bench.frames), int(bench.hand_frames)
     start = (n - visible) // 2
-    part = np.array([c.split("_", 1)[1].rsplit("_", 1)[0] for c in spec.columns])
+    part = np.array([layout.parse_column(c)[1] for c in spec.columns])
     out = []
     for _ in range(int(bench.sequences)):
         raw = rng.uniform(0.2, 0.8, (n, len(spec.columns))).astype(np.float32)
@@ -150,14 +151,14 @@ def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: 
     path = write_export(run_dir, content, pre, zip_)
     t1 = time.perf_counter()
     m = measure(model, pre, budget_cfg, quantize, shipped=content)
-    report = {**m.metrics(), "export/quantize": quantize}
+    report = {**m.metrics(), names.EXPORT_QUANTIZE: quantize}
     log.info("exported %s (%s, %.0f s; measured in %.0f s): %s", path, quantize, t1 - t0,
              time.perf_counter() - t1, m.why())
     if data_root is not None and val_ids is not None and len(val_ids):
         result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
                                    list(val_ids))
-        report["infer/val_score"] = result.score
+        report[names.INFER_VAL_SCORE] = result.score
         log.info("the exported file scores %.4f on the %d validation sequences (LiteRT, "
                  "competition rules)", result.score, result.n_sequences)
-    report["export/seconds"] = time.perf_counter() - t0
+    report[names.EXPORT_SECONDS] = time.perf_counter() - t0
     return report

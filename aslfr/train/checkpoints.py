@@ -11,20 +11,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from aslfr.atomic import replacing, write_json
+from aslfr.atomic import building_dir, clean_stale_temps, replacing, write_json
 
 LATEST = "latest.json"
 BEST = "best.weights.h5"
 
 
 class Checkpoints:
-    def __init__(self, directory: Path, keep: int = 2):
+    # The newest two epochs stay: the latest, and the one before in case the latest is being
+    # replaced when the process dies (best.weights.h5 is kept apart, whatever its epoch).
+    KEEP = 2
+
+    def __init__(self, directory: Path, keep: int = KEEP):
         self.dir = Path(directory)
         self.keep = keep
 
@@ -39,17 +42,14 @@ class Checkpoints:
     def save(self, model, optimizer, state: dict) -> Path:
         name = f"epoch-{int(state['epoch']):04d}"
         target = self.dir / name
-        tmp = self.dir / f".tmp-{name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        model.save_weights(tmp / "model.weights.h5")
-        np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
-        (tmp / "state.json").write_text(json.dumps({**state, "dir": name}, indent=1))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+        with building_dir(target, replace=True) as tmp:
+            model.save_weights(tmp / "model.weights.h5")
+            np.savez(tmp / "optimizer.npz", *[np.asarray(v.numpy()) for v in optimizer.variables])
+            (tmp / "state.json").write_text(json.dumps({**state, "dir": name}, indent=1))
         write_json(self.dir / LATEST, {"dir": name})
         for old in sorted(self.dir.glob("epoch-*"))[: -self.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        clean_stale_temps(self.dir)  # what a killed process was writing
         return target
 
     def restore(self, model, optimizer) -> dict:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from aslfr import names
 from aslfr.atomic import write_json
 from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
@@ -29,7 +30,6 @@ from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
-EVAL_KEYS = ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score")
 
 
 def configure_devices(trainer_cfg) -> None:
@@ -108,17 +108,17 @@ class Loop(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         if self.step % self.log_every == 0:
-            self.tracker.log({"train/loss": loss, "train/lr": current_lr(self.model.optimizer),
-                              "epoch": self.state["epoch"] + batch / self.steps_per_epoch},
+            self.tracker.log({names.TRAIN_LOSS: loss, names.TRAIN_LR: current_lr(self.model.optimizer),
+                              names.EPOCH: self.state["epoch"] + batch / self.steps_per_epoch},
                              self.step)
 
     def evaluate(self) -> Evaluation:
         values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
         truth, predicted = self.decoder(self.val_ds)
         score = edit_score(truth, predicted)
-        metrics = {"val/loss": float(values["loss"]), "val/top1": float(values["top1"]),
-                   "val/top5": float(values["top5"]), "val/levenshtein": score.mean_distance,
-                   "val/score": score.score}
+        metrics = {names.VAL_LOSS: float(values["loss"]), names.VAL_TOP1: float(values["top1"]),
+                   names.VAL_TOP5: float(values["top5"]), names.VAL_LEVENSHTEIN: score.mean_distance,
+                   names.VAL_SCORE: score.score}
         return Evaluation(metrics, truth, predicted, score.distances)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -126,14 +126,14 @@ class Loop(keras.callbacks.Callback):
             return
         seconds = time.perf_counter() - self.t0
         epoch_number = epoch + 1
-        metrics = {"train/samples_per_sec": self.seen / max(seconds, 1e-9),
-                   "train/epoch_loss": float(logs["loss"]), "epoch": epoch_number}
+        metrics = {names.TRAIN_SAMPLES_PER_SEC: self.seen / max(seconds, 1e-9),
+                   names.TRAIN_EPOCH_LOSS: float(logs["loss"]), names.EPOCH: epoch_number}
         evaluated = self.val_ds is not None and (epoch_number % self.eval_every == 0
                                                  or epoch_number == self.params["epochs"])
         if evaluated:
             t = time.perf_counter()
             ev = self.evaluate()
-            metrics.update(ev.metrics, **{"val/seconds": time.perf_counter() - t})
+            metrics.update(ev.metrics, **{names.VAL_SECONDS: time.perf_counter() - t})
             self.last_eval = ev.metrics
             # Validation runs shortest first: pick examples across the whole range of lengths.
             n = int(self.cfg.trainer.examples)
@@ -141,13 +141,13 @@ class Loop(keras.callbacks.Callback):
             self.tracker.log_examples([ev.truth[i] for i in pick], [ev.predicted[i] for i in pick],
                                       ev.distances[pick], self.step)
             self.tracker.log_histogram(ev.distances, self.step)
-            if ev.metrics["val/score"] > self.state.get("best_score", -math.inf):
-                self.state.update(best_score=ev.metrics["val/score"], best_epoch=epoch_number)
+            if ev.metrics[names.VAL_SCORE] > self.state.get("best_score", -math.inf):
+                self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
                 self.checkpoints.save_best(self.model)
             log.info("epoch %d: loss %.4f | val loss %.4f top1 %.3f top5 %.3f levenshtein %.2f "
-                     "score %.4f", epoch_number, logs["loss"], ev.metrics["val/loss"],
-                     ev.metrics["val/top1"], ev.metrics["val/top5"],
-                     ev.metrics["val/levenshtein"], ev.metrics["val/score"])
+                     "score %.4f", epoch_number, logs["loss"], ev.metrics[names.VAL_LOSS],
+                     ev.metrics[names.VAL_TOP1], ev.metrics[names.VAL_TOP5],
+                     ev.metrics[names.VAL_LEVENSHTEIN], ev.metrics[names.VAL_SCORE])
         else:
             log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
         self.tracker.log(metrics, self.step, commit=True)
@@ -253,8 +253,8 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
         log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)",
                  tracker.run.id)
         state["wandb_id"] = tracker.run.id
-    tracker.summary({"params": n_params, "train/sequences": len(split.train),
-                     "val/sequences": len(split.val), **(known or {})})
+    tracker.summary({names.PARAMS: n_params, names.TRAIN_SEQUENCES: len(split.train),
+                     names.VAL_SEQUENCES: len(split.val), **(known or {})})
     tracker.save_file(run_dir / "folds.csv")
     log.info("model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
              cfg.model.name, f"{n_params:,}", len(split.train), len(split.val), steps_per_epoch)
@@ -279,11 +279,11 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
             raise TrainingDiverged(
                 f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
                 "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume")
-        summary = {**loop.last_eval, "params": n_params, "epochs": int(state["epoch"]),
-                   "best/val/score": state.get("best_score"), "best/epoch": state.get("best_epoch"),
-                   "wandb/id": state["wandb_id"], "wandb/mode": tracker.mode}
-        tracker.summary({"best/val/score": summary["best/val/score"],
-                         "best/epoch": summary["best/epoch"]})
+        summary = {**loop.last_eval, names.PARAMS: n_params, names.EPOCHS: int(state["epoch"]),
+                   names.BEST_VAL_SCORE: state.get("best_score"), names.BEST_EPOCH: state.get("best_epoch"),
+                   names.WANDB_ID: state["wandb_id"], names.WANDB_MODE: tracker.mode}
+        tracker.summary({names.BEST_VAL_SCORE: summary[names.BEST_VAL_SCORE],
+                         names.BEST_EPOCH: summary[names.BEST_EPOCH]})
         best = checkpoints.dir / "best.weights.h5"
         if after is not None:
             if best.exists():
@@ -293,8 +293,8 @@ def train(cfg: DictConfig, split: DataSplit, run_dir: Path, *, known: dict | Non
             tracker.record(extra, int(optimizer.iterations.numpy()) + 1)
             summary.update(extra)
         if cfg.wandb.log_checkpoint and best.exists():
-            tracker.log_checkpoint(best, {"val/score": state.get("best_score"),
-                                          "epoch": state.get("best_epoch"), "params": n_params})
+            tracker.log_checkpoint(best, {names.VAL_SCORE: state.get("best_score"),
+                                          names.EPOCH: state.get("best_epoch"), names.PARAMS: n_params})
         write_json(run_dir / "summary.json", summary, sort_keys=True)
         return summary
     except BaseException:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from aslfr import names
 from aslfr.atomic import write_json
 from aslfr.data import prepare
 from aslfr.export import budget
@@ -42,21 +43,22 @@ def run(cfg: DictConfig) -> dict:
                 data_root=Path(split.prepared.meta["root"]), val_ids=val_ids)
 
     summary = loop.train(cfg, split, run_dir, known=known, after=after)
-    log.info("done: %s", {k: summary[k] for k in ("val/score", "best/val/score", "infer/val_score",
-                                                  "infer/latency_ms", "budget/ok") if k in summary})
+    shown = (names.VAL_SCORE, names.BEST_VAL_SCORE, names.INFER_VAL_SCORE,
+             names.INFER_LATENCY_MS, names.BUDGET_OK)
+    log.info("done: %s", {k: summary[k] for k in shown if k in summary})
     return summary
 
 
 def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> dict:
     """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
     so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
-    summary = {**probe.metrics(), "val/score": float(cfg.budget.worst_score),
-               "budget/reason": probe.why(), "epochs": 0}
+    summary = {**probe.metrics(), names.VAL_SCORE: float(cfg.budget.worst_score),
+               names.BUDGET_REASON: probe.why(), names.EPOCHS: 0}
     tracker = Tracker(cfg, run_dir, new_run_id())
     tracker.record(summary, 0)
     tracker.finish(0)
-    write_json(run_dir / "summary.json", {**summary, "wandb/id": tracker.run.id,
-                                          "wandb/mode": tracker.mode}, sort_keys=True)
+    write_json(run_dir / "summary.json", {**summary, names.WANDB_ID: tracker.run.id,
+                                          names.WANDB_MODE: tracker.mode}, sort_keys=True)
     log.warning("stopping: the model is over the inference budget, so it is not trained (%s). "
                 "What helps: %s.", probe.why(), probe.advice())
     return summary

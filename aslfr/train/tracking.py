@@ -26,6 +26,7 @@ import numpy as np
 import wandb
 from omegaconf import DictConfig, OmegaConf
 
+from aslfr import names
 from aslfr.train.wandb_log import history_steps
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ class Tracker:
             config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
                 console="off", x_disable_stats=True, silent=True,
                 x_transaction_log_flush_interval=FLUSH_SECONDS), **names)
-        for key, goal in (("val/score", "max"), ("val/levenshtein", "min"), ("val/loss", "min"),
-                          ("val/top1", "max"), ("val/top5", "max")):
+        for key, goal in ((names.VAL_SCORE, "max"), (names.VAL_LEVENSHTEIN, "min"), (names.VAL_LOSS, "min"),
+                          (names.VAL_TOP1, "max"), (names.VAL_TOP5, "max")):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
 
@@ -118,10 +119,10 @@ class Tracker:
     def log_examples(self, truth, predicted, distances, step: int) -> None:
         table = wandb.Table(columns=["true", "predicted", "distance"],
                             data=[[t, p, int(d)] for t, p, d in zip(truth, predicted, distances)])
-        self.run.log({"val/examples": table}, step=int(step), commit=False)
+        self.run.log({names.VAL_EXAMPLES: table}, step=int(step), commit=False)
 
     def log_histogram(self, distances: np.ndarray, step: int) -> None:
-        self.run.log({"val/distance_histogram": wandb.Histogram(np.asarray(distances))},
+        self.run.log({names.VAL_DISTANCE_HISTOGRAM: wandb.Histogram(np.asarray(distances))},
                      step=int(step), commit=False)
 
     def save_file(self, path: Path) -> None:

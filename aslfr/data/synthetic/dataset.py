@@ -12,8 +12,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
-import socket
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aslfr.atomic import building_dir, clean_stale_temps
 from aslfr.data import layout
 from aslfr.data.synthetic.face import LIP_POINTS, _face_template
 from aslfr.data.synthetic.phrases import _cover_all_characters, make_phrase
@@ -234,10 +233,6 @@ def _write_job(args: tuple[_FileJob, Path]) -> int:
     return _write_file(*args)
 
 
-def _temp_prefix(root: Path) -> str:
-    return f".{root.name}.tmp-{socket.gethostname()}-"
-
-
 def generate(spec: SyntheticSpec, root: Path, *, progress: bool = True) -> Path:
     """Write the whole data set into `root` (which must not exist) and return `root`.
 
@@ -247,10 +242,8 @@ def generate(spec: SyntheticSpec, root: Path, *, progress: bool = True) -> Path:
     root = Path(root)
     if root.exists():
         raise FileExistsError(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
     train, supplemental, jobs = _plan(spec)
-    temp = _make_temp_dir(root)
-    try:
+    with building_dir(root) as temp:  # FileExistsError if another process finished it first
         (temp / layout.TRAIN_DIR).mkdir()
         train.to_csv(temp / layout.TRAIN_CSV, index=False, lineterminator="\n")
         if spec.n_supplemental:
@@ -259,27 +252,7 @@ def generate(spec: SyntheticSpec, root: Path, *, progress: bool = True) -> Path:
         index = {c: i for i, c in enumerate(layout.CHARACTERS)}
         (temp / layout.CHARACTER_MAP_JSON).write_text(json.dumps(index))
         _write_files(jobs, temp, progress)
-        try:
-            os.rename(temp, root)
-        except OSError as error:
-            if root.exists():  # another process finished the same data set first
-                raise FileExistsError(root) from error
-            raise
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return root
-
-
-def _make_temp_dir(root: Path) -> Path:
-    """A new sibling of `root` named after this host and process (see `_remove_stale_temps`)."""
-    while True:
-        temp = root.parent / f"{_temp_prefix(root)}{os.getpid()}-{os.urandom(4).hex()}"
-        try:
-            temp.mkdir()  # unlike tempfile.mkdtemp, keeps the umask's permissions
-            return temp
-        except FileExistsError:
-            continue
 
 
 def _write_files(jobs: list[_FileJob], temp: Path, progress: bool) -> None:
@@ -303,26 +276,6 @@ def _write_files(jobs: list[_FileJob], temp: Path, progress: bool) -> None:
                 bar.update()
 
 
-def _remove_stale_temps(root: Path) -> None:
-    """Delete temporary directories left by interrupted generations on this host (dead pids)."""
-    prefix = _temp_prefix(root)
-    for path in root.parent.glob(prefix + "*"):
-        pid = path.name[len(prefix):].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def ensure(spec: SyntheticSpec, data_dir: Path, *, progress: bool = True) -> Path:
     """The data set of `spec` under `data_dir`, generated if missing: ``data_dir/synthetic-<digest>``.
 
@@ -333,7 +286,7 @@ def ensure(spec: SyntheticSpec, data_dir: Path, *, progress: bool = True) -> Pat
     if root.is_dir():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(root)
+    clean_stale_temps(root.parent, root.name)  # interrupted generations' leftovers
     try:
         return generate(spec, root, progress=progress)
     except FileExistsError:
