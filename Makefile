@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make train   # creates .venv, installs the pinned environment, runs train.py on the synthetic default
-#   make test    # same environment, runs the test suite
+#   make test    # same environment: lint, the import contracts, the test suite
 # Pass Hydra overrides with ARGS, e.g. make train ARGS="model=large data.fold=1".
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train prepare test bench lock clean
+.PHONY: train prepare test lint bench lock clean
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -21,8 +21,14 @@ train: $(VENV)/.installed
 prepare: $(VENV)/.installed
 	$(BIN)/aslfr-prepare $(ARGS)
 
-test: $(VENV)/.installed
+# The whole suite (CI); `make test ARGS='-m "not slow"'` is the inner loop (under 2 minutes).
+test: lint
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# ruff (lint) and the stages' import contracts (pyproject.toml)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/prepare_throughput.py

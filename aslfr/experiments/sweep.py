@@ -404,13 +404,13 @@ def set_up(definition: Mapping, name: str, out: Path, storage_url: str | None,
     storage = open_storage(out, storage_url)
     where = describe_storage(out, storage_url)
     new = "start a new sweep: --name NEW (directory sweeps-out/NEW) or another --out DIR"
-    names = optuna.get_all_study_names(storage)
-    others = sorted(set(names) - {name})
+    studies = optuna.get_all_study_names(storage)
+    others = sorted(set(studies) - {name})
     if storage_url is None and others:  # trial-NNN directories would be shared
         raise DataError(f"{out} holds sweep {others[0]!r} ({where}), not {name!r}: run "
                         f"{name!r} in another directory (--out DIR)")
     trial_dirs = sorted(p.name for p in out.glob("trial-*"))
-    if name not in names and trial_dirs:
+    if name not in studies and trial_dirs:
         old_db = out / "optuna.db"
         hint = (f"resume that sweep with --storage sqlite:///{old_db} (its study, kept there "
                 "before the journal file), or " if old_db.exists() else "")

@@ -29,6 +29,7 @@ from aslfr.export import competition
 from aslfr.export.convert import Preprocessing, TFLiteModel, convert, write_export
 from aslfr.model.config import model_config
 from aslfr.model.model import FingerspellingModel, build
+from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,9 @@ def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: 
     log.info("exported %s (%s, %.0f s; measured in %.0f s): %s", path, quantize, t1 - t0,
              time.perf_counter() - t1, m.why())
     if data_root is not None and val_ids is not None and len(val_ids):
-        result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
-                                   list(val_ids))
+        with quiet():  # (competition.py stands alone: its interpreter's start-up line held here)
+            result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
+                                       list(val_ids))
         report[names.INFER_VAL_SCORE] = result.score
         log.info("the exported file scores %.4f on the %d validation sequences (LiteRT, "
                  "competition rules)", result.score, result.n_sequences)

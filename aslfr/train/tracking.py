@@ -80,13 +80,13 @@ def describe(cfg: DictConfig) -> dict:
 class Tracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
         self.mode = resolve_mode(str(cfg.wandb.mode))
-        names = describe(cfg)
+        labels = describe(cfg)  # name, group, tags
         self.run = wandb.init(
             project=cfg.wandb.project, entity=cfg.wandb.entity, mode=self.mode,
             dir=str(run_dir), id=run_id, resume="allow", job_type="train",
             config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
                 console="off", x_disable_stats=True, silent=True,
-                x_transaction_log_flush_interval=FLUSH_SECONDS), **names)
+                x_transaction_log_flush_interval=FLUSH_SECONDS), **labels)
         for key, goal in ((names.VAL_SCORE, "max"), (names.VAL_LEVENSHTEIN, "min"), (names.VAL_LOSS, "min"),
                           (names.VAL_TOP1, "max"), (names.VAL_TOP5, "max")):
             self.run.define_metric(key, summary=goal)

@@ -1,0 +1,3 @@
+"""aslfr: an experiment-tracking sweep harness for ASL fingerspelling recognition."""
+
+__version__ = "0.1.0"
