@@ -21,9 +21,9 @@ train: $(VENV)/.installed
 prepare: $(VENV)/.installed
 	$(BIN)/aslfr-prepare $(ARGS)
 
-# The whole suite (CI); `make test ARGS='-m "not slow"'` is the inner loop (under 2 minutes).
+# The whole suite (CI), on every core; `make test ARGS='-m "not slow"'` is the inner loop.
 test: lint
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
 # ruff (lint) and the stages' import contracts (pyproject.toml)
 lint: $(VENV)/.installed

@@ -132,12 +132,16 @@ class TFLiteModel:
     def __init__(self, content: bytes, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        with quiet():  # each interpreter announces its XNNPACK delegate
-            self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        self.interpreter = Interpreter(model_content=content, num_threads=threads)
         self.runner = self.interpreter.get_signature_runner("serving_default")
+        self.called = False
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         """raw [n_frames, columns] -> token ids (argmax over axis 1 of `outputs`)."""
+        if not self.called:  # the first call applies the XNNPACK delegate, which announces itself
+            self.called = True
+            with quiet():
+                return self(raw)
         out = self.runner(inputs=np.asarray(raw, np.float32))["outputs"]
         return np.argmax(out, axis=1)
 
