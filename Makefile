@@ -25,9 +25,10 @@ prepare: $(VENV)/.installed
 test: lint
 	$(BIN)/python -m pytest -q -n auto $(ARGS)
 
-# ruff (lint) and the stages' import contracts (pyproject.toml)
+# ruff (lint, format) and the stages' import contracts (pyproject.toml)
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed

@@ -34,7 +34,7 @@ def host() -> str:
 
 
 def owner() -> str:
-    """"host:pid" of this process: who holds a lock or a temporary."""
+    """ "host:pid" of this process: who holds a lock or a temporary."""
     return f"{host()}:{os.getpid()}"
 
 
@@ -150,9 +150,12 @@ def _idle_seconds(path: Path) -> float:
     return time.time() - latest
 
 
-def clean_stale_temps(parent: Path, target_name: str | None = None,
-                      busy: Callable[[str], bool] | None = None,
-                      foreign_max_age_s: float = FOREIGN_TMP_MAX_AGE_S) -> list[Path]:
+def clean_stale_temps(
+    parent: Path,
+    target_name: str | None = None,
+    busy: Callable[[str], bool] | None = None,
+    foreign_max_age_s: float = FOREIGN_TMP_MAX_AGE_S,
+) -> list[Path]:
     """Remove the temporaries in `parent` (of `target_name` only, if given) left by processes that
     died: this host's whose pid is gone, and any other's (another host's, or an older name that
     names none) untouched for `foreign_max_age_s`. `busy(target)` True keeps a target's

@@ -25,7 +25,8 @@ START_UP_NOISE = re.compile(
     r"This TensorFlow binary is optimized to use available CPU instructions|"
     r"To enable the following instructions|Unable to register cu(DNN|FFT|BLAS) factory|"
     r"computation placer already registered|TF-TRT Warning|"
-    r"Created TensorFlow Lite XNNPACK delegate")
+    r"Created TensorFlow Lite XNNPACK delegate"
+)
 USER_CHOSE = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # at start-up, before import_tensorflow sets it
 
 

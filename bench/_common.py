@@ -21,8 +21,13 @@ def data_dir() -> Path:
 
 def full_width_root(n_sequences: int, seed: int = 1) -> Path:
     """Kaggle-layout files with every column of the real ones (face: all 468 points)."""
-    spec = synthetic.SyntheticSpec(n_sequences=n_sequences, n_signers=min(30, n_sequences // 10),
-                                   seed=seed, sequences_per_file=1000, face="full")
+    spec = synthetic.SyntheticSpec(
+        n_sequences=n_sequences,
+        n_signers=min(30, n_sequences // 10),
+        seed=seed,
+        sequences_per_file=1000,
+        face="full",
+    )
     return synthetic.ensure(spec, data_dir() / "bench")
 
 

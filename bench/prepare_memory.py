@@ -54,10 +54,11 @@ def main() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     used = res["peak"] - res["before"]
-    print(f"file: {path.name}, {rows:,} rows x {meta.num_columns} columns, "
-          f"{res['sequences']} sequences kept")
-    print(f"decoded size of the {len(spec.columns)} selected columns (+ index, frame): "
-          f"{decoded / 2**20:.1f} MiB")
+    print(f"file: {path.name}, {rows:,} rows x {meta.num_columns} columns, {res['sequences']} sequences kept")
+    print(
+        f"decoded size of the {len(spec.columns)} selected columns (+ index, frame): "
+        f"{decoded / 2**20:.1f} MiB"
+    )
     print(f"peak memory while preparing it: {used / 2**20:.1f} MiB")
     print(f"ratio: {used / decoded:.2f}x (target < 2x)")
 

@@ -21,15 +21,35 @@ from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 def run_prepare(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = subprocess_env()
     return subprocess.run(
-        [sys.executable, "-m", "aslfr.data.prepare", "data=kaggle", f"data.root={root}",
-         f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
-         "data.n_folds=2", *extra],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "aslfr.data.prepare",
+            "data=kaggle",
+            f"data.root={root}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "data.n_folds=2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def good(n: int = 4, first_id: int = 10) -> list[dict]:
-    return [{"sequence_id": first_id + i, "participant_id": i % 2, "phrase": "abc",
-             "hands": [False, True, True, True, False]} for i in range(n)]
+    return [
+        {
+            "sequence_id": first_id + i,
+            "participant_id": i % 2,
+            "phrase": "abc",
+            "hands": [False, True, True, True, False],
+        }
+        for i in range(n)
+    ]
 
 
 def assert_clean_failure(proc, *needles: str) -> None:
@@ -101,8 +121,7 @@ def test_bad_sequences_are_skipped_and_counted(bad_root, tmp_path):
     cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2"], tmp_path)
     split = prepare.setup_from_config(cfg, progress=False)
     skipped = split.prepared.meta["skipped"]
-    assert skipped == {"unknown_characters": 1, "phrase_too_long": 1, "no_hands": 1,
-                       "missing_in_parquet": 1}
+    assert skipped == {"unknown_characters": 1, "phrase_too_long": 1, "no_hands": 1, "missing_in_parquet": 1}
     assert sorted(split.prepared.sequence_id) == [13, 14, 15]
     text = prepare.summary(split, cfg.data)
     for reason in skipped:
@@ -125,8 +144,9 @@ def test_bad_sequence_is_an_error_when_asked(change, reason, tmp_path):
     seqs = good(3)
     seqs[1].update(change)
     root = write_sequences(tmp_path / "kaggle", seqs)
-    cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2",
-                       "data.on_bad_sequence=error"], tmp_path)
+    cfg = compose_cfg(
+        ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
+    )
     with pytest.raises(DataError, match=r"line 3 \(sequence_id 11\)"):
         prepare.setup_from_config(cfg, progress=False)
 
@@ -135,17 +155,21 @@ def test_bad_sequence_is_an_error_when_asked(change, reason, tmp_path):
 def test_missing_sequence_is_an_error_when_asked(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(3))
     df = pd.read_csv(root / layout.TRAIN_CSV, keep_default_na=False)
-    pd.concat([df, df.iloc[[0]].assign(sequence_id=999)]).to_csv(root / layout.TRAIN_CSV,
-                                                                 index=False)
+    pd.concat([df, df.iloc[[0]].assign(sequence_id=999)]).to_csv(root / layout.TRAIN_CSV, index=False)
     proc = run_prepare(root, tmp_path, "data.on_bad_sequence=error")
-    assert_clean_failure(proc, "train.csv line 5 (sequence_id 999)", "absent from its parquet",
-                         "data.on_bad_sequence=skip")
+    assert_clean_failure(
+        proc, "train.csv line 5 (sequence_id 999)", "absent from its parquet", "data.on_bad_sequence=skip"
+    )
 
 
 @pytest.mark.slow
 def test_kaggle_without_root_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "aslfr.data.prepare", "data=kaggle",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aslfr.data.prepare", "data=kaggle", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0
     assert "data.root" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -170,8 +194,7 @@ def test_no_hands_sequence_with_nan_everywhere_is_counted(tmp_path):
 
 def test_error_mode_is_not_bypassed_by_a_cache_entry_with_skips(bad_root, tmp_path):
     def setup(data_dir: Path, *extra: str):
-        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra],
-                          data_dir)
+        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra], data_dir)
         return prepare.setup_from_config(cfg, progress=False)
 
     with pytest.raises(DataError) as fresh:  # a fresh cache: the first bad row stops the build
@@ -192,8 +215,9 @@ def test_error_mode_reuses_an_entry_without_skips(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(4))
     cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
     first = prepare.setup_from_config(cfg, progress=False)
-    strict = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2",
-                          "data.on_bad_sequence=error"], tmp_path)
+    strict = compose_cfg(
+        ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
+    )
     second = prepare.setup_from_config(strict, progress=False)
     assert second.prepared.meta["cache_hit"] is True
     assert second.prepared.path == first.prepared.path

@@ -20,8 +20,9 @@ NEEDS = {"data=kaggle": ["data.root=/path/to/asl-fingerspelling"]}  # `root: ???
 
 
 def options(group: str) -> list[str]:
-    return sorted(f"{group}={p.stem}" for p in (CONF / group).glob("*.yaml")
-                  if group != "data" or p.stem != "common")  # data/common: included, not chosen
+    return sorted(
+        f"{group}={p.stem}" for p in (CONF / group).glob("*.yaml") if group != "data" or p.stem != "common"
+    )  # data/common: included, not chosen
 
 
 CHOICES = [o for g in GROUPS for o in options(g)]
@@ -47,22 +48,40 @@ def test_every_experiment_combines_with_debug(experiment, tmp_path):
     assert cfg.budget.probe is False and cfg.export.enabled is False
 
 
-@pytest.mark.parametrize("bad", ["trainer.strategy=foo", "export.quantize=int4",
-                                 "data.features.hands=three", "trainer.epochs=many",
-                                 "model.encoder.widht=64", "model=huge"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "trainer.strategy=foo",
+        "export.quantize=int4",
+        "data.features.hands=three",
+        "trainer.epochs=many",
+        "model.encoder.widht=64",
+        "model=huge",
+    ],
+)
 def test_a_bad_choice_fails_at_compose_time(bad, tmp_path):
     with pytest.raises(Exception, match="override|Could not|Invalid value|Error merging"):
         compose_cfg([bad], tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bad", ["trainer.strategy=foo", "export.quantize=int4",
-                                 "data.features.hands=three"])
+@pytest.mark.parametrize("bad", ["trainer.strategy=foo", "export.quantize=int4", "data.features.hands=three"])
 def test_train_py_refuses_a_bad_choice_in_seconds_without_a_traceback(bad, tmp_path):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "train.py", bad, f"paths.data_dir={tmp_path / 'data'}",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            bad,
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr
     key, value = bad.split("=")

@@ -13,10 +13,23 @@ from aslfr.model.model import build
 
 
 def config(**kw) -> ModelConfig:
-    base = dict(n_features=30, hand_features=10, max_frames=24, max_length=12, vocab_size=62,
-                pad=59, sos=60, eos=61, encoder=StackConfig(2, 32, 4, 2, None, 5),
-                decoder=StackConfig(2, 32, 4, 2, 4, 0), attention_dropout=0.1, mlp_dropout=0.1,
-                classifier_dropout=0.1, ctc_weight=0.5, ctc_xla=False)
+    base = dict(
+        n_features=30,
+        hand_features=10,
+        max_frames=24,
+        max_length=12,
+        vocab_size=62,
+        pad=59,
+        sos=60,
+        eos=61,
+        encoder=StackConfig(2, 32, 4, 2, None, 5),
+        decoder=StackConfig(2, 32, 4, 2, 4, 0),
+        attention_dropout=0.1,
+        mlp_dropout=0.1,
+        classifier_dropout=0.1,
+        ctc_weight=0.5,
+        ctc_xla=False,
+    )
     return ModelConfig(**{**base, **kw})
 
 
@@ -104,7 +117,7 @@ def test_ctc_loss_for_xla_equals_the_cpu_kernel_and_compiles():
     mask[1, 3:] = False  # 3 frames for a 6-character phrase: infeasible, left out of the mean
     tokens = np.full((4, 12), 59)
     for i, phrase in enumerate([[3, 3, 7, 9], [1, 2, 3, 4, 5, 6], [], [8, 8, 8, 2, 1]]):
-        tokens[i, :len(phrase)] = phrase
+        tokens[i, : len(phrase)] = phrase
         tokens[i, len(phrase)] = 61  # EOS
     tokens = tf.constant(tokens)
     want = float(ctc_loss(logits, mask, tokens, pad=59))

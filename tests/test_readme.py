@@ -45,8 +45,7 @@ def test_the_readme_shows_commands():
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=240)
+    return subprocess.run(args, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=240)
 
 
 def first_job(override: str) -> str:

@@ -40,8 +40,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 FRAMES_FILE, INDEX_FILE, META_FILE = "frames.bin", "index.npz", "meta.json"
-PER_SEQUENCE = ("sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames",
-                "dominant_left")
+PER_SEQUENCE = ("sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames", "dominant_left")
 LOCK_SUFFIX, OWNER_SUFFIX = ".lock", ".owner"
 
 
@@ -74,7 +73,7 @@ class Prepared:
         return np.diff(self.offsets)
 
     def sequence(self, i: int) -> np.ndarray:
-        return self.frames[self.offsets[i]:self.offsets[i + 1]]
+        return self.frames[self.offsets[i] : self.offsets[i + 1]]
 
 
 def _crc32(path: Path, chunk: int = 1 << 24) -> int:
@@ -99,8 +98,11 @@ def _open(entry: Path, verify: bool) -> Prepared:
             if verify and _crc32(entry / name) != want["crc32"]:
                 raise CorruptEntry(f"{name} fails its checksum")
         shape = tuple(meta["frames_shape"])
-        frames = (np.memmap(entry / FRAMES_FILE, np.float32, "r", shape=shape) if shape[0]
-                  else np.zeros(shape, np.float32))
+        frames = (
+            np.memmap(entry / FRAMES_FILE, np.float32, "r", shape=shape)
+            if shape[0]
+            else np.zeros(shape, np.float32)
+        )
         with np.load(entry / INDEX_FILE, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("offsets", *PER_SEQUENCE)}
     except CorruptEntry:
@@ -196,11 +198,18 @@ class Writer:
             os.fsync(f.fileno())
         files = {
             FRAMES_FILE: {"size": (self.tmp / FRAMES_FILE).stat().st_size, "crc32": self._crc},
-            INDEX_FILE: {"size": (self.tmp / INDEX_FILE).stat().st_size,
-                         "crc32": _crc32(self.tmp / INDEX_FILE)},
+            INDEX_FILE: {
+                "size": (self.tmp / INDEX_FILE).stat().st_size,
+                "crc32": _crc32(self.tmp / INDEX_FILE),
+            },
         }
-        meta = {**meta, "key": self.key, "format": FORMAT_VERSION, "files": files,
-                "frames_shape": [self._n_frames, *self.point_shape]}
+        meta = {
+            **meta,
+            "key": self.key,
+            "format": FORMAT_VERSION,
+            "files": files,
+            "frames_shape": [self._n_frames, *self.point_shape],
+        }
         (self.tmp / META_FILE).write_text(json.dumps(meta, indent=1, default=str))
         final = self.cache_dir / self.key
         if not publish_dir(self.tmp, final):  # another process published it first: use theirs
@@ -215,6 +224,7 @@ def clean_stale(cache_dir: Path) -> list[Path]:
     only while their key's build lock is free: a temporary directory exists only while its
     builder holds that lock, so a held lock means a live build (e.g. on another machine that
     reports the same host name)."""
+
     def busy(key: str) -> bool:
         lock = FileLock(lock_path(cache_dir, key))
         try:
@@ -254,8 +264,12 @@ def build_lock(cache_dir: Path, key: str, log_every_s: float = 60.0) -> Iterator
     except Timeout:
         t0 = time.monotonic()
         while True:
-            log.info("feature cache: waiting for %s, which is building %s (%.0f s so far)",
-                     _read_owner(cache_dir, key), cache_dir / key, time.monotonic() - t0)
+            log.info(
+                "feature cache: waiting for %s, which is building %s (%.0f s so far)",
+                _read_owner(cache_dir, key),
+                cache_dir / key,
+                time.monotonic() - t0,
+            )
             try:
                 lock.acquire(timeout=log_every_s)
                 break

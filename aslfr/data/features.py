@@ -50,13 +50,16 @@ class FeatureSpec:
         if self.hands not in ("dominant", "both"):
             raise ValueError(f"data.features.hands must be 'dominant' or 'both', not {self.hands!r}")
         if self.handless_frames not in ("drop", "keep"):
-            raise ValueError("data.features.handless_frames must be 'drop' or 'keep', "
-                             f"not {self.handless_frames!r}")
+            raise ValueError(
+                f"data.features.handless_frames must be 'drop' or 'keep', not {self.handless_frames!r}"
+            )
         for part, idx in (("face", self.lip_points), ("pose", self.pose_points)):
             bad = [i for i in idx if i not in layout.MIRROR[part]]
             if bad:
-                raise ValueError(f"{part} points {bad} are not supported (lips: the 40 lip points "
-                                 f"of the face mesh; pose: 0-32)")
+                raise ValueError(
+                    f"{part} points {bad} are not supported (lips: the 40 lip points "
+                    f"of the face mesh; pose: 0-32)"
+                )
         points = [("hand", "right_hand", i) for i in range(layout.HAND_POINTS)]
         if self.hands == "both":
             points += [("other_hand", "left_hand", i) for i in range(layout.HAND_POINTS)]
@@ -121,26 +124,44 @@ class FeatureSpec:
 
     @cached_property
     def _gathers(self) -> dict[bool, np.ndarray]:
-        return {left: np.array([[self._position[layout.column(a, *self._source(g, p, i, left))]
-                                 for a in self.axes] for g, p, i in self.points], np.int64)
-                for left in (False, True)}
+        return {
+            left: np.array(
+                [
+                    [self._position[layout.column(a, *self._source(g, p, i, left))] for a in self.axes]
+                    for g, p, i in self.points
+                ],
+                np.int64,
+            )
+            for left in (False, True)
+        }
 
     def hand_x_columns(self, part: str) -> np.ndarray:
-        return np.array([self._position[layout.column("x", part, i)]
-                         for i in range(layout.HAND_POINTS)], np.int64)
+        return np.array(
+            [self._position[layout.column("x", part, i)] for i in range(layout.HAND_POINTS)], np.int64
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping) -> FeatureSpec:
         """The inverse of `to_dict` (features.json in a run directory)."""
-        return cls(hands=d["hands"], lip_points=tuple(d["lip_points"]),
-                   pose_points=tuple(d["pose_points"]), z=bool(d["z"]), mirror=bool(d["mirror"]),
-                   handless_frames=d["handless_frames"],
-                   hand_relative=bool(d.get("hand_relative", False)))
+        return cls(
+            hands=d["hands"],
+            lip_points=tuple(d["lip_points"]),
+            pose_points=tuple(d["pose_points"]),
+            z=bool(d["z"]),
+            mirror=bool(d["mirror"]),
+            handless_frames=d["handless_frames"],
+            hand_relative=bool(d.get("hand_relative", False)),
+        )
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "points"}
-        d.update(lip_points=list(self.lip_points), pose_points=list(self.pose_points),
-                 columns=self.columns, points=[list(p) for p in self.points], axes=list(self.axes))
+        d.update(
+            lip_points=list(self.lip_points),
+            pose_points=list(self.pose_points),
+            columns=self.columns,
+            points=[list(p) for p in self.points],
+            axes=list(self.axes),
+        )
         return d
 
 
@@ -192,8 +213,13 @@ class NormStats:
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
 
 
-def compute_stats(frames: np.ndarray, offsets: np.ndarray, sequences: np.ndarray,
-                  transform=None, chunk_frames: int = 1 << 18) -> NormStats:
+def compute_stats(
+    frames: np.ndarray,
+    offsets: np.ndarray,
+    sequences: np.ndarray,
+    transform=None,
+    chunk_frames: int = 1 << 18,
+) -> NormStats:
     """Per feature mean/std over the detected values of the given sequences only (the training
     folds: validation never leaks in). `transform` maps a block of frames [n, points, axes] to
     the model's per-frame features [n, features] (default: flatten). Streams over the
@@ -208,8 +234,7 @@ def compute_stats(frames: np.ndarray, offsets: np.ndarray, sequences: np.ndarray
     for run in np.split(seq, np.flatnonzero(np.diff(seq) != 1) + 1) if len(seq) else ():
         start, end = int(offsets[run[0]]), int(offsets[run[-1] + 1])
         for lo in range(start, end, chunk_frames):
-            block = np.asarray(transform(np.asarray(frames[lo:min(end, lo + chunk_frames)])),
-                               np.float64)
+            block = np.asarray(transform(np.asarray(frames[lo : min(end, lo + chunk_frames)])), np.float64)
             ok = ~np.isnan(block)
             block = np.where(ok, block, 0.0)
             total += block.sum(0)

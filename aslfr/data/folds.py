@@ -42,8 +42,10 @@ def participant_folds(listing: np.ndarray, n_folds: int, seed: int) -> dict[int,
     signer's fold depends on nothing but this listing, n_folds and the seed."""
     ids, counts = np.unique(np.asarray(listing, np.int64), return_counts=True)
     if n_folds < 2 or len(ids) < n_folds:
-        raise DataError(f"data.n_folds={n_folds} needs at least 2 folds and at most one fold per "
-                        f"signer; the data has {len(ids)} signer(s): lower data.n_folds")
+        raise DataError(
+            f"data.n_folds={n_folds} needs at least 2 folds and at most one fold per "
+            f"signer; the data has {len(ids)} signer(s): lower data.n_folds"
+        )
     order = sorted(range(len(ids)), key=lambda i: (-int(counts[i]), _seeded_hash(seed, ids[i])))
     fold_rank = {k: _seeded_hash(seed, -1, k) for k in range(n_folds)}
     rows = [0] * n_folds
@@ -55,8 +57,9 @@ def participant_folds(listing: np.ndarray, n_folds: int, seed: int) -> dict[int,
     return out
 
 
-def assign_folds(participant_id: np.ndarray, n_folds: int, seed: int,
-                 listing: np.ndarray | None = None) -> np.ndarray:
+def assign_folds(
+    participant_id: np.ndarray, n_folds: int, seed: int, listing: np.ndarray | None = None
+) -> np.ndarray:
     """Fold number (0..n_folds-1) of every sequence [N]; deterministic from the seed.
 
     `participant_id`: the signer of each loaded sequence [N]. `listing`: the participant_id of
@@ -66,8 +69,7 @@ def assign_folds(participant_id: np.ndarray, n_folds: int, seed: int,
     participant_id = np.asarray(participant_id, np.int64)
     table = participant_folds(participant_id if listing is None else listing, n_folds, seed)
     ids, inverse = np.unique(participant_id, return_inverse=True)
-    per_signer = [table[int(p)] if int(p) in table else _seeded_hash(seed, p) % n_folds
-                  for p in ids]
+    per_signer = [table[int(p)] if int(p) in table else _seeded_hash(seed, p) % n_folds for p in ids]
     return np.asarray(per_signer, np.int64)[inverse].reshape(-1)
 
 
@@ -78,19 +80,22 @@ def split(fold: np.ndarray, k: int, n_folds: int | None = None) -> tuple[np.ndar
     if k == -1:
         return np.arange(len(fold)), np.arange(0)
     if not 0 <= k < n_folds:
-        raise DataError(f"data.fold={k} is out of range: use 0..{n_folds - 1}, or -1 to train on "
-                        "all folds")
+        raise DataError(f"data.fold={k} is out of range: use 0..{n_folds - 1}, or -1 to train on all folds")
     val = np.flatnonzero(fold == k)
     if len(val) == 0:
-        raise DataError(f"data.fold={k} has no sequence to validate on (every sequence of its "
-                        "signers was skipped): choose another data.fold")
+        raise DataError(
+            f"data.fold={k} has no sequence to validate on (every sequence of its "
+            "signers was skipped): choose another data.fold"
+        )
     return np.flatnonzero(fold != k), val
 
 
-def write_folds_csv(path: Path, sequence_id: np.ndarray, participant_id: np.ndarray,
-                    fold: np.ndarray) -> Path:
+def write_folds_csv(
+    path: Path, sequence_id: np.ndarray, participant_id: np.ndarray, fold: np.ndarray
+) -> Path:
     """folds.csv (sequence_id, participant_id, fold), written to a temp file then renamed."""
     with replacing(path) as tmp:
-        pd.DataFrame({"sequence_id": sequence_id, "participant_id": participant_id,
-                      "fold": fold}).to_csv(tmp, index=False)
+        pd.DataFrame({"sequence_id": sequence_id, "participant_id": participant_id, "fold": fold}).to_csv(
+            tmp, index=False
+        )
     return Path(path)

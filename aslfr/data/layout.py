@@ -32,10 +32,24 @@ CHARACTERS = " !#$%&'()*+,-./0123456789:;=?@[_abcdefghijklmnopqrstuvwxyz~"
 
 # Left/right partners under a horizontal mirror (MediaPipe face mesh lips and pose topology).
 _LIP_PAIRS = (
-    (61, 291), (185, 409), (40, 270), (39, 269), (37, 267),
-    (146, 375), (91, 321), (181, 405), (84, 314),
-    (78, 308), (191, 415), (80, 310), (81, 311), (82, 312),
-    (95, 324), (88, 318), (178, 402), (87, 317),
+    (61, 291),
+    (185, 409),
+    (40, 270),
+    (39, 269),
+    (37, 267),
+    (146, 375),
+    (91, 321),
+    (181, 405),
+    (84, 314),
+    (78, 308),
+    (191, 415),
+    (80, 310),
+    (81, 311),
+    (82, 312),
+    (95, 324),
+    (88, 318),
+    (178, 402),
+    (87, 317),
 )
 _LIP_CENTRE = (0, 17, 13, 14)
 _POSE_PAIRS = tuple((a, a + 3) for a in (1, 2, 3)) + tuple((a, a + 1) for a in range(7, 33, 2))
@@ -63,14 +77,15 @@ def column(axis: str, part: str, index: int) -> str:
 
 
 def parse_column(name: str) -> tuple[str, str, int]:
-    """"x_left_hand_20" -> ("x", "left_hand", 20): the inverse of `column`."""
+    """ "x_left_hand_20" -> ("x", "left_hand", 20): the inverse of `column`."""
     axis, rest = name.split("_", 1)
     part, index = rest.rsplit("_", 1)
     return axis, part, int(index)
 
 
-def landmark_columns(points: Mapping[str, Sequence[int]] | None = None,
-                     axes: Sequence[str] = AXES) -> list[str]:
+def landmark_columns(
+    points: Mapping[str, Sequence[int]] | None = None, axes: Sequence[str] = AXES
+) -> list[str]:
     """Landmark column names in file order: every x, then every y, then every z; within an axis
     face, left_hand, pose, right_hand, each by ascending landmark index.
 
@@ -79,9 +94,5 @@ def landmark_columns(points: Mapping[str, Sequence[int]] | None = None,
     """
     chosen = {p: range(n) for p, n in PART_POINTS.items()} if points is None else points
     return [
-        column(axis, part, i)
-        for axis in axes
-        for part in PART_POINTS
-        for i in sorted(chosen.get(part, ()))
+        column(axis, part, i) for axis in axes for part in PART_POINTS for i in sorted(chosen.get(part, ()))
     ]
-

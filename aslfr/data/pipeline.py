@@ -12,6 +12,7 @@ graph runs too.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -32,10 +33,9 @@ def frame_features(x: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     if not spec.hand_relative:
         return flat
     hand = tf.gather(x, spec.group_points("hand"), axis=1)  # [T, 21, D]
-    wrist = hand[:, layout.WRIST:layout.WRIST + 1]
-    size = tf.norm(hand[:, layout.MIDDLE_KNUCKLE, :2] - hand[:, layout.WRIST, :2],
-                   axis=-1)[:, None, None]
-    relative = (hand[:, layout.WRIST + 1:] - wrist) / tf.maximum(size, 1e-6)  # the wrist is first
+    wrist = hand[:, layout.WRIST : layout.WRIST + 1]
+    size = tf.norm(hand[:, layout.MIDDLE_KNUCKLE, :2] - hand[:, layout.WRIST, :2], axis=-1)[:, None, None]
+    relative = (hand[:, layout.WRIST + 1 :] - wrist) / tf.maximum(size, 1e-6)  # the wrist is first
     n_relative = (layout.HAND_POINTS - 1) * len(spec.axes)
     return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], n_relative])], -1)
 
@@ -45,6 +45,7 @@ def canonical_frames(raw: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     -> [kept, P, D] (dominant hand by visible frames, mirrored to the right, handless frames
     dropped). Where extract gives up (no hand ever visible) every frame is kept, and an empty
     input becomes one missing frame, so inference always has something to decode."""
+
     def seen(part):
         x_cols = tf.gather(raw, spec.hand_x_columns(part), axis=1)
         return tf.reduce_sum(tf.cast(tf.reduce_any(~tf.math.is_nan(x_cols), axis=1), tf.int32))
@@ -78,8 +79,7 @@ def resample(x: tf.Tensor, max_frames: int) -> tf.Tensor:
     """[T, ...] -> [min(T, max_frames), ...]: longer sequences are resampled to max_frames
     (nearest frames, so no NaN is smeared), shorter ones kept as they are."""
     n = tf.shape(x)[0]
-    return tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)),
-                   lambda: x)
+    return tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)), lambda: x)
 
 
 def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -102,8 +102,9 @@ class Augmenter:
         hand = spec.group_points("hand")
         self.fingers = tf.constant([[int(hand[i]) for i in f] for f in layout.FINGERS], tf.int32)
         self.hand = tf.constant(spec.hand_points, tf.int32)
-        self.parts = [tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose")
-                      if len(spec.group_points(g))]
+        self.parts = [
+            tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose") if len(spec.group_points(g))
+        ]
         self.n_points = spec.n_points
 
     def _coin(self, p: float, seed) -> tf.Tensor:
@@ -162,10 +163,8 @@ class Augmenter:
             p = float(self.cfg[name]["p"])
             if p <= 0:
                 continue
-            fn = getattr(self, name)
-            # tf.cond calls the branches now, in this iteration: late binding cannot bite
-            x = tf.cond(self._coin(p, seeds[2 * k]), lambda: fn(x, seeds[2 * k + 1]),  # noqa: B023
-                        lambda: x)  # noqa: B023
+            augmented = functools.partial(getattr(self, name), x, seeds[2 * k + 1])
+            x = tf.cond(self._coin(p, seeds[2 * k]), augmented, functools.partial(tf.identity, x))
         return x
 
 
@@ -186,20 +185,35 @@ def frame_source(frames: np.ndarray) -> Callable[[], tf.Tensor]:
     (a Python call in the pipeline can deadlock with the interpreter when an iterator is torn
     down mid-epoch): the cache's memory-mapped frames.bin is mapped by TensorFlow itself
     (ImmutableConst, nothing is loaded up front); an in-memory array becomes a constant."""
-    if (isinstance(frames, np.memmap) and frames.offset == 0 and frames.dtype == np.float32
-            and frames.flags.c_contiguous and frames.nbytes == os.path.getsize(frames.filename)):
+    if (
+        isinstance(frames, np.memmap)
+        and frames.offset == 0
+        and frames.dtype == np.float32
+        and frames.flags.c_contiguous
+        and frames.nbytes == os.path.getsize(frames.filename)
+    ):
         shape, path = list(frames.shape), str(frames.filename)
-        return lambda: tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=shape,
-                                                 memory_region_name=path)
+        return lambda: tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=shape, memory_region_name=path)
     array = tf.constant(np.asarray(frames, np.float32))
     return lambda: array
 
 
-def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
-                 indices: np.ndarray, *, spec: FeatureSpec, stats: NormStats, max_frames: int,
-                 batch_size: int, training: bool, augment: Mapping | None = None,
-                 seed: int = 0, length_step: int = 0,
-                 bucket_by_length: bool = False) -> tf.data.Dataset:
+def make_dataset(
+    frames: np.ndarray,
+    offsets: np.ndarray,
+    tokens: np.ndarray,
+    indices: np.ndarray,
+    *,
+    spec: FeatureSpec,
+    stats: NormStats,
+    max_frames: int,
+    batch_size: int,
+    training: bool,
+    augment: Mapping | None = None,
+    seed: int = 0,
+    length_step: int = 0,
+    bucket_by_length: bool = False,
+) -> tf.data.Dataset:
     """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
     tokens [N, L] from `Vocab.encode`).
 
@@ -217,7 +231,7 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
     bounds = tf.constant(np.asarray(offsets, np.int64))
 
     def load(i):
-        return all_frames()[bounds[i]:bounds[i + 1]]
+        return all_frames()[bounds[i] : bounds[i + 1]]
 
     table = tf.constant(tokens, tf.int32)
     ds = tf.data.Dataset.from_tensor_slices(indices)
@@ -238,8 +252,12 @@ def make_dataset(frames: np.ndarray, offsets: np.ndarray, tokens: np.ndarray,
     if training and length_step and bucket_by_length:
         bounds = list(range(length_step + 1, max_frames + 1, length_step))
         ds = ds.bucket_by_sequence_length(
-            lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32), bounds,
-            [batch_size] * (len(bounds) + 1), no_padding=True, drop_remainder=True)
+            lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32),
+            bounds,
+            [batch_size] * (len(bounds) + 1),
+            no_padding=True,
+            drop_remainder=True,
+        )
     else:
         ds = ds.batch(batch_size, drop_remainder=training)
     if length_step:

@@ -47,14 +47,18 @@ def resolve_root(data_cfg: Mapping, data_dir: Path, progress: bool = True) -> Pa
     """The directory in the Kaggle layout: data.root, or the synthetic set (generated once)."""
     if data_cfg["source"] == "synthetic":
         spec = synthetic.SyntheticSpec(
-            n_sequences=int(data_cfg["n_sequences"]), n_signers=int(data_cfg["n_signers"]),
+            n_sequences=int(data_cfg["n_sequences"]),
+            n_signers=int(data_cfg["n_signers"]),
             seed=int(data_cfg["synthetic"]["seed"]),
             sequences_per_file=int(data_cfg["synthetic"]["sequences_per_file"]),
             face=str(data_cfg["synthetic"]["face"]),
-            n_supplemental=int(data_cfg["synthetic"]["n_supplemental"]))
+            n_supplemental=int(data_cfg["synthetic"]["n_supplemental"]),
+        )
         if data_cfg["use_supplemental"] and spec.n_supplemental == 0:
-            raise DataError("data.use_supplemental=true on synthetic data needs supplemental "
-                            "sequences: set data.synthetic.n_supplemental (e.g. 1000)")
+            raise DataError(
+                "data.use_supplemental=true on synthetic data needs supplemental "
+                "sequences: set data.synthetic.n_supplemental (e.g. 1000)"
+            )
         return synthetic.ensure(spec, Path(data_dir).resolve(), progress=progress)
     if data_cfg.get("root") in (None, "", "???"):
         raise DataError("data=kaggle needs the competition directory: data.root=DIR")
@@ -84,9 +88,11 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
 
 
 def _bad_sequence(reason: str, row, root: Path, detail: str) -> DataError:
-    return DataError(f"{root / row.csv} line {row.line} (sequence_id {row.sequence_id}): "
-                     f"{SKIP_REASONS[reason]}{detail}; fix or remove the row, or set "
-                     "data.on_bad_sequence=skip to skip such sequences")
+    return DataError(
+        f"{root / row.csv} line {row.line} (sequence_id {row.sequence_id}): "
+        f"{SKIP_REASONS[reason]}{detail}; fix or remove the row, or set "
+        "data.on_bad_sequence=skip to skip such sequences"
+    )
 
 
 def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool = True) -> cache.Prepared:
@@ -106,12 +112,15 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
     max_len = int(data_cfg["max_phrase_length"])
     reader.check_files(root, index)
     files = list(dict.fromkeys(index["path"]))  # first-appearance order
-    key = cache.make_key({
-        "features": spec.to_dict(), "max_phrase_length": max_len,
-        "csv": {n: _sha256(root / n) for n in sorted(set(index["csv"]))},
-        "character_map": _sha256(root / layout.CHARACTER_MAP_JSON),
-        "parquet": [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns) for f in files],
-    })
+    key = cache.make_key(
+        {
+            "features": spec.to_dict(),
+            "max_phrase_length": max_len,
+            "csv": {n: _sha256(root / n) for n in sorted(set(index["csv"]))},
+            "character_map": _sha256(root / layout.CHARACTER_MAP_JSON),
+            "parquet": [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns) for f in files],
+        }
+    )
     cache_dir = Path(cache_dir)
     verify = bool(data_cfg["cache"]["verify"])
     if cache_dir.is_dir():
@@ -128,11 +137,13 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
             # the CSVs are in the key: the row is the one the entry's build skipped first
             row = index[index.sequence_id == first.get("sequence_id")]
             if row.empty:  # an entry from before first_skip was recorded: a build finds it
-                log.info("feature cache: %s skipped sequences; rebuilding to report the first "
-                         "one (data.on_bad_sequence=error)", hit.path)
+                log.info(
+                    "feature cache: %s skipped sequences; rebuilding to report the first "
+                    "one (data.on_bad_sequence=error)",
+                    hit.path,
+                )
                 return None
-            raise _bad_sequence(first["reason"], next(row.itertuples(index=False)), root,
-                                first["detail"])
+            raise _bad_sequence(first["reason"], next(row.itertuples(index=False)), root, first["detail"])
         log.info("feature cache: reusing %s", hit.path)
         hit.meta.update(cache_hit=True, root=str(root), source=data_cfg["source"])
         return hit
@@ -142,17 +153,33 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
     with cache.build_lock(cache_dir, key):
         if (hit := reuse()) is not None:  # built by the process this one waited for
             return hit
-        prepared = _build(data_cfg, root, spec, index, vocab, max_len, files, cache_dir, key,
-                          strict, progress)
-    log.info("feature cache: built %s (%d sequences kept of %d, %.1f s)", prepared.path,
-             len(prepared), prepared.meta["n_listed"], prepared.meta["seconds"])
+        prepared = _build(
+            data_cfg, root, spec, index, vocab, max_len, files, cache_dir, key, strict, progress
+        )
+    log.info(
+        "feature cache: built %s (%d sequences kept of %d, %.1f s)",
+        prepared.path,
+        len(prepared),
+        prepared.meta["n_listed"],
+        prepared.meta["seconds"],
+    )
     prepared.meta["cache_hit"] = False
     return prepared
 
 
-def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab, max_len: int,
-           files: list[str], cache_dir: Path, key: str, strict: bool,
-           progress: bool) -> cache.Prepared:
+def _build(
+    data_cfg: Mapping,
+    root: Path,
+    spec: FeatureSpec,
+    index,
+    vocab: Vocab,
+    max_len: int,
+    files: list[str],
+    cache_dir: Path,
+    key: str,
+    strict: bool,
+    progress: bool,
+) -> cache.Prepared:
     """Read the listed sequences, extract their features and publish the cache entry `key`
     (the caller holds its build lock). Bad sequences raise (strict) or are skipped and counted;
     the first skip is recorded in meta.json so that a later strict run reports it."""
@@ -188,15 +215,17 @@ def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab
 
     t0 = time.perf_counter()
     # disable=None: a bar only on a terminal (a log file would get every redraw)
-    bar = tqdm(total=len(jobs), desc="reading landmark files", unit="file",
-               disable=None if progress else True)
+    bar = tqdm(
+        total=len(jobs), desc="reading landmark files", unit="file", disable=None if progress else True
+    )
     with cache.Writer(cache_dir, key, (spec.n_points, len(spec.axes))) as writer, bar:
 
         def read(job: tuple[int, str]):
             k, rel = job
             with open(writer.shard(str(k)), "wb") as sink:
-                return k, reader.read_file(root, rel, rows[next(iter(wanted[rel].values()))].csv,
-                                           spec, wanted[rel], sink)
+                return k, reader.read_file(
+                    root, rel, rows[next(iter(wanted[rel].values()))].csv, spec, wanted[rel], sink
+                )
 
         for k, results in _ordered_map(read, enumerate(jobs), int(data_cfg["num_workers"])):
             kept = []
@@ -208,18 +237,35 @@ def _build(data_cfg: Mapping, root: Path, spec: FeatureSpec, index, vocab: Vocab
                     skip(r.status, row, f" in {r.n_raw_frames} frames")
                 else:
                     kept.append(r)
-            writer.append_shard(writer.shard(str(k)), [r.n_frames for r in kept], [
-                {"sequence_id": rows[r.position].sequence_id,
-                 "participant_id": rows[r.position].participant_id,
-                 "file_id": rows[r.position].file_id, "phrase": rows[r.position].phrase,
-                 "n_raw_frames": r.n_raw_frames, "dominant_left": r.dominant_left} for r in kept])
+            writer.append_shard(
+                writer.shard(str(k)),
+                [r.n_frames for r in kept],
+                [
+                    {
+                        "sequence_id": rows[r.position].sequence_id,
+                        "participant_id": rows[r.position].participant_id,
+                        "file_id": rows[r.position].file_id,
+                        "phrase": rows[r.position].phrase,
+                        "n_raw_frames": r.n_raw_frames,
+                        "dominant_left": r.dominant_left,
+                    }
+                    for r in kept
+                ],
+            )
             bar.update()
         meta = {
-            "root": str(root), "source": data_cfg["source"], "features": spec.to_dict(),
-            "characters": vocab.chars, "max_phrase_length": max_len,
-            "n_listed": len(rows), "n_files": len(jobs),
-            "skipped": dict(skipped), "skipped_examples": examples, "first_skip": first_skip,
-            "built_by": cache.owner(), "seconds": round(time.perf_counter() - t0, 3),
+            "root": str(root),
+            "source": data_cfg["source"],
+            "features": spec.to_dict(),
+            "characters": vocab.chars,
+            "max_phrase_length": max_len,
+            "n_listed": len(rows),
+            "n_files": len(jobs),
+            "skipped": dict(skipped),
+            "skipped_examples": examples,
+            "first_skip": first_skip,
+            "built_by": cache.owner(),
+            "seconds": round(time.perf_counter() - t0, 3),
         }
         return writer.finish(meta)
 
@@ -235,19 +281,25 @@ class DataSplit:
     stats: NormStats
 
 
-def setup(data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path,
-          progress: bool = True) -> DataSplit:
+def setup(
+    data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path, progress: bool = True
+) -> DataSplit:
     """prepare + folds + normalization statistics; writes folds.csv and features.json to run_dir."""
     prepared = prepare(data_cfg, cache_dir, data_dir, progress)
     if len(prepared) == 0:
-        raise DataError(f"no usable sequence in {prepared.meta['root']} (all skipped: "
-                        f"{prepared.meta['skipped']})")
+        raise DataError(
+            f"no usable sequence in {prepared.meta['root']} (all skipped: {prepared.meta['skipped']})"
+        )
     # Folds come from the primary listing (every row of train.csv), not from the loaded rows:
     # skips, feature options and supplemental rows never move a signer to another fold.
     listing = reader.read_index(Path(prepared.meta["root"]), use_supplemental=False)
     n_folds = int(data_cfg["n_folds"])
-    fold = folds.assign_folds(prepared.participant_id, n_folds, int(data_cfg["split_seed"]),
-                              listing=listing["participant_id"].to_numpy())
+    fold = folds.assign_folds(
+        prepared.participant_id,
+        n_folds,
+        int(data_cfg["split_seed"]),
+        listing=listing["participant_id"].to_numpy(),
+    )
     train, val = folds.split(fold, int(data_cfg["fold"]), n_folds)
     run_dir = Path(run_dir)
     folds.write_folds_csv(run_dir / "folds.csv", prepared.sequence_id, prepared.participant_id, fold)
@@ -268,13 +320,19 @@ def features_fn(spec: FeatureSpec):
     return lambda block: frame_features(tf.constant(block), spec).numpy()
 
 
-def write_features_json(path: Path, spec: FeatureSpec, stats: NormStats,
-                        prepared: cache.Prepared, data_cfg: Mapping) -> None:
+def write_features_json(
+    path: Path, spec: FeatureSpec, stats: NormStats, prepared: cache.Prepared, data_cfg: Mapping
+) -> None:
     """What inference needs to preprocess raw frames exactly as training did."""
-    doc = {"features": spec.to_dict(), "stats": stats.to_dict(),
-           "max_frames": int(data_cfg["max_frames"]), "characters": prepared.meta["characters"],
-           "max_phrase_length": int(data_cfg["max_phrase_length"]), "cache_key": prepared.meta["key"],
-           "data_root": prepared.meta["root"]}
+    doc = {
+        "features": spec.to_dict(),
+        "stats": stats.to_dict(),
+        "max_frames": int(data_cfg["max_frames"]),
+        "characters": prepared.meta["characters"],
+        "max_phrase_length": int(data_cfg["max_phrase_length"]),
+        "cache_key": prepared.meta["key"],
+        "data_root": prepared.meta["root"],
+    }
     write_json(path, doc)
 
 
@@ -291,33 +349,41 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
         lines.append(f"  skipped {n}: {SKIP_REASONS[reason]} [{reason}] (e.g. sequence_id {ids})")
     raw, kept = p.n_raw_frames, p.lengths
     for name, a in (("raw frames per sequence", raw), ("frames kept per sequence", kept)):
-        lines.append(f"{name}: mean {a.mean():.1f}, median {np.median(a):.0f}, "
-                     f"min {a.min()}, max {a.max()}")
+        lines.append(f"{name}: mean {a.mean():.1f}, median {np.median(a):.0f}, min {a.min()}, max {a.max()}")
     over = int((kept > int(data_cfg["max_frames"])).sum())
-    mirrored = ("mirrored" if split.spec.mirror
-                else "not mirrored: data.features.mirror=false")
-    lines.append(f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
-                 f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}")
+    mirrored = "mirrored" if split.spec.mirror else "not mirrored: data.features.mirror=false"
+    lines.append(
+        f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
+        f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}"
+    )
     spec, axes = split.spec, len(split.spec.axes)
-    relative = (f" + {layout.HAND_POINTS - 1} hand points relative to the wrist x {axes}"
-                if spec.hand_relative else "")
+    relative = (
+        f" + {layout.HAND_POINTS - 1} hand points relative to the wrist x {axes}"
+        if spec.hand_relative
+        else ""
+    )
     built = "reused" if meta.get("cache_hit") else f"built in {meta['seconds']:.1f} s"
-    lines.append(f"features: {spec.n_points} points x {axes} axes{relative} = {spec.n_features} "
-                 f"per frame, from {len(spec.columns)} columns; cache {built}: {p.path}")
+    lines.append(
+        f"features: {spec.n_points} points x {axes} axes{relative} = {spec.n_features} "
+        f"per frame, from {len(spec.columns)} columns; cache {built}: {p.path}"
+    )
     lines.append("fold  signers  sequences")
     for k in range(int(data_cfg["n_folds"])):
         sel = split.fold == k
         lines.append(f"{k:>4}  {len(np.unique(p.participant_id[sel])):>7}  {int(sel.sum()):>9}")
     k = int(data_cfg["fold"])
-    lines.append(f"data.fold={k}: {len(split.train)} training / {len(split.val)} validation "
-                 f"sequences ({len(np.unique(p.participant_id[split.train]))} / "
-                 f"{len(np.unique(p.participant_id[split.val]))} signers)")
+    lines.append(
+        f"data.fold={k}: {len(split.train)} training / {len(split.val)} validation "
+        f"sequences ({len(np.unique(p.participant_id[split.train]))} / "
+        f"{len(np.unique(p.participant_id[split.val]))} signers)"
+    )
     return "\n".join(lines)
 
 
 def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
-    return setup(cfg.data, Path(cfg.paths.cache_dir), Path(cfg.paths.data_dir),
-                 Path(cfg.paths.output_dir), progress)
+    return setup(
+        cfg.data, Path(cfg.paths.cache_dir), Path(cfg.paths.data_dir), Path(cfg.paths.output_dir), progress
+    )
 
 
 # conf/ of the repository, by absolute path: a relative one would be looked up as a Python

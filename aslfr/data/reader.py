@@ -31,24 +31,28 @@ def read_index(root: Path, use_supplemental: bool) -> pd.DataFrame:
     for name in names:
         path = root / name
         if not path.is_file():
-            raise DataError(f"{path}: file not found; data.root must be a directory in the Kaggle "
-                            f"ASLFR layout ({layout.TRAIN_CSV}, {layout.TRAIN_DIR}/, ...)")
+            raise DataError(
+                f"{path}: file not found; data.root must be a directory in the Kaggle "
+                f"ASLFR layout ({layout.TRAIN_CSV}, {layout.TRAIN_DIR}/, ...)"
+            )
         try:
-            df = pd.read_csv(path, dtype={"path": str, "phrase": str}, keep_default_na=False,
-                             na_filter=False)
+            df = pd.read_csv(path, dtype={"path": str, "phrase": str}, keep_default_na=False, na_filter=False)
         except (ValueError, OSError, pd.errors.ParserError) as e:
             raise DataError(f"{path}: cannot parse the CSV ({e})") from None
         missing = [c for c in layout.CSV_COLUMNS if c not in df.columns]
         if missing:
-            raise DataError(f"{path}: missing required column(s) {', '.join(missing)}; expected "
-                            f"the columns {','.join(layout.CSV_COLUMNS)}")
+            raise DataError(
+                f"{path}: missing required column(s) {', '.join(missing)}; expected "
+                f"the columns {','.join(layout.CSV_COLUMNS)}"
+            )
         df = df[list(layout.CSV_COLUMNS)].copy()
         for col in ("file_id", "sequence_id", "participant_id"):
             as_int = pd.to_numeric(df[col], errors="coerce")
             bad = np.flatnonzero(as_int.isna().to_numpy() | (as_int % 1 != 0).to_numpy())
             if len(bad):
-                raise DataError(f"{path} line {bad[0] + 2}: column {col} must be an integer, "
-                                f"got {df[col].iloc[bad[0]]!r}")
+                raise DataError(
+                    f"{path} line {bad[0] + 2}: column {col} must be an integer, got {df[col].iloc[bad[0]]!r}"
+                )
             df[col] = as_int.astype(np.int64)
         df["csv"] = name
         df["line"] = np.arange(2, len(df) + 2)  # line 1 is the header
@@ -57,8 +61,10 @@ def read_index(root: Path, use_supplemental: bool) -> pd.DataFrame:
     dup = index["sequence_id"].duplicated(keep="first").to_numpy()
     if dup.any():
         row = index.iloc[int(np.flatnonzero(dup)[0])]
-        raise DataError(f"{root / row.csv} line {row.line}: sequence_id {row.sequence_id} appears "
-                        "more than once; each sequence must be listed once")
+        raise DataError(
+            f"{root / row.csv} line {row.line}: sequence_id {row.sequence_id} appears "
+            "more than once; each sequence must be listed once"
+        )
     return index
 
 
@@ -67,9 +73,11 @@ def check_files(root: Path, index: pd.DataFrame) -> None:
     for path, rows in index.groupby("path", sort=False):
         if not (root / path).is_file():
             row = rows.iloc[0]
-            raise DataError(f"{root / row.csv} line {row.line} (sequence_id {row.sequence_id}): "
-                            f"landmark file {path} does not exist under {root}; download it, or "
-                            f"remove the {len(rows)} row(s) that point at it")
+            raise DataError(
+                f"{root / row.csv} line {row.line} (sequence_id {row.sequence_id}): "
+                f"landmark file {path} does not exist under {root}; download it, or "
+                f"remove the {len(rows)} row(s) that point at it"
+            )
 
 
 @dataclass(frozen=True)
@@ -121,8 +129,15 @@ def _sequences(batches, columns: list[str]) -> Iterator[tuple[int, np.ndarray, n
         yield finish()
 
 
-def read_file(root: Path, rel_path: str, csv_name: str, spec: FeatureSpec,
-              wanted: dict[int, int], sink: BinaryIO, batch_rows: int = 8192) -> list[SequenceResult]:
+def read_file(
+    root: Path,
+    rel_path: str,
+    csv_name: str,
+    spec: FeatureSpec,
+    wanted: dict[int, int],
+    sink: BinaryIO,
+    batch_rows: int = 8192,
+) -> list[SequenceResult]:
     """Features of the `wanted` sequences ({sequence_id: index row}) of one parquet file.
 
     Each kept sequence's frames [n_frames, points, axes] float32 are written to `sink` as soon as
@@ -146,8 +161,9 @@ def read_file(root: Path, rel_path: str, csv_name: str, spec: FeatureSpec,
                 results.append(SequenceResult(wanted[sid], len(raw), "no_hands"))
             else:
                 sink.write(got.frames.tobytes())
-                results.append(SequenceResult(wanted[sid], len(raw), "ok", len(got.frames),
-                                              got.dominant_left))
+                results.append(
+                    SequenceResult(wanted[sid], len(raw), "ok", len(got.frames), got.dominant_left)
+                )
 
     try:
         # Column chunks are streamed through a small buffer rather than loaded whole.
@@ -156,9 +172,11 @@ def read_file(root: Path, rel_path: str, csv_name: str, spec: FeatureSpec,
         missing = [c for c in read if c not in names]
         if missing:
             shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
-            raise DataError(f"{path}: lacks column(s) the features need: {shown}; check the file "
-                            "(it should have all 1,630 columns of the competition files) or choose "
-                            "data.features this file has")
+            raise DataError(
+                f"{path}: lacks column(s) the features need: {shown}; check the file "
+                "(it should have all 1,630 columns of the competition files) or choose "
+                "data.features this file has"
+            )
         try:
             consume(pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False))
         except _NotContiguous:  # rows of a sequence are scattered: sort the (projected) file
@@ -166,13 +184,15 @@ def read_file(root: Path, rel_path: str, csv_name: str, spec: FeatureSpec,
             sink.seek(start)
             sink.truncate()
             table = pq.read_table(path, columns=read).sort_by(
-                [(layout.INDEX_COLUMN, "ascending"), (layout.FRAME_COLUMN, "ascending")])
+                [(layout.INDEX_COLUMN, "ascending"), (layout.FRAME_COLUMN, "ascending")]
+            )
             consume(table.to_batches(max_chunksize=batch_rows))
     except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path}: cannot read this parquet file ({type(e).__name__}: {e}); it is "
-                        f"truncated or corrupt: download it again, or remove its rows from "
-                        f"{csv_name}") from None
+        raise DataError(
+            f"{path}: cannot read this parquet file ({type(e).__name__}: {e}); it is "
+            f"truncated or corrupt: download it again, or remove its rows from "
+            f"{csv_name}"
+        ) from None
     found = {r.position for r in results}
-    results += [SequenceResult(pos, 0, "missing_in_parquet") for pos in wanted.values()
-                if pos not in found]
+    results += [SequenceResult(pos, 0, "missing_in_parquet") for pos in wanted.values() if pos not in found]
     return results

@@ -20,13 +20,20 @@ class Vocab:
         try:
             mapping = json.loads(Path(path).read_text())
         except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read the character map ({e}); it must be the "
-                            "competition's character_to_prediction_index.json") from None
-        ok = (isinstance(mapping, dict) and all(isinstance(k, str) and len(k) == 1 for k in mapping)
-              and sorted(mapping.values()) == list(range(len(mapping))))
+            raise DataError(
+                f"{path}: cannot read the character map ({e}); it must be the "
+                "competition's character_to_prediction_index.json"
+            ) from None
+        ok = (
+            isinstance(mapping, dict)
+            and all(isinstance(k, str) and len(k) == 1 for k in mapping)
+            and sorted(mapping.values()) == list(range(len(mapping)))
+        )
         if not ok:
-            raise DataError(f"{path}: expected a JSON object mapping single characters to the "
-                            "indices 0..N-1 (the competition's character_to_prediction_index.json)")
+            raise DataError(
+                f"{path}: expected a JSON object mapping single characters to the "
+                "indices 0..N-1 (the competition's character_to_prediction_index.json)"
+            )
         return cls("".join(sorted(mapping, key=mapping.__getitem__)))
 
     @property

@@ -42,8 +42,11 @@ class OfflineRun:
 
 def _unwrap_config(raw: dict) -> dict:
     # W&B stores each config key as {"value": ..., "desc": ...}; "_wandb" is its own bookkeeping.
-    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v)
-            for k, v in raw.items() if k != "_wandb"}
+    return {
+        k: (v["value"] if isinstance(v, dict) and "value" in v else v)
+        for k, v in raw.items()
+        if k != "_wandb"
+    }
 
 
 def read_run(path: Path) -> OfflineRun:
@@ -71,8 +74,14 @@ def read_run(path: Path) -> OfflineRun:
             run.files += [f.path for f in rec.files.files]
         elif kind == "artifact":
             a = rec.artifact
-            run.artifacts.append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
-                                  "metadata": json.loads(a.metadata) if a.metadata else {}})
+            run.artifacts.append(
+                {
+                    "name": a.name,
+                    "type": a.type,
+                    "aliases": list(a.aliases),
+                    "metadata": json.loads(a.metadata) if a.metadata else {},
+                }
+            )
         elif kind == "exit":
             run.exit_code = rec.exit.exit_code
     return run

@@ -63,14 +63,14 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: train.py, conf/
 
 ARG_MACROS = ("${args_no_hyphens}", "${args_override_hydra}")
 
-JOURNAL = "optuna.journal"   # the default storage, in the sweep directory
-SETUP_LOCK = "sweep.lock"    # held while a runner sets the sweep up or picks its next trial
-HEARTBEAT_S = 30.0           # a running trial's "heartbeat" user attr is renewed this often
-GRACE_S = 300.0              # another host's trial is interrupted once silent this long
-POLL_S = 0.5                 # how often the running trial's checkpoints are read
-STARTUP_TRIALS = 5           # bayes: random proposals before TPE takes over (Optuna's default 10
-                             # is a third of a typical 20-40 trial sweep)
-END_GRACE_S = 10.0           # after Ctrl-C, time the trial has to close its W&B run by itself
+JOURNAL = "optuna.journal"  # the default storage, in the sweep directory
+SETUP_LOCK = "sweep.lock"  # held while a runner sets the sweep up or picks its next trial
+HEARTBEAT_S = 30.0  # a running trial's "heartbeat" user attr is renewed this often
+GRACE_S = 300.0  # another host's trial is interrupted once silent this long
+POLL_S = 0.5  # how often the running trial's checkpoints are read
+STARTUP_TRIALS = 5  # bayes: random proposals before TPE takes over (Optuna's default 10
+# is a third of a typical 20-40 trial sweep)
+END_GRACE_S = 10.0  # after Ctrl-C, time the trial has to close its W&B run by itself
 
 
 def load(path: Path) -> dict:
@@ -83,8 +83,9 @@ def load(path: Path) -> dict:
     with warnings.catch_warnings():
         # sweeps 0.2 declares its pydantic models with v1 config keys; pydantic 2 warns about
         # them on import, on every run, and there is nothing for the user to do about it.
-        warnings.filterwarnings("ignore", message="Valid config keys have changed in V2",
-                                category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message="Valid config keys have changed in V2", category=UserWarning
+        )
         from sweeps.config import fill_validate_schema  # W&B's schema: sweeps/config/schema.json
 
     try:
@@ -92,8 +93,10 @@ def load(path: Path) -> dict:
     except Exception as e:  # jsonschema.ValidationError and friends: the message says what
         raise DataError(f"{path}: not a valid W&B sweep definition: {e}".split("\n")[0]) from None
     if not any(m in definition.get("command", []) for m in ARG_MACROS):
-        raise DataError(f"{path}: `command` must pass the parameters to train.py as Hydra "
-                        f"overrides ({' or '.join(ARG_MACROS)})")
+        raise DataError(
+            f"{path}: `command` must pass the parameters to train.py as Hydra "
+            f"overrides ({' or '.join(ARG_MACROS)})"
+        )
     return definition
 
 
@@ -133,13 +136,14 @@ def distributions(definition: Mapping) -> dict:
         elif "value" in p:
             continue
         elif kind in ("log_uniform_values", "uniform", None) and isinstance(p.get("min"), float):
-            out[key] = d.FloatDistribution(float(p["min"]), float(p["max"]),
-                                           log=kind == "log_uniform_values")
+            out[key] = d.FloatDistribution(float(p["min"]), float(p["max"]), log=kind == "log_uniform_values")
         elif kind in ("int_uniform", None) and isinstance(p.get("min"), int):
             out[key] = d.IntDistribution(int(p["min"]), int(p["max"]))
         else:
-            raise DataError(f"parameter {key}: distribution {kind!r} is not supported offline "
-                            "(use values, value, uniform, log_uniform_values or int_uniform)")
+            raise DataError(
+                f"parameter {key}: distribution {kind!r} is not supported offline "
+                "(use values, value, uniform, log_uniform_values or int_uniform)"
+            )
     return out
 
 
@@ -152,8 +156,7 @@ def make_sampler(definition: Mapping, seed: int):
     # infeasible rather than as bad scores. constant_liar: trials running in other runners count
     # as bad guesses, so runners working at once do not all propose the same region.
     # TPE models good and bad trials once it has a few: the first STARTUP_TRIALS are random
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS,
-                                      constant_liar=True)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS, constant_liar=True)
 
 
 def make_study(definition: Mapping, name: str, storage, seed: int):
@@ -162,12 +165,21 @@ def make_study(definition: Mapping, name: str, storage, seed: int):
 
     goal = definition.get("metric", {}).get("goal", "maximize")
     et = definition.get("early_terminate") or {}
-    pruner = (optuna.pruners.HyperbandPruner(min_resource=int(et.get("min_iter", 1)),
-                                             reduction_factor=int(et.get("eta", 3)))
-              if et.get("type") == "hyperband" else optuna.pruners.NopPruner())
-    return optuna.create_study(study_name=name, storage=storage,
-                               sampler=make_sampler(definition, seed), pruner=pruner,
-                               direction=goal, load_if_exists=True)
+    pruner = (
+        optuna.pruners.HyperbandPruner(
+            min_resource=int(et.get("min_iter", 1)), reduction_factor=int(et.get("eta", 3))
+        )
+        if et.get("type") == "hyperband"
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=make_sampler(definition, seed),
+        pruner=pruner,
+        direction=goal,
+        load_if_exists=True,
+    )
 
 
 # -- storage ------------------------------------------------------------------------------------
@@ -204,10 +216,13 @@ def open_storage(out: Path, url: str | None = None):
             # The symlink lock: link(2) is atomic on every NFS version, where the O_EXCL open of
             # JournalFileOpenLock needs NFSv3 or later. Runners on several machines may share DIR.
             return optuna.storages.JournalStorage(
-                JournalFileBackend(str(path), lock_obj=JournalFileSymlinkLock(str(path))))
+                JournalFileBackend(str(path), lock_obj=JournalFileSymlinkLock(str(path)))
+            )
         except OSError as e:
-            raise DataError(f"cannot open the sweep's journal {path}: {e.strerror or e}; give a "
-                            "writable sweep directory with --out DIR") from None
+            raise DataError(
+                f"cannot open the sweep's journal {path}: {e.strerror or e}; give a "
+                "writable sweep directory with --out DIR"
+            ) from None
     try:
         storage = optuna.storages.RDBStorage(url)
         optuna.get_all_study_names(storage)  # reached at all?
@@ -219,11 +234,15 @@ def open_storage(out: Path, url: str | None = None):
             module = cause.name or "the database driver"
             fix = f"install its driver ({DRIVERS.get(module, f'pip install {module}')})"
         else:
-            fix = ("check the URL (SQLAlchemy's form, e.g. mysql+pymysql://user:password@host/db)"
-                   " and that the database is reachable")
-        raise DataError(f"cannot open --storage {shown_url(url)}: {why}; {fix}, or leave out "
-                        f"--storage to keep the study in the journal file {out / JOURNAL} (it "
-                        "works for several runners sharing that directory)") from None
+            fix = (
+                "check the URL (SQLAlchemy's form, e.g. mysql+pymysql://user:password@host/db)"
+                " and that the database is reachable"
+            )
+        raise DataError(
+            f"cannot open --storage {shown_url(url)}: {why}; {fix}, or leave out "
+            f"--storage to keep the study in the journal file {out / JOURNAL} (it "
+            "works for several runners sharing that directory)"
+        ) from None
 
 
 # -- runners and interrupted trials -------------------------------------------------------------
@@ -301,8 +320,11 @@ def reclaim(study, now: float | None = None) -> list:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         reason = why_interrupted(trial, now, host)
         if reason and interrupt(study, trial, reason):
-            log.info("trial %d was interrupted (%s): recorded as failed, its parameters queued "
-                     "again", trial.number, reason)
+            log.info(
+                "trial %d was interrupted (%s): recorded as failed, its parameters queued again",
+                trial.number,
+                reason,
+            )
             taken.append(trial)
     return taken
 
@@ -387,16 +409,26 @@ def _flat(tree, prefix: str = "") -> dict:
 
 def _changes(old: Mapping, new: Mapping) -> list[str]:
     a, b = _flat(old), _flat(new)
-    return [f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def _shown(overrides) -> str:
     return repr(" ".join(overrides)) if overrides else "none"
 
 
-def set_up(definition: Mapping, name: str, out: Path, storage_url: str | None,
-           overrides: list[str], seed: int, path: Path):
+def set_up(
+    definition: Mapping,
+    name: str,
+    out: Path,
+    storage_url: str | None,
+    overrides: list[str],
+    seed: int,
+    path: Path,
+):
     """Open (or create) the study, check it was asked what it is asked now, and queue a grid's
     points. Called with the set-up lock held."""
     import optuna
@@ -407,21 +439,31 @@ def set_up(definition: Mapping, name: str, out: Path, storage_url: str | None,
     studies = optuna.get_all_study_names(storage)
     others = sorted(set(studies) - {name})
     if storage_url is None and others:  # trial-NNN directories would be shared
-        raise DataError(f"{out} holds sweep {others[0]!r} ({where}), not {name!r}: run "
-                        f"{name!r} in another directory (--out DIR)")
+        raise DataError(
+            f"{out} holds sweep {others[0]!r} ({where}), not {name!r}: run "
+            f"{name!r} in another directory (--out DIR)"
+        )
     trial_dirs = sorted(p.name for p in out.glob("trial-*"))
     if name not in studies and trial_dirs:
         old_db = out / "optuna.db"
-        hint = (f"resume that sweep with --storage sqlite:///{old_db} (its study, kept there "
-                "before the journal file), or " if old_db.exists() else "")
-        raise DataError(f"{out} holds trials ({', '.join(trial_dirs[:3])}"
-                        f"{', ...' if len(trial_dirs) > 3 else ''}) of a sweep that is not in "
-                        f"{where}, so sweep {name!r} was not started there (it would reuse their "
-                        f"directories): {hint}{new}")
+        hint = (
+            f"resume that sweep with --storage sqlite:///{old_db} (its study, kept there "
+            "before the journal file), or "
+            if old_db.exists()
+            else ""
+        )
+        raise DataError(
+            f"{out} holds trials ({', '.join(trial_dirs[:3])}"
+            f"{', ...' if len(trial_dirs) > 3 else ''}) of a sweep that is not in "
+            f"{where}, so sweep {name!r} was not started there (it would reuse their "
+            f"directories): {hint}{new}"
+        )
     study = make_study(definition, name, storage, seed)
 
-    asked = {"definition": json.loads(json.dumps(definition, default=str)),  # as stored
-             "overrides": sorted(overrides)}
+    asked = {
+        "definition": json.loads(json.dumps(definition, default=str)),  # as stored
+        "overrides": sorted(overrides),
+    }
     recorded = study.user_attrs
     if "definition" not in recorded:  # a new study (or one from before the record)
         for key, value in asked.items():
@@ -430,24 +472,27 @@ def set_up(definition: Mapping, name: str, out: Path, storage_url: str | None,
     else:
         diffs = []
         if recorded.get("overrides") != asked["overrides"]:
-            diffs.append(f"the overrides for every trial are {_shown(asked['overrides'])} now, "
-                         f"{_shown(recorded.get('overrides'))} in the sweep")
+            diffs.append(
+                f"the overrides for every trial are {_shown(asked['overrides'])} now, "
+                f"{_shown(recorded.get('overrides'))} in the sweep"
+            )
         changed = _changes(recorded["definition"], asked["definition"])
         if changed:
-            diffs.append(f"the definition differs ({'; '.join(changed[:3])}"
-                         f"{'; ...' if len(changed) > 3 else ''})")
+            diffs.append(
+                f"the definition differs ({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''})"
+            )
         if diffs:
             raise DataError(
                 f"sweep {name!r} ({where}) was started with another request, so it was not "
                 f"resumed: {' and '.join(diffs)}. Resume it with its own definition "
                 f"({recorded.get('definition_file', 'recorded in the study')}) and overrides, "
-                f"or {new}")
+                f"or {new}"
+            )
 
     if definition["method"] == "grid":  # Optuna's GridSampler cannot run outside study.optimize
         dists = distributions(definition)
         for point in grid(definition):  # under the set-up lock: two runners cannot both add one
-            study.enqueue_trial({k: v for k, v in point.items() if k in dists},
-                                skip_if_exists=True)
+            study.enqueue_trial({k: v for k, v in point.items() if k in dists}, skip_if_exists=True)
     return study
 
 
@@ -490,8 +535,17 @@ def _end(proc: subprocess.Popen, signum: int | None) -> None:
         proc.wait()
 
 
-def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides: list[str],
-              metric: str, *, stop: Stop | None = None) -> dict:
+def run_trial(
+    study,
+    trial,
+    definition: Mapping,
+    name: str,
+    out: Path,
+    overrides: list[str],
+    metric: str,
+    *,
+    stop: Stop | None = None,
+) -> dict:
     """Run one proposed trial as train.py; tell the study how it ended. On a signal (`stop`) the
     trial is recorded as interrupted at once and its parameters queued again."""
     from optuna.exceptions import UpdateFinishedTrialError
@@ -502,12 +556,10 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
     params = {**params, **trial.params}
     params = {k: params[k] for k in definition["parameters"]}  # the definition's order
     run_dir = out / f"trial-{trial.number:03d}"
-    cmd = [sys.executable, "train.py", *agent_args(params), *overrides,
-           f"hydra.run.dir={run_dir}"]
+    cmd = [sys.executable, "train.py", *agent_args(params), *overrides, f"hydra.run.dir={run_dir}"]
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("args", agent_args(params))
-    env = {**os.environ, "WANDB_RUN_GROUP": name, "WANDB_MODE": os.environ.get("WANDB_MODE",
-                                                                                "offline")}
+    env = {**os.environ, "WANDB_RUN_GROUP": name, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(run_dir / "trial.log", "w") as logf:
@@ -527,8 +579,7 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
                 shown, score = progress
                 planned = planned or _planned_epochs(run_dir)
                 last = f", last {metric} {score:.4f}" if score is not None else ""
-                print(f"[{name}] trial {trial.number}: epoch {shown}/{planned or '?'}{last}",
-                      flush=True)
+                print(f"[{name}] trial {trial.number}: epoch {shown}/{planned or '?'}{last}", flush=True)
                 if score is not None:  # the pruner sees the last evaluation at each epoch
                     trial.report(score, shown)
                     if trial.should_prune():
@@ -539,17 +590,22 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
             # Another runner took this trial for interrupted (no heartbeat for GRACE_S: a stalled
             # machine or filesystem) and queued its parameters again: they run there.
             _end(proc, None)
-            return {"state": "taken over by another runner (recorded there as interrupted)",
-                    "seconds": time.perf_counter() - t0}
+            return {
+                "state": "taken over by another runner (recorded there as interrupted)",
+                "seconds": time.perf_counter() - t0,
+            }
     seconds = time.perf_counter() - t0
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     succeeded = proc.poll() == 0 and metric in summary
     if stop and not pruned and not succeeded:
         if interrupt(study, study._storage.get_trial(trial._trial_id), f"stopped by {stop.what}"):
-            print(f"[{name}] trial {trial.number} {agent_args(params)}: interrupted by "
-                  f"{stop.what}; recorded as failed and its parameters queued again: it runs "
-                  "again when the same command is run again", flush=True)
+            print(
+                f"[{name}] trial {trial.number} {agent_args(params)}: interrupted by "
+                f"{stop.what}; recorded as failed and its parameters queued again: it runs "
+                "again when the same command is run again",
+                flush=True,
+            )
         _end(proc, stop.signum)
         return {"state": "interrupted", "seconds": seconds}
     try:
@@ -558,8 +614,10 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
             return {"state": "pruned", "seconds": seconds, **summary}
         if not succeeded:
             study.tell(trial, state=TrialState.FAIL)
-            return {"state": f"failed (exit {proc.returncode}; see {run_dir / 'trial.log'})",
-                    "seconds": seconds}
+            return {
+                "state": f"failed (exit {proc.returncode}; see {run_dir / 'trial.log'})",
+                "seconds": seconds,
+            }
         if summary.get(names.BUDGET_OK) is False:
             trial.set_user_attr("over_budget", float(summary[names.INFER_LATENCY_MS]))
             trial.set_constraint("over_budget", float(summary[names.INFER_LATENCY_MS]))  # infeasible
@@ -571,15 +629,25 @@ def run_trial(study, trial, definition: Mapping, name: str, out: Path, overrides
         if not study._storage.get_trial(trial._trial_id).state.is_finished():
             raise  # something else
         # taken over meanwhile (see above)
-        return {"state": f"taken over by another runner; its result stays in {run_dir}",
-                "seconds": seconds}
-    return {"state": "over budget" if summary.get(names.BUDGET_OK) is False else "complete",
-            "value": float(value), "seconds": seconds, **summary}
+        return {"state": f"taken over by another runner; its result stays in {run_dir}", "seconds": seconds}
+    return {
+        "state": "over budget" if summary.get(names.BUDGET_OK) is False else "complete",
+        "value": float(value),
+        "seconds": seconds,
+        **summary,
+    }
 
 
 # -- the sweep ----------------------------------------------------------------------------------
-def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | None = None,
-              overrides: list[str] = (), seed: int = 0, name: str | None = None) -> Path:
+def run_sweep(
+    path: Path,
+    trials: int,
+    out: Path | None = None,
+    storage: str | None = None,
+    overrides: list[str] = (),
+    seed: int = 0,
+    name: str | None = None,
+) -> Path:
     """Run the sweep `path` until it has `trials` finished trials (all runners together) or, for a
     grid, no point left; returns the sweep directory."""
     import filelock
@@ -590,8 +658,10 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
     keys = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
     clash = sorted(keys & set(definition["parameters"]))
     if clash:
-        raise DataError(f"{path}: {', '.join(clash)} is a parameter of the sweep; leave it out of "
-                        "the overrides for every trial (or change the definition)")
+        raise DataError(
+            f"{path}: {', '.join(clash)} is a parameter of the sweep; leave it out of "
+            "the overrides for every trial (or change the definition)"
+        )
     out = Path(out or ROOT / "sweeps-out" / name).resolve()
     out.mkdir(parents=True, exist_ok=True)
     metric = definition.get("metric", {}).get("name", names.VAL_SCORE)
@@ -618,37 +688,53 @@ def run_sweep(path: Path, trials: int, out: Path | None = None, storage: str | N
                 trial = study.ask(dists)
                 trial.set_user_attr("runner", this_runner())
                 trial.set_user_attr("heartbeat", time.time())
-            result = run_trial(study, trial, definition, name, out, list(overrides), metric,
-                               stop=stop)
+            result = run_trial(study, trial, definition, name, out, list(overrides), metric, stop=stop)
             if result["state"] == "interrupted":
                 stop.exit()
             overhead = time.perf_counter() - t0 - result["seconds"]
             value = f" {metric} {result['value']:.4f}" if "value" in result else ""
-            print(f"[{name}] trial {trial.number} {trial.user_attrs['args']}: {result['state']}"
-                  f"{value} in {result['seconds']:.1f} s (+{overhead:.2f} s sweep overhead)",
-                  flush=True)
+            print(
+                f"[{name}] trial {trial.number} {trial.user_attrs['args']}: {result['state']}"
+                f"{value} in {result['seconds']:.1f} s (+{overhead:.2f} s sweep overhead)",
+                flush=True,
+            )
     if running:
-        where = sorted({f"{t.user_attrs.get('runner', {}).get('host')}, pid "
-                        f"{t.user_attrs.get('runner', {}).get('pid')}" for t in running})
-        print(f"[{name}] nothing left for this runner: {finished} trials finished, "
-              f"{len(running)} still running in other runners ({'; '.join(where)}): {out}",
-              flush=True)
+        where = sorted(
+            {
+                f"{t.user_attrs.get('runner', {}).get('host')}, pid "
+                f"{t.user_attrs.get('runner', {}).get('pid')}"
+                for t in running
+            }
+        )
+        print(
+            f"[{name}] nothing left for this runner: {finished} trials finished, "
+            f"{len(running)} still running in other runners ({'; '.join(where)}): {out}",
+            flush=True,
+        )
     else:
-        print(f"[{name}] done: {finished} trials finished: {out} "
-              f"(aslfr-compare {out})", flush=True)
+        print(f"[{name}] done: {finished} trials finished: {out} (aslfr-compare {out})", flush=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="aslfr-sweep", description=__doc__.splitlines()[0])
     ap.add_argument("definition", type=Path)
-    ap.add_argument("--trials", type=int, default=10,
-                    help="finished trials in all, across every runner of the sweep (default 10)")
+    ap.add_argument(
+        "--trials",
+        type=int,
+        default=10,
+        help="finished trials in all, across every runner of the sweep (default 10)",
+    )
     ap.add_argument("--out", type=Path, help="sweep directory (default: sweeps-out/NAME)")
-    ap.add_argument("--name", help="the sweep's study name and W&B group (default: the "
-                    "definition's file name); a new name starts a new sweep")
-    ap.add_argument("--storage", help="a database URL (SQLAlchemy) for the study (default: the "
-                                      "journal file optuna.journal in --out)")
+    ap.add_argument(
+        "--name",
+        help="the sweep's study name and W&B group (default: the "
+        "definition's file name); a new name starts a new sweep",
+    )
+    ap.add_argument(
+        "--storage",
+        help="a database URL (SQLAlchemy) for the study (default: the journal file optuna.journal in --out)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
     args = ap.parse_intermixed_args(argv)
@@ -656,8 +742,9 @@ def main(argv: list[str] | None = None) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the runner prints its own lines
-    exit_on_error(run_sweep)(args.definition, args.trials, args.out, args.storage,
-                             args.overrides, args.seed, args.name)
+    exit_on_error(run_sweep)(
+        args.definition, args.trials, args.out, args.storage, args.overrides, args.seed, args.name
+    )
 
 
 if __name__ == "__main__":

@@ -31,11 +31,13 @@ log = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="aslfr-export", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--quantize", choices=QUANTIZE, default=None,
-                    help="default: the run's export.quantize (none)")
+    ap.add_argument(
+        "--quantize", choices=QUANTIZE, default=None, help="default: the run's export.quantize (none)"
+    )
     ap.add_argument("--zip", action="store_true", help="also write submission.zip")
-    ap.add_argument("--no-evaluate", action="store_true",
-                    help="skip decoding the validation fold with the exported file")
+    ap.add_argument(
+        "--no-evaluate", action="store_true", help="skip decoding the validation fold with the exported file"
+    )
     args = ap.parse_args(argv)
     _export_cli(args)
 
@@ -50,9 +52,15 @@ def _export_cli(args) -> None:
         log.warning("not scoring the export: the run's data (%s) is not here", run.data_root)
         evaluate = False
     report = budget.export_and_measure(
-        run.model(), run.pre, run.dir, run.cfg.budget, quantize, args.zip,
+        run.model(),
+        run.pre,
+        run.dir,
+        run.cfg.budget,
+        quantize,
+        args.zip,
         data_root=run.data_root if evaluate else None,
-        val_ids=competition.validation_ids(run.dir) if evaluate else None)
+        val_ids=competition.validation_ids(run.dir) if evaluate else None,
+    )
     summary = run.dir / "summary.json"
     if summary.exists():  # the run directory describes the model.tflite it holds
         write_json(summary, {**json.loads(summary.read_text()), **report}, sort_keys=True)

@@ -47,12 +47,14 @@ class Measurement:
         return self.latency_ms <= self.latency_budget_ms and self.model_mb <= self.model_budget_mb
 
     def why(self) -> str:
-        parts = [f"latency {self.latency_ms:.1f} ms per sequence "
-                 f"({'<=' if self.latency_ms <= self.latency_budget_ms else '>'} "
-                 f"budget.latency_ms={self.latency_budget_ms:g}; "
-                 f"{self.projected_hours:.2f} h for the test set)",
-                 f"model {self.model_mb:.2f} MB ({'<=' if self.model_mb <= self.model_budget_mb else '>'}"
-                 f" budget.model_mb={self.model_budget_mb:g})"]
+        parts = [
+            f"latency {self.latency_ms:.1f} ms per sequence "
+            f"({'<=' if self.latency_ms <= self.latency_budget_ms else '>'} "
+            f"budget.latency_ms={self.latency_budget_ms:g}; "
+            f"{self.projected_hours:.2f} h for the test set)",
+            f"model {self.model_mb:.2f} MB ({'<=' if self.model_mb <= self.model_budget_mb else '>'}"
+            f" budget.model_mb={self.model_budget_mb:g})",
+        ]
         return f"{'within budget' if self.ok else 'OVER BUDGET'}: " + "; ".join(parts)
 
     def advice(self) -> str:
@@ -61,18 +63,26 @@ class Measurement:
         and speeds up the decoder's steps; every character re-runs the decoder)."""
         fixes = []
         if self.latency_ms > self.latency_budget_ms:
-            fixes.append("for latency: a shallower or narrower decoder (model.decoder.depth/"
-                         "width: it runs once per character), then encoder, or "
-                         "export.quantize=int8_dynamic, or raise budget.latency_ms")
+            fixes.append(
+                "for latency: a shallower or narrower decoder (model.decoder.depth/"
+                "width: it runs once per character), then encoder, or "
+                "export.quantize=int8_dynamic, or raise budget.latency_ms"
+            )
         if self.model_mb > self.model_budget_mb:
-            fixes.append("for size: export.quantize=fp16 (half the file) or int8_dynamic (a "
-                         "quarter), fewer or narrower layers, or raise budget.model_mb")
+            fixes.append(
+                "for size: export.quantize=fp16 (half the file) or int8_dynamic (a "
+                "quarter), fewer or narrower layers, or raise budget.model_mb"
+            )
         return "; ".join(fixes)
 
     def metrics(self) -> dict:
         """The keys every run logs (W&B and summary.json)."""
-        return {names.INFER_LATENCY_MS: self.latency_ms, names.INFER_MODEL_MB: self.model_mb,
-                names.INFER_PROJECTED_HOURS: self.projected_hours, names.BUDGET_OK: self.ok}
+        return {
+            names.INFER_LATENCY_MS: self.latency_ms,
+            names.INFER_MODEL_MB: self.model_mb,
+            names.INFER_PROJECTED_HOURS: self.projected_hours,
+            names.BUDGET_OK: self.ok,
+        }
 
 
 def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
@@ -88,14 +98,13 @@ def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
         raw = rng.uniform(0.2, 0.8, (n, len(spec.columns))).astype(np.float32)
         raw[:, part == "left_hand"] = np.nan
         hidden = np.ones(n, bool)
-        hidden[start:start + visible] = False
+        hidden[start : start + visible] = False
         raw[np.ix_(hidden, part == "right_hand")] = np.nan
         out.append(raw)
     return out
 
 
-def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1,
-               passes: int = 1) -> float:
+def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1, passes: int = 1) -> float:
     """Mean ms per sequence in the LiteRT interpreter, after one warm-up call; with several
     passes over `inputs`, the best pass (the others were slowed by something else running)."""
     model = TFLiteModel(content, threads)
@@ -109,20 +118,27 @@ def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1,
     return best
 
 
-def measure(model: FingerspellingModel, pre: Preprocessing, budget_cfg: Mapping,
-            quantize: str = "none", shipped: bytes | None = None) -> Measurement:
+def measure(
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    budget_cfg: Mapping,
+    quantize: str = "none",
+    shipped: bytes | None = None,
+) -> Measurement:
     """Latency and size of `model` as exported. The latency graph decodes exactly
     `benchmark.characters` + 1 tokens (no early stop), so trained and untrained models are
     timed alike; the size is that of `shipped` (the real export) when given."""
     bench = budget_cfg.benchmark
     timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
-    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads),
-                    int(bench.passes))
+    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads), int(bench.passes))
     size = len(shipped if shipped is not None else timed) / 1e6
-    return Measurement(latency_ms=ms, model_mb=size,
-                       projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
-                       latency_budget_ms=float(budget_cfg.latency_ms),
-                       model_budget_mb=float(budget_cfg.model_mb))
+    return Measurement(
+        latency_ms=ms,
+        model_mb=size,
+        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
+        latency_budget_ms=float(budget_cfg.latency_ms),
+        model_budget_mb=float(budget_cfg.model_mb),
+    )
 
 
 def untrained(cfg: DictConfig) -> tuple[FingerspellingModel, Preprocessing]:
@@ -140,10 +156,16 @@ def probe(cfg: DictConfig) -> Measurement:
     return measure(model, pre, cfg.budget, str(cfg.export.quantize))
 
 
-def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: Path,
-                       budget_cfg: Mapping, quantize: str = "none", zip_: bool = False,
-                       data_root: Path | None = None,
-                       val_ids: Sequence[int] | None = None) -> dict:
+def export_and_measure(
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    run_dir: Path,
+    budget_cfg: Mapping,
+    quantize: str = "none",
+    zip_: bool = False,
+    data_root: Path | None = None,
+    val_ids: Sequence[int] | None = None,
+) -> dict:
     """Export `model` to run_dir (model.tflite, inference_args.json[, submission.zip]), measure
     it against the budget and, given the data root and validation sequence ids, score the
     exported file on them by the competition's rules. -> the metrics to log."""
@@ -153,14 +175,22 @@ def export_and_measure(model: FingerspellingModel, pre: Preprocessing, run_dir: 
     t1 = time.perf_counter()
     m = measure(model, pre, budget_cfg, quantize, shipped=content)
     report = {**m.metrics(), names.EXPORT_QUANTIZE: quantize}
-    log.info("exported %s (%s, %.0f s; measured in %.0f s): %s", path, quantize, t1 - t0,
-             time.perf_counter() - t1, m.why())
+    log.info(
+        "exported %s (%s, %.0f s; measured in %.0f s): %s",
+        path,
+        quantize,
+        t1 - t0,
+        time.perf_counter() - t1,
+        m.why(),
+    )
     if data_root is not None and val_ids is not None and len(val_ids):
         with quiet():  # (competition.py stands alone: its interpreter's start-up line held here)
-            result = competition.score(path, Path(run_dir) / "inference_args.json", data_root,
-                                       list(val_ids))
+            result = competition.score(path, Path(run_dir) / "inference_args.json", data_root, list(val_ids))
         report[names.INFER_VAL_SCORE] = result.score
-        log.info("the exported file scores %.4f on the %d validation sequences (LiteRT, "
-                 "competition rules)", result.score, result.n_sequences)
+        log.info(
+            "the exported file scores %.4f on the %d validation sequences (LiteRT, competition rules)",
+            result.score,
+            result.n_sequences,
+        )
     report[names.EXPORT_SECONDS] = time.perf_counter() - t0
     return report

@@ -47,12 +47,12 @@ class Submission:
         return "".join(self.index_to_char.get(int(i), "") for i in np.argmax(out, axis=1))
 
 
-def score(model_path: Path, inference_args_path: Path, data_root: Path,
-          sequence_ids: list[int] | None = None) -> Result:
+def score(
+    model_path: Path, inference_args_path: Path, data_root: Path, sequence_ids: list[int] | None = None
+) -> Result:
     """Score the sequences `sequence_ids` of train.csv under data_root (all when None)."""
     data_root = Path(data_root)
-    sub = Submission(model_path, inference_args_path,
-                     data_root / "character_to_prediction_index.json")
+    sub = Submission(model_path, inference_args_path, data_root / "character_to_prediction_index.json")
     index = pd.read_csv(data_root / "train.csv")
     if sequence_ids is not None:
         index = index.set_index("sequence_id").loc[list(sequence_ids)].reset_index()
@@ -79,23 +79,26 @@ def validation_ids(run_dir: Path) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="aslfr-competition",
-                                 description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="aslfr-competition", description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--data", type=Path, help="Kaggle-layout root (default: the run's)")
     ap.add_argument("--limit", type=int, help="score only the first N validation sequences")
     args = ap.parse_args(argv)
     run_dir = args.run_dir
-    for name, fix in (("features.json", "is it a train.py run directory?"),
-                      ("folds.csv", "is it a train.py run directory?"),
-                      ("model.tflite", f"export it first: aslfr-export {run_dir}"),
-                      ("inference_args.json", f"export it first: aslfr-export {run_dir}")):
+    for name, fix in (
+        ("features.json", "is it a train.py run directory?"),
+        ("folds.csv", "is it a train.py run directory?"),
+        ("model.tflite", f"export it first: aslfr-export {run_dir}"),
+        ("inference_args.json", f"export it first: aslfr-export {run_dir}"),
+    ):
         if not (run_dir / name).is_file():  # one line, not a traceback (this module stands alone)
             raise SystemExit(f"error: {run_dir / name} is missing: {fix}")
     root = args.data or Path(json.loads((run_dir / "features.json").read_text())["data_root"])
     if not (root / "character_to_prediction_index.json").is_file():
-        raise SystemExit(f"error: {root} does not hold the run's data in the Kaggle layout "
-                         "(character_to_prediction_index.json is missing): give it with --data ROOT")
+        raise SystemExit(
+            f"error: {root} does not hold the run's data in the Kaggle layout "
+            "(character_to_prediction_index.json is missing): give it with --data ROOT"
+        )
     ids = validation_ids(run_dir)[: args.limit]
     result = score(run_dir / "model.tflite", run_dir / "inference_args.json", root, ids)
     line = f"{run_dir}: score {result.score:.4f} on {result.n_sequences} validation sequences"

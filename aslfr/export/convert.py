@@ -42,30 +42,35 @@ QUANTIZE = ("none", "fp16", "int8_dynamic")
 @dataclass
 class Preprocessing:
     """What the graph needs besides the model: from a run's features.json."""
+
     spec: FeatureSpec
     stats: NormStats
     max_frames: int
 
     @classmethod
     def from_dict(cls, doc: dict) -> Preprocessing:
-        return cls(FeatureSpec.from_dict(doc["features"]), NormStats.from_dict(doc["stats"]),
-                   int(doc["max_frames"]))
+        return cls(
+            FeatureSpec.from_dict(doc["features"]), NormStats.from_dict(doc["stats"]), int(doc["max_frames"])
+        )
 
 
 def preprocess(raw: tf.Tensor, pre: Preprocessing) -> tuple[tf.Tensor, tf.Tensor]:
     """One raw sequence [n_frames, columns] -> model input ([1, T, F] frames, [1, T] mask) with
     T = min(kept frames, max_frames): no padding, so nothing is computed for it."""
     x = pipeline.canonical_frames(raw, pre.spec)
-    x = pipeline.resample(pipeline.normalize(pipeline.frame_features(x, pre.spec), pre.stats),
-                          pre.max_frames)
+    x = pipeline.resample(pipeline.normalize(pipeline.frame_features(x, pre.spec), pre.stats), pre.max_frames)
     # A reshape to a constant shape gives the converter a known rank here (the conds above
     # hide it), which it needs to lower the attention einsums to built-in ops.
     frames = tf.reshape(x, [1, -1, pre.spec.n_features])
     return frames, tf.ones([1, tf.shape(frames)[1]], tf.bool)
 
 
-def inference_module(model: FingerspellingModel, pre: Preprocessing,
-                     decode_steps: int | None = None, decode: Callable | None = None) -> tf.Module:
+def inference_module(
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    decode_steps: int | None = None,
+    decode: Callable | None = None,
+) -> tf.Module:
     """A tf.Module whose `serve` is the competition's signature. `decode_steps` fixes the number
     of decoder steps (no early stop): the budget's latency benchmark uses it. `decode(model,
     frames, mask, max_length, early_stop)` replaces `greedy_decode` (the benchmarks' baseline)."""
@@ -76,20 +81,21 @@ def inference_module(model: FingerspellingModel, pre: Preprocessing,
     # (otherwise the converted graph's decode loop reads uninitialized weights).
     module.weights = [v.value for v in model.variables]
 
-    @tf.function(input_signature=[tf.TensorSpec([None, len(pre.spec.columns)], tf.float32,
-                                                name="inputs")])
+    @tf.function(input_signature=[tf.TensorSpec([None, len(pre.spec.columns)], tf.float32, name="inputs")])
     def serve(inputs):
         frames, mask = preprocess(inputs, pre)
-        tokens = decode(model, frames, mask, max_length=decode_steps or cfg.max_length,
-                        early_stop=decode_steps is None)
+        tokens = decode(
+            model, frames, mask, max_length=decode_steps or cfg.max_length, early_stop=decode_steps is None
+        )
         return {"outputs": tf.one_hot(tokens[0], cfg.vocab_size)}
 
     module.serve = serve
     return module
 
 
-def convert(model: FingerspellingModel, pre: Preprocessing, quantize: str = "none",
-            decode_steps: int | None = None) -> bytes:
+def convert(
+    model: FingerspellingModel, pre: Preprocessing, quantize: str = "none", decode_steps: int | None = None
+) -> bytes:
     """The TFLite flatbuffer (built-in ops only) of `inference_module`."""
     return convert_module(inference_module(model, pre, decode_steps), quantize)
 
@@ -101,8 +107,7 @@ def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
     with tempfile.TemporaryDirectory() as tmp, _tensorflow_logs(logging.WARNING):
         # (at INFO, saving logs "Assets written to" a temporary directory and a long "Function
         # `serve` contains input name(s) ..." about the captured weights' names: nothing to act on)
-        tf.saved_model.save(module, tmp, signatures={
-            "serving_default": module.serve.get_concrete_function()})
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantize != "none":
@@ -149,6 +154,7 @@ class TFLiteModel:
 @dataclass
 class RunFiles:
     """What a run directory holds for export."""
+
     dir: Path
     cfg: DictConfig
     pre: Preprocessing
@@ -162,20 +168,29 @@ class RunFiles:
         need = [run_dir / ".hydra" / "config.yaml", run_dir / "features.json"]
         for path in need:
             if not path.exists():
-                raise DataError(f"{path} is missing: {run_dir} is not a train.py run directory "
-                                "(it needs .hydra/config.yaml, features.json and checkpoints/)")
+                raise DataError(
+                    f"{path} is missing: {run_dir} is not a train.py run directory "
+                    "(it needs .hydra/config.yaml, features.json and checkpoints/)"
+                )
         ckpt = run_dir / "checkpoints"
         weights = ckpt / "best.weights.h5"
         if not weights.exists():
             latest = ckpt / "latest.json"
             if not latest.exists():
-                raise DataError(f"{run_dir}: no checkpoint yet (train it first: "
-                                f"python train.py hydra.run.dir={run_dir})")
+                raise DataError(
+                    f"{run_dir}: no checkpoint yet (train it first: python train.py hydra.run.dir={run_dir})"
+                )
             weights = ckpt / json.loads(latest.read_text())["dir"] / "model.weights.h5"
         doc = json.loads(need[1].read_text())
         root = doc.get("data_root")
-        return cls(run_dir, OmegaConf.load(need[0]), Preprocessing.from_dict(doc),
-                   Vocab(doc["characters"]), weights, Path(root) if root else None)
+        return cls(
+            run_dir,
+            OmegaConf.load(need[0]),
+            Preprocessing.from_dict(doc),
+            Vocab(doc["characters"]),
+            weights,
+            Path(root) if root else None,
+        )
 
     def model(self) -> FingerspellingModel:
         model = build(model_config(self.cfg, self.pre.spec, self.vocab))
@@ -194,8 +209,10 @@ def write_export(run_dir: Path, content: bytes, pre: Preprocessing, zip_: bool =
         tmp.write_bytes(content)
     write_json(run_dir / "inference_args.json", inference_args(pre))
     if zip_:
-        with (replacing(run_dir / "submission.zip") as tmp,
-              zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z):
+        with (
+            replacing(run_dir / "submission.zip") as tmp,
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z,
+        ):
             z.write(run_dir / "model.tflite", "model.tflite")
             z.write(run_dir / "inference_args.json", "inference_args.json")
     return run_dir / "model.tflite"

@@ -49,15 +49,26 @@ class ModelConfig:
     @classmethod
     def from_config(cls, model_cfg: Mapping, **data) -> ModelConfig:
         """From the `model` config group (the YAML holds every value: no default here)."""
-        stack = {k: StackConfig(int(model_cfg[k]["depth"]), int(model_cfg[k]["width"]),
-                                int(model_cfg[k]["heads"]), float(model_cfg[k]["mlp_ratio"]),
-                                _none_or_int(model_cfg[k]["key_dim"]),
-                                int(model_cfg[k]["conv_kernel"]) if k == "encoder" else 0)
-                 for k in ("encoder", "decoder")}
+        stack = {
+            k: StackConfig(
+                int(model_cfg[k]["depth"]),
+                int(model_cfg[k]["width"]),
+                int(model_cfg[k]["heads"]),
+                float(model_cfg[k]["mlp_ratio"]),
+                _none_or_int(model_cfg[k]["key_dim"]),
+                int(model_cfg[k]["conv_kernel"]) if k == "encoder" else 0,
+            )
+            for k in ("encoder", "decoder")
+        }
         drop = model_cfg["dropout"]
-        return cls(**data, **stack, attention_dropout=float(drop["attention"]),
-                   mlp_dropout=float(drop["mlp"]), classifier_dropout=float(drop["classifier"]),
-                   ctc_weight=float(model_cfg["ctc_weight"]))
+        return cls(
+            **data,
+            **stack,
+            attention_dropout=float(drop["attention"]),
+            mlp_dropout=float(drop["mlp"]),
+            classifier_dropout=float(drop["classifier"]),
+            ctc_weight=float(model_cfg["ctc_weight"]),
+        )
 
 
 def _none_or_int(v) -> int | None:
@@ -68,8 +79,14 @@ def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab) -> ModelConfi
     """The model's dimensions: the `model` group plus what the features, data and vocabulary fix
     (and, for the CTC loss, whether the train step is XLA-compiled)."""
     return ModelConfig.from_config(
-        cfg.model, n_features=spec.n_features,
+        cfg.model,
+        n_features=spec.n_features,
         hand_features=len(spec.group_points("hand")) * len(spec.axes),
-        max_frames=int(cfg.data.max_frames), max_length=int(cfg.data.max_phrase_length) + 1,
-        vocab_size=vocab.size, pad=vocab.pad, sos=vocab.sos, eos=vocab.eos,
-        ctc_xla=bool(cfg.trainer.jit))
+        max_frames=int(cfg.data.max_frames),
+        max_length=int(cfg.data.max_phrase_length) + 1,
+        vocab_size=vocab.size,
+        pad=vocab.pad,
+        sos=vocab.sos,
+        eos=vocab.eos,
+        ctc_xla=bool(cfg.trainer.jit),
+    )

@@ -26,8 +26,9 @@ from aslfr.model.layers import DecoderBlock
 from aslfr.model.model import FingerspellingModel
 
 
-def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None,
-                  early_stop: bool = True):
+def greedy_decode(
+    model: FingerspellingModel, frames, mask, max_length: int | None = None, early_stop: bool = True
+):
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens, greedy, with a key/value cache and an
     early stop once every sequence has emitted EOS (positions after EOS hold PAD).
     `early_stop=False` always runs max_length steps (latency of a phrase of known length)."""
@@ -40,9 +41,14 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
     memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
     memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, None, :], dtype)  # [B,1,1,T]
     heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
-    caches = tuple(tf.zeros(shape, dtype) for _ in model.decoder_blocks
-                   for shape in ([batch, heads, max_length, key_dim],    # keys
-                                 [batch, heads, key_dim, max_length]))  # values, transposed
+    caches = tuple(
+        tf.zeros(shape, dtype)
+        for _ in model.decoder_blocks
+        for shape in (
+            [batch, heads, max_length, key_dim],  # keys
+            [batch, heads, key_dim, max_length],
+        )
+    )  # values, transposed
     positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
@@ -51,15 +57,22 @@ def greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | No
     def body(t, token, done, out, caches):
         at_t = positions == t
         one_hot = tf.cast(at_t, dtype)
-        write = _Write(tf.reshape(one_hot, [1, 1, -1, 1]), tf.reshape(1 - one_hot, [1, 1, -1, 1]),
-                       tf.reshape(one_hot, [1, 1, 1, -1]), tf.reshape(1 - one_hot, [1, 1, 1, -1]))
-        self_bias = tf.reshape(tf.where(positions <= t, tf.constant(0.0, dtype),
-                                        tf.constant(_neg(dtype), dtype)), [1, 1, 1, max_length])
+        write = _Write(
+            tf.reshape(one_hot, [1, 1, -1, 1]),
+            tf.reshape(1 - one_hot, [1, 1, -1, 1]),
+            tf.reshape(one_hot, [1, 1, 1, -1]),
+            tf.reshape(1 - one_hot, [1, 1, 1, -1]),
+        )
+        self_bias = tf.reshape(
+            tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)),
+            [1, 1, 1, max_length],
+        )
         x = model.token_embedding(token) + tf.cast(tf.gather(model.token_position, t), dtype)
         new = ()
         for i, block in enumerate(model.decoder_blocks):
-            x, kv = decoder_step(block, x, caches[2 * i:2 * i + 2], write, self_bias,
-                                 memory_kv[i], memory_bias)
+            x, kv = decoder_step(
+                block, x, caches[2 * i : 2 * i + 2], write, self_bias, memory_kv[i], memory_bias
+            )
             new += kv
         logits = _norm_linear(x, model.decoder_norm, *_matrix(model.classifier))
         token = tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -85,17 +98,19 @@ def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, me
     # TFLite WHILE as loop inputs). In Keras they cost a few small ops per step.
     sa, ca = block.self_attention, block.cross_attention
     heads, dim = sa.num_heads, sa.key_dim
-    scale = 1.0 / dim ** 0.5
-    (q, qb), (k, kb), (v, vb) = (_matrix(sa.query_dense, scale), _matrix(sa.key_dense),
-                                 _matrix(sa.value_dense))
+    scale = 1.0 / dim**0.5
+    (q, qb), (k, kb), (v, vb) = (
+        _matrix(sa.query_dense, scale),
+        _matrix(sa.key_dense),
+        _matrix(sa.value_dense),
+    )
     qkv = _norm_linear(x, block.norm1, tf.concat([q, k, v], 1), tf.concat([qb, kb, vb], 0))
     q, k, v = tf.split(qkv, 3, axis=1)
     q, k = tf.reshape(q, [-1, heads, 1, dim]), tf.reshape(k, [-1, heads, 1, dim])
     cache_k = caches[0] * write.keep_rows + k * write.rows  # exact: one term is 0
     cache_v = caches[1] * write.keep_cols + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
     x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa.output_dense))
-    q = tf.reshape(_norm_linear(x, block.norm2, *_matrix(ca.query_dense, scale)),
-                   [-1, heads, 1, dim])
+    q = tf.reshape(_norm_linear(x, block.norm2, *_matrix(ca.query_dense, scale)), [-1, heads, 1, dim])
     x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca.output_dense))
     dense1, _, dense2 = block.mlp.layers
     h = dense1.activation(_norm_linear(x, block.norm3, *_matrix(dense1)))
@@ -106,13 +121,16 @@ def project_memory(block: DecoderBlock, memory):
     """Cross-attention keys [B, H, T, D] and transposed values [B, H, D, T] of the encoder
     memory, once per sequence."""
     ca = block.cross_attention
-    return (tf.transpose(ca.key_dense(memory), [0, 2, 1, 3]),
-            tf.transpose(ca.value_dense(memory), [0, 2, 3, 1]))
+    return (
+        tf.transpose(ca.key_dense(memory), [0, 2, 1, 3]),
+        tf.transpose(ca.value_dense(memory), [0, 2, 3, 1]),
+    )
 
 
 class _Write(NamedTuple):
     """Where a step writes into the caches: one-hot of position t and its complement, shaped for
     the keys [B, H, L, D] (rows) and the transposed values [B, H, D, L] (cols)."""
+
     rows: tf.Tensor
     keep_rows: tf.Tensor
     cols: tf.Tensor
@@ -145,8 +163,7 @@ def _norm_linear(x, norm: layers.LayerNormalization, kernel, bias):
     var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
     n = tf.cast(centered * tf.math.rsqrt(var + norm.epsilon), dtype)
     gamma, beta = tf.convert_to_tensor(norm.gamma), tf.convert_to_tensor(norm.beta)
-    return _linear(n, gamma[:, None] * kernel,
-                   tf.linalg.matvec(kernel, beta, transpose_a=True) + bias)
+    return _linear(n, gamma[:, None] * kernel, tf.linalg.matvec(kernel, beta, transpose_a=True) + bias)
 
 
 def _attend(q, keys, values, bias):

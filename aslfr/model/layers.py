@@ -18,8 +18,10 @@ from aslfr.model.config import ModelConfig, StackConfig
 
 
 def mlp(width: int, ratio: float, dropout: float, name: str) -> keras.Sequential:
-    return keras.Sequential([layers.Dense(int(width * ratio), activation="gelu"),
-                             layers.Dropout(dropout), layers.Dense(width)], name=name)
+    return keras.Sequential(
+        [layers.Dense(int(width * ratio), activation="gelu"), layers.Dropout(dropout), layers.Dense(width)],
+        name=name,
+    )
 
 
 def layer_norm(name: str) -> layers.LayerNormalization:
@@ -35,11 +37,12 @@ class FrameEmbedding(layers.Layer):
         self.hand_features = cfg.hand_features
         self.dense1 = layers.Dense(cfg.encoder.width, activation="gelu", name="dense1")
         self.dense2 = layers.Dense(cfg.encoder.width, name="dense2")
-        self.missing = self.add_weight(shape=(cfg.encoder.width,), initializer="zeros",
-                                       name="missing_frame")
-        self.position = self.add_weight(shape=(cfg.max_frames, cfg.encoder.width),
-                                        initializer=keras.initializers.RandomNormal(stddev=0.02),
-                                        name="position")
+        self.missing = self.add_weight(shape=(cfg.encoder.width,), initializer="zeros", name="missing_frame")
+        self.position = self.add_weight(
+            shape=(cfg.max_frames, cfg.encoder.width),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="position",
+        )
 
     def call(self, frames):
         nan = tf.math.is_nan(frames)
@@ -57,8 +60,9 @@ class EncoderBlock(layers.Layer):
     def __init__(self, cfg: StackConfig, attention_dropout: float, mlp_dropout: float, **kw):
         super().__init__(**kw)
         self.norm1, self.norm2 = layer_norm("norm1"), layer_norm("norm2")
-        self.attention = layers.MultiHeadAttention(cfg.heads, cfg.head_dim,
-                                                   dropout=attention_dropout, name="attention")
+        self.attention = layers.MultiHeadAttention(
+            cfg.heads, cfg.head_dim, dropout=attention_dropout, name="attention"
+        )
         self.conv = None
         if cfg.conv_kernel:
             self.conv_norm = layer_norm("conv_norm")
@@ -69,8 +73,9 @@ class EncoderBlock(layers.Layer):
 
     def call(self, x, frame_mask, training=None):
         h = self.norm1(x)
-        x = x + self.drop(self.attention(h, h, attention_mask=frame_mask[:, None, :],
-                                         training=training), training=training)
+        x = x + self.drop(
+            self.attention(h, h, attention_mask=frame_mask[:, None, :], training=training), training=training
+        )
         if self.conv is not None:
             real = tf.cast(frame_mask, x.dtype)[..., None]
             h = self.conv(self.conv_norm(x) * real)  # padding frames contribute nothing
@@ -85,16 +90,20 @@ class DecoderBlock(layers.Layer):
         key_dim = cfg.head_dim
         self.self_attention, self.cross_attention = (
             layers.MultiHeadAttention(cfg.heads, key_dim, dropout=attention_dropout, name=name)
-            for name in ("self_attention", "cross_attention"))
+            for name in ("self_attention", "cross_attention")
+        )
         self.mlp = mlp(cfg.width, cfg.mlp_ratio, mlp_dropout, "mlp")
         self.drop = layers.Dropout(mlp_dropout)
 
     def call(self, x, memory, frame_mask, training=None):
         """Teacher-forced: every position at once, causally masked."""
         h = self.norm1(x)
-        x = x + self.drop(self.self_attention(h, h, use_causal_mask=True, training=training),
-                          training=training)
+        x = x + self.drop(
+            self.self_attention(h, h, use_causal_mask=True, training=training), training=training
+        )
         h = self.norm2(x)
-        x = x + self.drop(self.cross_attention(h, memory, attention_mask=frame_mask[:, None, :],
-                                               training=training), training=training)
+        x = x + self.drop(
+            self.cross_attention(h, memory, attention_mask=frame_mask[:, None, :], training=training),
+            training=training,
+        )
         return x + self.drop(self.mlp(self.norm3(x), training=training), training=training)

@@ -23,16 +23,20 @@ class SmoothedCrossEntropy(keras.losses.Loss):
         y_true = tf.cast(y_true, tf.int32)
         onehot = tf.one_hot(y_true, self.vocab_size, dtype=tf.float32)
         loss = keras.losses.categorical_crossentropy(
-            onehot, tf.cast(y_pred, tf.float32), from_logits=True,
-            label_smoothing=self.label_smoothing)
+            onehot, tf.cast(y_pred, tf.float32), from_logits=True, label_smoothing=self.label_smoothing
+        )
         real = tf.cast(y_true != self.pad, tf.float32)
         # Per sequence: summed token losses, scaled so the batch mean is the mean over tokens.
         n_batch = tf.cast(tf.shape(y_true)[0], tf.float32)
         return tf.reduce_sum(loss * real, axis=1) * n_batch / tf.maximum(tf.reduce_sum(real), 1.0)
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "pad": self.pad,
-                "label_smoothing": self.label_smoothing}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "pad": self.pad,
+            "label_smoothing": self.label_smoothing,
+        }
 
 
 class TokenTopK(keras.metrics.Metric):
@@ -76,8 +80,9 @@ class EditScore:
 
 
 def edit_score(truth: list[str], predicted: list[str]) -> EditScore:
-    distances = np.array([Levenshtein.distance(t, p) for t, p in zip(truth, predicted, strict=True)],
-                         np.int64)
+    distances = np.array(
+        [Levenshtein.distance(t, p) for t, p in zip(truth, predicted, strict=True)], np.int64
+    )
     return EditScore(distances, sum(len(t) for t in truth))
 
 
@@ -90,8 +95,7 @@ def ctc_loss(logits, mask, tokens, pad: int, dense: bool = False):
     tokens = tf.cast(tokens, tf.int32)
     is_char = tokens < pad
     target_len = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
-    repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (tokens[:, 1:] == tokens[:, :-1]),
-                                    tf.int32), axis=1)
+    repeats = tf.reduce_sum(tf.cast(is_char[:, 1:] & (tokens[:, 1:] == tokens[:, :-1]), tf.int32), axis=1)
     frames_len = tf.reduce_sum(tf.cast(tf.cast(mask, tf.bool), tf.int32), axis=1)
     # An infeasible alignment would give an infinite loss, and the kernel refuses empty
     # targets: such sequences get a one-character stand-in target and are left out of the mean.
@@ -101,14 +105,21 @@ def ctc_loss(logits, mask, tokens, pad: int, dense: bool = False):
     values = tf.where(ok[:, None], tokens, 0)
     logits = tf.cast(logits, tf.float32)
     if dense:  # the same labels, dense: the characters lead each row of `tokens`
-        loss = tf.nn.ctc_loss(tf.where(keep, values, 0), logits, tf.where(ok, target_len, 1),
-                              tf.maximum(frames_len, 1), logits_time_major=False,
-                              blank_index=-1)
+        loss = tf.nn.ctc_loss(
+            tf.where(keep, values, 0),
+            logits,
+            tf.where(ok, target_len, 1),
+            tf.maximum(frames_len, 1),
+            logits_time_major=False,
+            blank_index=-1,
+        )
     else:
-        labels = tf.SparseTensor(tf.where(keep), tf.boolean_mask(values, keep),
-                                 tf.shape(tokens, out_type=tf.int64))
-        loss = tf.nn.ctc_loss(labels, logits, None, tf.maximum(frames_len, 1),
-                              logits_time_major=False, blank_index=-1)
+        labels = tf.SparseTensor(
+            tf.where(keep), tf.boolean_mask(values, keep), tf.shape(tokens, out_type=tf.int64)
+        )
+        loss = tf.nn.ctc_loss(
+            labels, logits, None, tf.maximum(frames_len, 1), logits_time_major=False, blank_index=-1
+        )
     weight = tf.cast(ok, tf.float32)
     per_char = loss / tf.cast(tf.maximum(target_len, 1), tf.float32)
     return tf.reduce_sum(per_char * weight) / tf.maximum(tf.reduce_sum(weight), 1.0)

@@ -33,20 +33,29 @@ class FingerspellingModel(keras.Model):
         self.cfg = cfg
         enc, dec = cfg.encoder, cfg.decoder
         self.embedding = FrameEmbedding(cfg, name="frame_embedding")
-        self.encoder_blocks = [EncoderBlock(enc, cfg.attention_dropout, cfg.mlp_dropout,
-                                            name=f"encoder_{i}") for i in range(enc.depth)]
+        self.encoder_blocks = [
+            EncoderBlock(enc, cfg.attention_dropout, cfg.mlp_dropout, name=f"encoder_{i}")
+            for i in range(enc.depth)
+        ]
         self.encoder_norm = layer_norm("encoder_norm")
         # Training aid only: a CTC head on the encoder teaches it to align frames with characters
         # early (as hybrid CTC/attention recognizers do); decoding always uses the decoder.
-        self.ctc_head = (layers.Dense(cfg.pad + 1, name="ctc_head")  # characters + blank (last)
-                         if cfg.ctc_weight else None)
+        self.ctc_head = (
+            layers.Dense(cfg.pad + 1, name="ctc_head")  # characters + blank (last)
+            if cfg.ctc_weight
+            else None
+        )
         self.bridge = layers.Dense(dec.width, name="bridge")  # encoder width -> decoder width
         self.token_embedding = layers.Embedding(cfg.vocab_size, dec.width, name="token_embedding")
         self.token_position = self.add_weight(
             shape=(cfg.max_length, dec.width),
-            initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_position")
-        self.decoder_blocks = [DecoderBlock(dec, cfg.attention_dropout, cfg.mlp_dropout,
-                                            name=f"decoder_{i}") for i in range(dec.depth)]
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="token_position",
+        )
+        self.decoder_blocks = [
+            DecoderBlock(dec, cfg.attention_dropout, cfg.mlp_dropout, name=f"decoder_{i}")
+            for i in range(dec.depth)
+        ]
         self.decoder_norm = layer_norm("decoder_norm")
         self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
@@ -63,7 +72,7 @@ class FingerspellingModel(keras.Model):
 
     def _embed_tokens(self, tokens, start=0):
         length = tf.shape(tokens)[1]
-        pos = self.token_position[start:start + length]
+        pos = self.token_position[start : start + length]
         return self.token_embedding(tokens) + tf.cast(pos, self.compute_dtype)
 
     def _logits(self, x, training=None):
@@ -83,8 +92,10 @@ class FingerspellingModel(keras.Model):
         encoded = self._encode(inputs["frames"], inputs["mask"], training)
         if self.ctc_head is not None and training:
             logits = self.ctc_head(encoded)
-            self.add_loss(self.cfg.ctc_weight * ctc_loss(logits, inputs["mask"], tokens,
-                                                         self.cfg.pad, dense=self.cfg.ctc_xla))
+            self.add_loss(
+                self.cfg.ctc_weight
+                * ctc_loss(logits, inputs["mask"], tokens, self.cfg.pad, dense=self.cfg.ctc_xla)
+            )
         return self.decode(self.bridge(encoded), inputs["mask"], tokens_in, training)
 
 
@@ -93,9 +104,13 @@ def build(cfg: ModelConfig) -> FingerspellingModel:
     model = FingerspellingModel(cfg, name="fingerspelling")
     with warnings.catch_warnings():  # Keras warns that the unused ctc_head is not built yet
         warnings.filterwarnings("ignore", message=r".*does not have a `build\(\)` method")
-        model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
-               "mask": tf.ones([1, cfg.max_frames], tf.bool),
-               "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
+        model(
+            {
+                "frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
+                "mask": tf.ones([1, cfg.max_frames], tf.bool),
+                "tokens": tf.zeros([1, cfg.max_length], tf.int32),
+            }
+        )
     if model.ctc_head is not None:  # used in training only, so the call above did not build it
         model.ctc_head.build((None, None, cfg.encoder.width))
     return model

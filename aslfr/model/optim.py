@@ -29,8 +29,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return tf.where(step < self.warmup_steps, warm, decayed)
 
     def get_config(self):
-        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps, "final_ratio": self.final_ratio}
+        return {
+            "peak": self.peak,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "final_ratio": self.final_ratio,
+        }
 
 
 def make_schedule(schedule_cfg: Mapping, lr: float, steps_per_epoch: int, epochs: int):
@@ -61,9 +65,14 @@ def make_optimizer(opt_cfg: Mapping, schedule_cfg: Mapping, steps_per_epoch: int
     lr = float(opt_cfg["lr"])
     schedule = make_schedule(schedule_cfg, lr, steps_per_epoch, epochs)
     return OPTIMIZERS[str(opt_cfg["name"])](
-        lr, opt_cfg, learning_rate=schedule, beta_1=float(opt_cfg["beta_1"]),
-        beta_2=float(opt_cfg["beta_2"]), epsilon=float(opt_cfg["epsilon"]),
-        clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg["clipnorm"] else None)
+        lr,
+        opt_cfg,
+        learning_rate=schedule,
+        beta_1=float(opt_cfg["beta_1"]),
+        beta_2=float(opt_cfg["beta_2"]),
+        epsilon=float(opt_cfg["epsilon"]),
+        clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg["clipnorm"] else None,
+    )
 
 
 def current_lr(optimizer) -> float:

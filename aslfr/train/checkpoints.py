@@ -63,8 +63,9 @@ class Checkpoints:
         with np.load(src / "optimizer.npz") as z:
             values = [z[f"arr_{i}"] for i in range(len(z.files))]
         if len(values) != len(optimizer.variables):
-            raise ValueError(f"{src}: optimizer state does not match this model/optimizer "
-                             "(was the config changed?)")
+            raise ValueError(
+                f"{src}: optimizer state does not match this model/optimizer (was the config changed?)"
+            )
         for var, value in zip(optimizer.variables, values):
             var.assign(value)
         return state

@@ -39,12 +39,24 @@ def run(cfg: DictConfig) -> dict:
 
         def after(model):
             return budget.export_and_measure(
-                model, pre, run_dir, cfg.budget, str(cfg.export.quantize), bool(cfg.export.zip),
-                data_root=Path(split.prepared.meta["root"]), val_ids=val_ids)
+                model,
+                pre,
+                run_dir,
+                cfg.budget,
+                str(cfg.export.quantize),
+                bool(cfg.export.zip),
+                data_root=Path(split.prepared.meta["root"]),
+                val_ids=val_ids,
+            )
 
     summary = loop.train(cfg, split, run_dir, known=known, after=after)
-    shown = (names.VAL_SCORE, names.BEST_VAL_SCORE, names.INFER_VAL_SCORE,
-             names.INFER_LATENCY_MS, names.BUDGET_OK)
+    shown = (
+        names.VAL_SCORE,
+        names.BEST_VAL_SCORE,
+        names.INFER_VAL_SCORE,
+        names.INFER_LATENCY_MS,
+        names.BUDGET_OK,
+    )
     log.info("done: %s", {k: summary[k] for k in shown if k in summary})
     return summary
 
@@ -52,13 +64,23 @@ def run(cfg: DictConfig) -> dict:
 def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> dict:
     """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
     so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
-    summary = {**probe.metrics(), names.VAL_SCORE: float(cfg.budget.worst_score),
-               names.BUDGET_REASON: probe.why(), names.EPOCHS: 0}
+    summary = {
+        **probe.metrics(),
+        names.VAL_SCORE: float(cfg.budget.worst_score),
+        names.BUDGET_REASON: probe.why(),
+        names.EPOCHS: 0,
+    }
     tracker = Tracker(cfg, run_dir, new_run_id())
     tracker.record(summary, 0)
     tracker.finish(0)
-    write_json(run_dir / "summary.json", {**summary, names.WANDB_ID: tracker.run.id,
-                                          names.WANDB_MODE: tracker.mode}, sort_keys=True)
-    log.warning("stopping: the model is over the inference budget, so it is not trained (%s). "
-                "What helps: %s.", probe.why(), probe.advice())
+    write_json(
+        run_dir / "summary.json",
+        {**summary, names.WANDB_ID: tracker.run.id, names.WANDB_MODE: tracker.mode},
+        sort_keys=True,
+    )
+    log.warning(
+        "stopping: the model is over the inference budget, so it is not trained (%s). What helps: %s.",
+        probe.why(),
+        probe.advice(),
+    )
     return summary

@@ -69,8 +69,11 @@ def differences(saved: Mapping, current: Mapping, may_change: list[str]) -> list
     def allowed(key: str) -> bool:
         return any(key == p or key.startswith(p + ".") for p in ["resume", *may_change])
 
-    return [(k, a.get(k, ABSENT), b.get(k, ABSENT)) for k in sorted(set(a) | set(b))
-            if not allowed(k) and a.get(k, ABSENT) != b.get(k, ABSENT)]
+    return [
+        (k, a.get(k, ABSENT), b.get(k, ABSENT))
+        for k in sorted(set(a) | set(b))
+        if not allowed(k) and a.get(k, ABSENT) != b.get(k, ABSENT)
+    ]
 
 
 def _owner() -> dict:
@@ -117,18 +120,20 @@ class RunDir:
         return True
 
     def _refusal(self, diff: list[tuple], may_change: list[str]) -> str:
-        lines = [f"{self.path} holds a run with another configuration, so it was not resumed "
-                 "(nothing in it was changed):"]
+        lines = [
+            f"{self.path} holds a run with another configuration, so it was not resumed "
+            "(nothing in it was changed):"
+        ]
         lines += [f"  {k}: {_show(old)} in the run, {_show(new)} now" for k, old, new in diff]
         overrides = self.path / ".hydra" / "overrides.yaml"
-        original = (" ".join(OmegaConf.to_container(OmegaConf.load(overrides)))
-                    if overrides.exists() else "")
-        lines += ["Either start a new run: leave out hydra.run.dir (each run gets its own "
-                  "directory) or give a new one;",
-                  f"or resume this run with its own overrides: python {_program()} "
-                  f"{original} hydra.run.dir={self.path}".replace("  ", " "),
-                  f"(keys that may change on resume: {', '.join(may_change)}; "
-                  "see resume.may_change)"]
+        original = " ".join(OmegaConf.to_container(OmegaConf.load(overrides))) if overrides.exists() else ""
+        lines += [
+            "Either start a new run: leave out hydra.run.dir (each run gets its own "
+            "directory) or give a new one;",
+            f"or resume this run with its own overrides: python {_program()} "
+            f"{original} hydra.run.dir={self.path}".replace("  ", " "),
+            f"(keys that may change on resume: {', '.join(may_change)}; see resume.may_change)",
+        ]
         return "\n".join(lines)
 
     def save_record(self, cfg: DictConfig) -> None:
@@ -143,8 +148,7 @@ class RunDir:
                 tmp.write_text(OmegaConf.to_yaml(node))
 
     def set_status(self, status: str, **extra) -> None:
-        doc = {"status": status, **_owner(), "time": datetime.now().isoformat(timespec="seconds"),
-               **extra}
+        doc = {"status": status, **_owner(), "time": datetime.now().isoformat(timespec="seconds"), **extra}
         write_json(self.path / STATUS, doc)
 
     @contextmanager
@@ -161,7 +165,8 @@ class RunDir:
             raise ResumeRefused(
                 f"{self.path} is in use by another process ({owner.get('host')}, pid "
                 f"{owner.get('pid')}, since {owner.get('time')}): wait for it to end, or start a "
-                "new run (leave out hydra.run.dir)") from None
+                "new run (leave out hydra.run.dir)"
+            ) from None
         try:
             resumed = self.check_resume(cfg)
             self.save_record(cfg)

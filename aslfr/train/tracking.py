@@ -57,22 +57,25 @@ def resolve_mode(mode: str) -> str:
         return os.environ["WANDB_MODE"]
     if logged_in():
         return "online"
-    print("wandb: not logged in, logging offline to the run directory "
-          "(`wandb login` to go online; `wandb sync <run dir>/wandb/offline-run-*` uploads later)",
-          flush=True)
+    print(
+        "wandb: not logged in, logging offline to the run directory "
+        "(`wandb login` to go online; `wandb sync <run dir>/wandb/offline-run-*` uploads later)",
+        flush=True,
+    )
     return "offline"
 
 
 def describe(cfg: DictConfig) -> dict:
     """Run name, group and tags that tell runs apart and group them in the dashboard."""
     m = cfg.model
-    shape = (f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}")
+    shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
     fold = cfg.data.fold
     return {
         "name": cfg.wandb.name or f"{m.name}-{shape}-f{fold}",
         # WANDB_RUN_GROUP: set by the offline sweep runner, so a sweep's runs group together
-        "group": (cfg.wandb.group or os.environ.get("WANDB_RUN_GROUP")
-                  or f"{m.name}-{shape}-{cfg.data.source}"),
+        "group": (
+            cfg.wandb.group or os.environ.get("WANDB_RUN_GROUP") or f"{m.name}-{shape}-{cfg.data.source}"
+        ),
         "tags": [m.name, cfg.data.source, f"fold{fold}", shape, *cfg.wandb.tags],
     }
 
@@ -82,13 +85,29 @@ class Tracker:
         self.mode = resolve_mode(str(cfg.wandb.mode))
         labels = describe(cfg)  # name, group, tags
         self.run = wandb.init(
-            project=cfg.wandb.project, entity=cfg.wandb.entity, mode=self.mode,
-            dir=str(run_dir), id=run_id, resume="allow", job_type="train",
-            config=OmegaConf.to_container(cfg, resolve=True), settings=wandb.Settings(
-                console="off", x_disable_stats=True, silent=True,
-                x_transaction_log_flush_interval=FLUSH_SECONDS), **labels)
-        for key, goal in ((names.VAL_SCORE, "max"), (names.VAL_LEVENSHTEIN, "min"), (names.VAL_LOSS, "min"),
-                          (names.VAL_TOP1, "max"), (names.VAL_TOP5, "max")):
+            project=cfg.wandb.project,
+            entity=cfg.wandb.entity,
+            mode=self.mode,
+            dir=str(run_dir),
+            id=run_id,
+            resume="allow",
+            job_type="train",
+            config=OmegaConf.to_container(cfg, resolve=True),
+            settings=wandb.Settings(
+                console="off",
+                x_disable_stats=True,
+                silent=True,
+                x_transaction_log_flush_interval=FLUSH_SECONDS,
+            ),
+            **labels,
+        )
+        for key, goal in (
+            (names.VAL_SCORE, "max"),
+            (names.VAL_LEVENSHTEIN, "min"),
+            (names.VAL_LOSS, "min"),
+            (names.VAL_TOP1, "max"),
+            (names.VAL_TOP5, "max"),
+        ):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
 
@@ -111,19 +130,25 @@ class Tracker:
                 if size and any(s >= step for s in history_steps(path)):
                     return True
             if time.monotonic() > deadline:
-                log.warning("W&B has not written step %d to %s in %.0f s; going on without it",
-                            step, path, timeout)
+                log.warning(
+                    "W&B has not written step %d to %s in %.0f s; going on without it", step, path, timeout
+                )
                 return False
             time.sleep(FLUSH_SECONDS / 4)
 
     def log_examples(self, truth, predicted, distances, step: int) -> None:
-        table = wandb.Table(columns=["true", "predicted", "distance"],
-                            data=[[t, p, int(d)] for t, p, d in zip(truth, predicted, distances)])
+        table = wandb.Table(
+            columns=["true", "predicted", "distance"],
+            data=[[t, p, int(d)] for t, p, d in zip(truth, predicted, distances)],
+        )
         self.run.log({names.VAL_EXAMPLES: table}, step=int(step), commit=False)
 
     def log_histogram(self, distances: np.ndarray, step: int) -> None:
-        self.run.log({names.VAL_DISTANCE_HISTOGRAM: wandb.Histogram(np.asarray(distances))},
-                     step=int(step), commit=False)
+        self.run.log(
+            {names.VAL_DISTANCE_HISTOGRAM: wandb.Histogram(np.asarray(distances))},
+            step=int(step),
+            commit=False,
+        )
 
     def save_file(self, path: Path) -> None:
         """Upload a copy of `path` with the run (a copy: W&B would symlink it and warn that

@@ -44,7 +44,7 @@ def records(path: Path):
             continue
         if start + length > len(data):
             break
-        chunk = data[start:start + length]
+        chunk = data[start : start + length]
         pos = start + length
         if kind == FULL:
             pending = chunk

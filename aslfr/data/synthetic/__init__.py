@@ -72,9 +72,25 @@ from aslfr.data.synthetic.phrases import RARE_PUNCTUATION, make_phrase
 from aslfr.data.synthetic.picture import plot_alphabet
 
 __all__ = [
-    "ANGLE_NAMES", "CHARACTER_ANGLES", "CONFUSABLE_PAIRS", "FORMAT_VERSION", "HAND_BONES", "LIP_POINTS",
-    "MOVING_CHARACTERS", "N_ANGLES", "RARE_PUNCTUATION", "SyntheticSpec", "canonical_hand", "ensure",
-    "face_points", "generate", "hand_pose", "main", "make_phrase", "plot_alphabet", "spec_digest",
+    "ANGLE_NAMES",
+    "CHARACTER_ANGLES",
+    "CONFUSABLE_PAIRS",
+    "FORMAT_VERSION",
+    "HAND_BONES",
+    "LIP_POINTS",
+    "MOVING_CHARACTERS",
+    "N_ANGLES",
+    "RARE_PUNCTUATION",
+    "SyntheticSpec",
+    "canonical_hand",
+    "ensure",
+    "face_points",
+    "generate",
+    "hand_pose",
+    "main",
+    "make_phrase",
+    "plot_alphabet",
+    "spec_digest",
     "written_points",
 ]
 

@@ -33,8 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     spec = SyntheticSpec(
-        n_sequences=args.n_sequences, n_signers=args.n_signers, seed=args.seed,
-        sequences_per_file=args.sequences_per_file, face=args.face, n_supplemental=args.n_supplemental,
+        n_sequences=args.n_sequences,
+        n_signers=args.n_signers,
+        seed=args.seed,
+        sequences_per_file=args.sequences_per_file,
+        face=args.face,
+        n_supplemental=args.n_supplemental,
     )
     if args.exact:
         root = generate(spec, args.out_dir, progress=not args.quiet)

@@ -66,8 +66,12 @@ def face_points(face: str) -> list[int]:
 
 def written_points(face: str) -> dict[str, list[int]]:
     """Landmarks per part in the written files (`layout.landmark_columns` of this are the columns)."""
-    return {"face": face_points(face), "left_hand": list(range(21)), "pose": list(range(33)),
-            "right_hand": list(range(21))}
+    return {
+        "face": face_points(face),
+        "left_hand": list(range(21)),
+        "pose": list(range(33)),
+        "right_hand": list(range(21)),
+    }
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ class _FileJob:
     sequence_ids: tuple[int, ...]
     signer_numbers: tuple[int, ...]
     phrases: tuple[str, ...]
-    stream_numbers: tuple[int, ...]   # sequence k draws from the stream (seed, 2, stream_numbers[k])
+    stream_numbers: tuple[int, ...]  # sequence k draws from the stream (seed, 2, stream_numbers[k])
     signers: tuple[_Signer, ...]
 
 
@@ -132,7 +136,8 @@ def _plan(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[_FileJo
     streams = [np.random.default_rng(_seed(spec.seed, 0, k)) for k in range(8)]
     participants = streams[0].choice(255, size=spec.n_signers, replace=False)
     left_handed = set(
-        streams[0].choice(spec.n_signers, size=round(0.2 * spec.n_signers), replace=False).tolist())
+        streams[0].choice(spec.n_signers, size=round(0.2 * spec.n_signers), replace=False).tolist()
+    )
     signers = tuple(
         _draw_signer(_seed(spec.seed, 1, k), int(participants[k]), k in left_handed)
         for k in range(spec.n_signers)
@@ -144,12 +149,22 @@ def _plan(spec: SyntheticSpec) -> tuple[pd.DataFrame, pd.DataFrame, list[_FileJo
     supplemental_ids = _unique_ints(streams[3], m, *_ID_RANGE, exclude=train_ids)
     # most training phrases are signed once, some a few times; the supplemental set (as the real one)
     # repeats a few hundred phrases many times
-    train = _Split(layout.TRAIN_DIR, file_ids[: n_files[0]], train_ids, first=0,
-                   phrases=_assign_phrases(streams[4], n, max(1, round(0.72 * n)), cover=True),
-                   signers=_assign_signers(streams[5], n, spec.n_signers))
-    supplemental = _Split(layout.SUPPLEMENTAL_DIR, file_ids[n_files[0]:], supplemental_ids, first=n,
-                          phrases=_assign_phrases(streams[6], m, min(m, max(10, m // 100), 500), cover=False),
-                          signers=_assign_signers(streams[7], m, spec.n_signers))
+    train = _Split(
+        layout.TRAIN_DIR,
+        file_ids[: n_files[0]],
+        train_ids,
+        first=0,
+        phrases=_assign_phrases(streams[4], n, max(1, round(0.72 * n)), cover=True),
+        signers=_assign_signers(streams[5], n, spec.n_signers),
+    )
+    supplemental = _Split(
+        layout.SUPPLEMENTAL_DIR,
+        file_ids[n_files[0] :],
+        supplemental_ids,
+        first=n,
+        phrases=_assign_phrases(streams[6], m, min(m, max(10, m // 100), 500), cover=False),
+        signers=_assign_signers(streams[7], m, spec.n_signers),
+    )
     tables, jobs = [], []
     for split in (train, supplemental):
         table, split_jobs = _split_files(spec, split, signers)
@@ -165,29 +180,42 @@ class _Split:
     folder: str
     file_ids: np.ndarray
     sequence_ids: np.ndarray
-    first: int              # number of the first sequence's random stream
+    first: int  # number of the first sequence's random stream
     phrases: list[str]
-    signers: np.ndarray     # signer number per sequence
+    signers: np.ndarray  # signer number per sequence
 
 
-def _split_files(spec: SyntheticSpec, split: _Split, signers: tuple[_Signer, ...]
-                 ) -> tuple[pd.DataFrame, list[_FileJob]]:
+def _split_files(
+    spec: SyntheticSpec, split: _Split, signers: tuple[_Signer, ...]
+) -> tuple[pd.DataFrame, list[_FileJob]]:
     """The CSV rows of a split and its files, `spec.sequences_per_file` consecutive sequences each."""
     rows, jobs = [], []
     per_file = spec.sequences_per_file
     for f, file_id in enumerate(split.file_ids):
         part = range(f * per_file, min(len(split.sequence_ids), (f + 1) * per_file))
         path = f"{split.folder}/{int(file_id)}.parquet"
-        jobs.append(_FileJob(
-            path=Path(path), face=spec.face, seed=spec.seed,
-            sequence_ids=tuple(int(split.sequence_ids[k]) for k in part),
-            signer_numbers=tuple(int(split.signers[k]) for k in part),
-            phrases=tuple(split.phrases[k] for k in part),
-            stream_numbers=tuple(split.first + k for k in part),
-            signers=signers,
-        ))
-        rows += [(path, int(file_id), int(split.sequence_ids[k]), signers[split.signers[k]].participant_id,
-                  split.phrases[k]) for k in part]
+        jobs.append(
+            _FileJob(
+                path=Path(path),
+                face=spec.face,
+                seed=spec.seed,
+                sequence_ids=tuple(int(split.sequence_ids[k]) for k in part),
+                signer_numbers=tuple(int(split.signers[k]) for k in part),
+                phrases=tuple(split.phrases[k] for k in part),
+                stream_numbers=tuple(split.first + k for k in part),
+                signers=signers,
+            )
+        )
+        rows += [
+            (
+                path,
+                int(file_id),
+                int(split.sequence_ids[k]),
+                signers[split.signers[k]].participant_id,
+                split.phrases[k],
+            )
+            for k in part
+        ]
     return pd.DataFrame(rows, columns=list(layout.CSV_COLUMNS)), jobs
 
 
@@ -262,8 +290,9 @@ def _write_files(jobs: list[_FileJob], temp: Path, progress: bool) -> None:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = min(len(jobs), cpus)
     # disable=None: a bar only on a terminal (a log file would get every redraw)
-    with tqdm(total=len(jobs), desc="synthetic files", unit="file",
-              disable=None if progress else True) as bar:
+    with tqdm(
+        total=len(jobs), desc="synthetic files", unit="file", disable=None if progress else True
+    ) as bar:
         if workers <= 1:
             for job in jobs:
                 _write_file(job, temp)

@@ -14,8 +14,46 @@ import numpy as np
 from aslfr.data import layout
 
 LIP_POINTS = (
-    61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 146, 91, 181, 84, 17, 314, 405, 321, 375,
-    78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308,
+    61,
+    185,
+    40,
+    39,
+    37,
+    0,
+    267,
+    269,
+    270,
+    409,
+    291,
+    146,
+    91,
+    181,
+    84,
+    17,
+    314,
+    405,
+    321,
+    375,
+    78,
+    191,
+    80,
+    81,
+    82,
+    13,
+    312,
+    311,
+    310,
+    415,
+    95,
+    88,
+    178,
+    87,
+    14,
+    317,
+    402,
+    318,
+    324,
+    308,
 )
 
 
@@ -24,10 +62,10 @@ class _FaceTemplate:
     """Face-mesh points in face-local units (face width = 1; x right, y down, z towards the camera
     negative), sorted by landmark number."""
 
-    indices: np.ndarray     # (P,) MediaPipe face-mesh landmark numbers, ascending
-    base: np.ndarray        # (P, 3) neutral position
-    opening: np.ndarray     # (P, 3) displacement per unit of mouth opening
-    mirror: np.ndarray      # (P,) position of each point's left/right partner
+    indices: np.ndarray  # (P,) MediaPipe face-mesh landmark numbers, ascending
+    base: np.ndarray  # (P, 3) neutral position
+    opening: np.ndarray  # (P, 3) displacement per unit of mouth opening
+    mirror: np.ndarray  # (P,) position of each point's left/right partner
 
 
 _MOUTH_Y = 0.33
@@ -48,17 +86,23 @@ def _lip_points() -> dict[int, tuple[tuple[float, float, float], tuple[float, fl
     w = _MOUTH_HALF_WIDTH
     points = {}
     for i, k in enumerate(outer_upper):
-        y = -0.055 * arch[i] ** 0.7 + 0.012 * math.exp(-(u[i] / 0.2) ** 2)  # cupid's bow
+        y = -0.055 * arch[i] ** 0.7 + 0.012 * math.exp(-((u[i] / 0.2) ** 2))  # cupid's bow
         points[k] = ((w * u[i], _MOUTH_Y + y, -0.06 * arch[i]), (-0.03 * u[i], -0.01 * arch[i], 0))
     for i, k in enumerate(outer_lower, start=1):
-        points[k] = ((w * u[i], _MOUTH_Y + 0.07 * arch[i] ** 0.7, -0.05 * arch[i]),
-                     (-0.03 * u[i], 0.13 * arch[i] ** 0.5, 0.01))
+        points[k] = (
+            (w * u[i], _MOUTH_Y + 0.07 * arch[i] ** 0.7, -0.05 * arch[i]),
+            (-0.03 * u[i], 0.13 * arch[i] ** 0.5, 0.01),
+        )
     for i, k in enumerate(inner_upper):
-        points[k] = ((0.85 * w * u[i], _MOUTH_Y - 0.012 * arch[i], -0.04 * arch[i]),
-                     (-0.025 * u[i], -0.012 * arch[i], 0))
+        points[k] = (
+            (0.85 * w * u[i], _MOUTH_Y - 0.012 * arch[i], -0.04 * arch[i]),
+            (-0.025 * u[i], -0.012 * arch[i], 0),
+        )
     for i, k in enumerate(inner_lower, start=1):
-        points[k] = ((0.85 * w * u[i], _MOUTH_Y + 0.012 * arch[i], -0.04 * arch[i]),
-                     (-0.025 * u[i], 0.11 * arch[i] ** 0.5, 0.01))
+        points[k] = (
+            (0.85 * w * u[i], _MOUTH_Y + 0.012 * arch[i], -0.04 * arch[i]),
+            (-0.025 * u[i], 0.11 * arch[i] ** 0.5, 0.01),
+        )
     return points
 
 

@@ -24,8 +24,27 @@ def _frozen(values, dtype=np.float64) -> np.ndarray:
 
 
 HAND_BONES = (
-    (0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (5, 9), (9, 10), (10, 11),
-    (11, 12), (9, 13), (13, 14), (14, 15), (15, 16), (13, 17), (17, 18), (18, 19), (19, 20), (0, 17),
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 4),
+    (0, 5),
+    (5, 6),
+    (6, 7),
+    (7, 8),
+    (5, 9),
+    (9, 10),
+    (10, 11),
+    (11, 12),
+    (9, 13),
+    (13, 14),
+    (14, 15),
+    (15, 16),
+    (13, 17),
+    (17, 18),
+    (18, 19),
+    (19, 20),
+    (0, 17),
 )
 ANGLE_NAMES = tuple(
     f"{finger}_{joint}"
@@ -44,36 +63,36 @@ _THUMB_BEND = _frozen(np.array([-0.75, 0.15, -0.65]) / np.linalg.norm([-0.75, 0.
 # Finger states (MCP, PIP, DIP flexion, degrees).
 _STRAIGHT = (0, 0, 0)
 _FIST = (90, 100, 60)
-_CURVE = (30, 45, 30)       # c
-_ROUND = (50, 65, 40)       # o: fingertips meet the thumb
-_ROUND0 = (57, 72, 45)      # 0: a slightly tighter o
-_HOOK = (15, 95, 70)        # x
-_KNUCKLE = (85, 5, 5)       # bent at the knuckle only
-_CLAW_E = (55, 105, 80)     # e
+_CURVE = (30, 45, 30)  # c
+_ROUND = (50, 65, 40)  # o: fingertips meet the thumb
+_ROUND0 = (57, 72, 45)  # 0: a slightly tighter o
+_HOOK = (15, 95, 70)  # x
+_KNUCKLE = (85, 5, 5)  # bent at the knuckle only
+_CLAW_E = (55, 105, 80)  # e
 _RELAXED = (15, 20, 10)
 _HALF = (40, 40, 25)
-_LOOSE = (75, 85, 50)       # d: loosely curled onto the thumb
-_DRAPED = (65, 95, 50)      # m, n: draped over the thumb
+_LOOSE = (75, 85, 50)  # d: loosely curled onto the thumb
+_DRAPED = (65, 95, 50)  # m, n: draped over the thumb
 
 # Thumb states (phi: direction in the palm plane from the thumb side towards the fingers; psi: out of
 # the palm towards the camera; MCP and IP flexion; degrees).
-_T_SIDE = (75, 10, 0, 5)        # a: alongside the index
-_T_FRONT = (70, 55, 35, 40)     # s: across the front of the fist
-_T_TUCK = (80, 45, 60, 55)      # e: under the curled fingertips
-_T_M = (100, 40, 45, 20)        # m: under three fingers
-_T_N = (92, 40, 42, 22)         # n: under two fingers
-_T_T = (86, 35, 30, 15)         # t: between index and middle
-_T_OUT = (5, 10, 0, 0)          # l, y: out to the side
-_T_FOLD = (95, 35, 60, 45)      # b, 4: folded across the palm
-_T_CURVE = (30, 45, 15, 15)     # c
-_T_ROUND = (55, 60, 25, 25)     # o: touching the fingertips
-_T_PINCH = (60, 50, 20, 30)     # f, 9: touching the index tip
+_T_SIDE = (75, 10, 0, 5)  # a: alongside the index
+_T_FRONT = (70, 55, 35, 40)  # s: across the front of the fist
+_T_TUCK = (80, 45, 60, 55)  # e: under the curled fingertips
+_T_M = (100, 40, 45, 20)  # m: under three fingers
+_T_N = (92, 40, 42, 22)  # n: under two fingers
+_T_T = (86, 35, 30, 15)  # t: between index and middle
+_T_OUT = (5, 10, 0, 0)  # l, y: out to the side
+_T_FOLD = (95, 35, 60, 45)  # b, 4: folded across the palm
+_T_CURVE = (30, 45, 15, 15)  # c
+_T_ROUND = (55, 60, 25, 25)  # o: touching the fingertips
+_T_PINCH = (60, 50, 20, 30)  # f, 9: touching the index tip
 _T_RELAXED = (45, 25, 10, 10)
-_T_K = (80, 35, 10, 0)          # k, p: up against the middle finger
-_T_HOLD = (120, 45, 50, 30)     # w, 6: holding the little finger
+_T_K = (80, 35, 10, 0)  # k, p: up against the middle finger
+_T_HOLD = (120, 45, 50, 30)  # w, 6: holding the little finger
 _T_HOLD_RING = (82, 45, 40, 35)  # u, v: holding the ring finger
 
-_SPREAD = (3, 0, -3, -7)    # natural abduction of index, middle, ring, pinky
+_SPREAD = (3, 0, -3, -7)  # natural abduction of index, middle, ring, pinky
 _TOGETHER = (1, 0, -1, -3)
 _WIDE = (15, 3, -8, -18)
 
@@ -177,9 +196,15 @@ def _rotation(roll: np.ndarray, pitch: np.ndarray, yaw: np.ndarray) -> np.ndarra
     """
     cr, sr, cp, sp, cy, sy = (f(a) for a in (roll, pitch, yaw) for f in (np.cos, np.sin))
     rows = (
-        cr * cy, -cr * sy * sp - sr * cp, cr * sy * cp - sr * sp,
-        sr * cy, -sr * sy * sp + cr * cp, sr * sy * cp + cr * sp,
-        -sy, -cy * sp, cy * cp,
+        cr * cy,
+        -cr * sy * sp - sr * cp,
+        cr * sy * cp - sr * sp,
+        sr * cy,
+        -sr * sy * sp + cr * cp,
+        sr * sy * cp + cr * sp,
+        -sy,
+        -cy * sp,
+        cy * cp,
     )
     return np.stack(np.broadcast_arrays(*rows), -1).reshape(*np.shape(roll), 3, 3)
 

@@ -56,10 +56,12 @@ def plot_alphabet(path: Path, seed: int = 0) -> Path:
         ax.set_title({" ": "space"}.get(char, char), fontsize=11)
         ax.set_aspect("equal")
         ax.axis("off")
-    for ax in axes.ravel()[len(layout.CHARACTERS):]:
+    for ax in axes.ravel()[len(layout.CHARACTERS) :]:
         ax.axis("off")
-    fig.suptitle("Synthetic hand shapes: right hand facing the camera, thumb side right "
-                 "(grey: three signers' versions; red: the path of j and z)")
+    fig.suptitle(
+        "Synthetic hand shapes: right hand facing the camera, thumb side right "
+        "(grey: three signers' versions; red: the path of j and z)"
+    )
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.92, wspace=0.05, hspace=0.25)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

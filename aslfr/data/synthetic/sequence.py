@@ -50,9 +50,9 @@ def _smooth_noise(rng: np.random.Generator, n: int, dims: int, sigma: float, wid
 class _Track:
     """The signing hand over a sequence's frames."""
 
-    angles: np.ndarray      # (T, 23) degrees
-    offset: np.ndarray      # (T, 2) wrist offset from the signing spot, palm lengths (x right, y up)
-    signing: np.ndarray     # (T,) bool: inside a character (not idle)
+    angles: np.ndarray  # (T, 23) degrees
+    offset: np.ndarray  # (T, 2) wrist offset from the signing spot, palm lengths (x right, y up)
+    signing: np.ndarray  # (T,) bool: inside a character (not idle)
 
 
 def _signing_track(signer: _Signer, phrase: str, rng: np.random.Generator) -> _Track:
@@ -201,7 +201,7 @@ def _hands(signer: _Signer, track: _Track, rng: np.random.Generator) -> _Hands:
     if shown:
         length = max(1, int(n * rng.uniform(0.1, 1.0)))
         first = int(rng.integers(0, n - length + 1))
-        left_seen[first:first + length] = True
+        left_seen[first : first + length] = True
         left_seen &= (left[:, 9, 1] < 1.0) & ~_dropouts(rng, n, signer.dropout)
     return _Hands(right=right, left=left, right_seen=right_seen, left_seen=left_seen)
 
@@ -210,15 +210,18 @@ def _hands(signer: _Signer, track: _Track, rng: np.random.Generator) -> _Hands:
 class _Head:
     """Head motion over the frames."""
 
-    turn: np.ndarray        # (T, 3, 3) rotation
-    shift: np.ndarray       # (T, 2) body units
-    width: float            # face width, body units
+    turn: np.ndarray  # (T, 3, 3) rotation
+    shift: np.ndarray  # (T, 2) body units
+    width: float  # face width, body units
 
 
 def _head(signer: _Signer, n: int, rng: np.random.Generator) -> _Head:
     angles = np.deg2rad(_smooth_noise(rng, n, 3, 1.0, width=15) + rng.normal(0, [2, 3, 4]))
-    return _Head(turn=_rotation(angles[:, 0], angles[:, 1], angles[:, 2]),
-                 shift=_smooth_noise(rng, n, 2, 0.003, width=15), width=0.155 * signer.scale)
+    return _Head(
+        turn=_rotation(angles[:, 0], angles[:, 1], angles[:, 2]),
+        shift=_smooth_noise(rng, n, 2, 0.003, width=15),
+        width=0.155 * signer.scale,
+    )
 
 
 def _on_head(signer: _Signer, head: _Head, local: np.ndarray) -> np.ndarray:
@@ -229,8 +232,9 @@ def _on_head(signer: _Signer, head: _Head, local: np.ndarray) -> np.ndarray:
     return out
 
 
-def _face(signer: _Signer, face: _FaceTemplate, head: _Head, track: _Track, rng: np.random.Generator
-          ) -> np.ndarray:
+def _face(
+    signer: _Signer, face: _FaceTemplate, head: _Head, track: _Track, rng: np.random.Generator
+) -> np.ndarray:
     """Face-mesh points (T, P, 3) in body units; the mouth opens and closes as if mouthing the letters."""
     n = track.signing.size
     period = signer.frames_per_char * rng.uniform(1.5, 3)
@@ -242,14 +246,58 @@ def _face(signer: _Signer, face: _FaceTemplate, head: _Head, track: _Track, rng:
 
 
 # Pose head points in face-local units (x right, y down) and pose depths (body units, at scale 1).
-_POSE_HEAD = _frozen([
-    [0.0, 0.04, 0], [0.09, -0.12, 0], [0.16, -0.12, 0], [0.23, -0.12, 0], [-0.09, -0.12, 0],
-    [-0.16, -0.12, 0], [-0.23, -0.12, 0], [0.46, -0.04, 0], [-0.46, -0.04, 0], [0.17, _MOUTH_Y, 0],
-    [-0.17, _MOUTH_Y, 0],
-])
-_POSE_DEPTH = _frozen([-0.95, -0.88, -0.88, -0.86, -0.88, -0.88, -0.86, -0.55, -0.55, -0.85, -0.85,
-                       -0.3, -0.38, -0.15, 0, -0.2, 0, -0.25, 0, -0.25, 0, -0.25, 0,
-                       0.005, -0.005, 0.15, 0.15, 0.45, 0.45, 0.5, 0.5, 0.3, 0.3])
+_POSE_HEAD = _frozen(
+    [
+        [0.0, 0.04, 0],
+        [0.09, -0.12, 0],
+        [0.16, -0.12, 0],
+        [0.23, -0.12, 0],
+        [-0.09, -0.12, 0],
+        [-0.16, -0.12, 0],
+        [-0.23, -0.12, 0],
+        [0.46, -0.04, 0],
+        [-0.46, -0.04, 0],
+        [0.17, _MOUTH_Y, 0],
+        [-0.17, _MOUTH_Y, 0],
+    ]
+)
+_POSE_DEPTH = _frozen(
+    [
+        -0.95,
+        -0.88,
+        -0.88,
+        -0.86,
+        -0.88,
+        -0.88,
+        -0.86,
+        -0.55,
+        -0.55,
+        -0.85,
+        -0.85,
+        -0.3,
+        -0.38,
+        -0.15,
+        0,
+        -0.2,
+        0,
+        -0.25,
+        0,
+        -0.25,
+        0,
+        -0.25,
+        0,
+        0.005,
+        -0.005,
+        0.15,
+        0.15,
+        0.45,
+        0.45,
+        0.5,
+        0.5,
+        0.3,
+        0.3,
+    ]
+)
 # Legs relative to the hip of their side, (X outwards, Y down) at scale 1: knee, ankle, heel, foot index.
 _LEGS = _frozen([[0.01, 0.48], [0.01, 0.93], [0.0, 0.97], [0.04, 0.99]])
 
@@ -273,7 +321,7 @@ def _pose(signer: _Signer, head: _Head, hands: _Hands, rng: np.random.Generator)
     pose[:, [17, 19, 21], :2] = (left[:, [17, 5, 2], :2] + left[:, [18, 6, 3], :2]) / 2
     for side, hip in ((1, 23), (-1, 24)):
         pose[:, hip, 0], pose[:, hip, 1] = side * 0.09 * s, shoulder_y + 0.55 * s
-        pose[:, hip + 2: hip + 10: 2, :2] = pose[:, hip, None, :2] + _LEGS * [side * s, s]
+        pose[:, hip + 2 : hip + 10 : 2, :2] = pose[:, hip, None, :2] + _LEGS * [side * s, s]
     pose[..., 2] = _POSE_DEPTH * s
     pose[:, 16, 2] = (-0.2 - 0.65 * raised) * s
     pose[:, 14, 2] = (-0.1 - 0.35 * raised) * s
@@ -302,7 +350,7 @@ def _sequence(signer: _Signer, phrase: str, rng: np.random.Generator, face: _Fac
     if rng.random() < 0.005:  # a broken clip: only a few frames of it survive
         keep = int(rng.integers(1, 13))
         first = int(rng.integers(0, max(1, n - keep)))
-        parts = {name: points[first:first + keep] for name, points in parts.items()}
+        parts = {name: points[first : first + keep] for name, points in parts.items()}
     return _assemble(signer, parts, face.mirror)
 
 
@@ -317,7 +365,7 @@ def _assemble(signer: _Signer, parts: dict[str, np.ndarray], face_mirror: np.nda
     out = np.empty((n, 3, sum(sizes)), dtype=np.float32)
     at = 0
     for name, size in zip(layout.PART_POINTS, sizes):
-        out[:, :, at: at + size] = parts[name].transpose(0, 2, 1)
+        out[:, :, at : at + size] = parts[name].transpose(0, 2, 1)
         at += size
     x = out[:, 0]
     x *= signer.aspect

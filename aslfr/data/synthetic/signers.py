@@ -20,21 +20,21 @@ class _Signer:
 
     participant_id: int
     left_handed: bool
-    aspect: float           # image height / width: image x = body_x + aspect * X
-    body_x: float           # image x of the body's centre line
+    aspect: float  # image height / width: image x = body_x + aspect * X
+    body_x: float  # image x of the body's centre line
     nose_y: float
-    scale: float            # body size (closeness to the camera)
-    palm: float             # wrist -> middle knuckle
+    scale: float  # body size (closeness to the camera)
+    palm: float  # wrist -> middle knuckle
     sign_at: tuple[float, float]  # (X, Y) of the signing wrist
-    rotation: np.ndarray    # (3,) degrees added to the wrist's roll, pitch, yaw
-    accent: np.ndarray      # (59, 23) degrees added to every character's joint angles
+    rotation: np.ndarray  # (3,) degrees added to the wrist's roll, pitch, yaw
+    accent: np.ndarray  # (59, 23) degrees added to every character's joint angles
     frames_per_char: float
-    transition: float       # fraction of a character's frames spent moving into it
-    noise: float            # landmark noise, palm lengths
-    dropout: float          # fraction of frames in which the hand is not detected
-    drift: float            # sideways drift over a phrase, palm lengths
-    idle: float             # mean idle frames (beyond 3) before and after signing
-    mouthing: float         # 0: lips still .. 1: mouths every letter
+    transition: float  # fraction of a character's frames spent moving into it
+    noise: float  # landmark noise, palm lengths
+    dropout: float  # fraction of frames in which the hand is not detected
+    drift: float  # sideways drift over a phrase, palm lengths
+    idle: float  # mean idle frames (beyond 3) before and after signing
+    mouthing: float  # 0: lips still .. 1: mouths every letter
 
 
 def _draw_signer(seed: np.random.SeedSequence, participant_id: int, left_handed: bool) -> _Signer:
