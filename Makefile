@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make train   # creates .venv, installs the pinned environment, runs train.py on the synthetic default
-#   make test    # same environment, runs the test suite
+#   make test    # same environment: lint, the import contracts, the test suite
 # Pass Hydra overrides with ARGS, e.g. make train ARGS="model=large data.fold=1".
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train prepare test bench lock clean
+.PHONY: train prepare test lint bench lock clean
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -19,10 +19,17 @@ train: $(VENV)/.installed
 	$(BIN)/python train.py $(ARGS)
 
 prepare: $(VENV)/.installed
-	$(BIN)/python -m aslfr.prepare $(ARGS)
+	$(BIN)/aslfr-prepare $(ARGS)
 
-test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q $(ARGS)
+# The whole suite (CI), on every core; `make test ARGS='-m "not slow"'` is the inner loop.
+test: lint
+	$(BIN)/python -m pytest -q -n auto $(ARGS)
+
+# ruff (lint, format) and the stages' import contracts (pyproject.toml)
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/prepare_throughput.py

@@ -9,10 +9,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from aslfr.config import register
 from aslfr.errors import exit_on_error
-from aslfr.rundir import RunDir, register_resolvers
+from aslfr.runtime import import_tensorflow
+from aslfr.train.rundir import RunDir
 
-register_resolvers()  # ${stamp:} in hydra.run.dir, resolved by Hydra before main() runs
+register()  # the config schema and ${stamp:}, which Hydra needs before main() runs
+
+
+# A W&B service inherited from the process that started this one (WANDB_SERVICE: a notebook, a
+# test runner, a tool that logged with wandb) is not this run's: a run killed while attached to it
+# leaves its stream there, and resuming it then fails with "run ID ... is in use" until that
+# service notices. Each train.py process (and the jobs of its multirun) starts its own.
+os.environ.pop("WANDB_SERVICE", None)
 
 
 # A W&B service inherited from the process that started this one (WANDB_SERVICE: a notebook, a
@@ -24,13 +33,18 @@ os.environ.pop("WANDB_SERVICE", None)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @exit_on_error
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float:
+    """One run; returns the sweep metric (val/score: best of the run, or an over-budget run's
+    worst score), for Hydra's sweeper plugins."""
     # Claimed before TensorFlow loads: a refused resume (another config, another live process)
     # answers in a second and leaves the directory as it was.
     with RunDir(Path(cfg.paths.output_dir)).claim(cfg):
-        from aslfr.run import run  # imported here so --help and config errors stay fast
+        import_tensorflow()
+        from aslfr.train.run import run  # TensorFlow and Keras: after the claim, not for --help
 
-        run(cfg)
+        summary = run(cfg)
+    best = summary.get("best/val/score")
+    return float(summary["val/score"] if best is None else best)
 
 
 if __name__ == "__main__":

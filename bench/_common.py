@@ -4,15 +4,15 @@ and the default data config."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from hydra import compose as hydra_compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from aslfr.config import register
+from aslfr.data import synthetic  # the environment's aslfr: `make` installs this repository's
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from aslfr import synthetic  # noqa: E402
 
 
 def data_dir() -> Path:
@@ -21,13 +21,19 @@ def data_dir() -> Path:
 
 def full_width_root(n_sequences: int, seed: int = 1) -> Path:
     """Kaggle-layout files with every column of the real ones (face: all 468 points)."""
-    spec = synthetic.SyntheticSpec(n_sequences=n_sequences, n_signers=min(30, n_sequences // 10),
-                                   seed=seed, sequences_per_file=1000, face="full")
+    spec = synthetic.SyntheticSpec(
+        n_sequences=n_sequences,
+        n_signers=min(30, n_sequences // 10),
+        seed=seed,
+        sequences_per_file=1000,
+        face="full",
+    )
     return synthetic.ensure(spec, data_dir() / "bench")
 
 
 def compose(overrides: list[str] = ()):
     """The project's Hydra config with these overrides, as `python train.py` would see it."""
+    register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return hydra_compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides])
 

@@ -24,21 +24,23 @@ import argparse
 import keras
 import tensorflow as tf
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.export import budget
+from aslfr.export import convert as export
+from aslfr.model.decoding import _matrix
+from aslfr.model.model import FingerspellingModel
 
-from aslfr import budget, export  # noqa: E402
-from aslfr.model import FingerspellingModel, _matrix  # noqa: E402
+from _common import compose
 
 
-def recompute_decode(model: FingerspellingModel, frames, mask, max_length: int,
-                     early_stop: bool = True, positions: int = 128):
+def recompute_decode(
+    model: FingerspellingModel, frames, mask, max_length: int, early_stop: bool = True, positions: int = 128
+):
     """Seed 001's decoding with this model's weights: for every new token, run the whole decoder
     (teacher-forced, causal) over `positions` padded positions and read position t."""
     cfg = model.cfg
     memory = model.encode(frames, mask, training=False)
     mask = tf.cast(mask, tf.bool)
-    pos = tf.concat([model.token_position, tf.zeros([positions - cfg.max_length,
-                                                     cfg.decoder.width])], axis=0)
+    pos = tf.concat([model.token_position, tf.zeros([positions - cfg.max_length, cfg.decoder.width])], axis=0)
     phrase = tf.concat([[[cfg.sos]], tf.fill([1, positions - 1], cfg.pad)], axis=1)
     out = tf.fill([max_length], cfg.pad)
 
@@ -58,8 +60,7 @@ def recompute_decode(model: FingerspellingModel, frames, mask, max_length: int,
     return out[None]
 
 
-def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int,
-                 early_stop: bool = True):
+def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int, early_stop: bool = True):
     """The encoder, then per step only the decoder's matmuls (the same matrices as
     greedy_decode, each applied to the previous one's output)."""
     memory = model.encode(frames, mask, training=False)
@@ -68,18 +69,25 @@ def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int,
         sa, ca = block.self_attention, block.cross_attention
         qkv = [_matrix(d) for d in (sa.query_dense, sa.key_dense, sa.value_dense)]
         mats += [tuple(tf.concat(parts, axis=-1) for parts in zip(*qkv))]  # one [W, 3HD]
-        mats += [_matrix(d) for d in (sa.output_dense, ca.query_dense, ca.output_dense,
-                                      block.mlp.layers[0], block.mlp.layers[2])]
+        mats += [
+            _matrix(d)
+            for d in (
+                sa.output_dense,
+                ca.query_dense,
+                ca.output_dense,
+                block.mlp.layers[0],
+                block.mlp.layers[2],
+            )
+        ]
     mats.append(_matrix(model.classifier))
 
     def body(t, x):
         h = x
         for kernel, bias in mats:
-            h = tf.matmul(h[:, :kernel.shape[0]], kernel) + bias
+            h = tf.matmul(h[:, : kernel.shape[0]], kernel) + bias
         return t + 1, x + tf.reduce_sum(h)
 
-    _, x = tf.while_loop(lambda t, x: t < max_length, body,
-                         (tf.constant(0), tf.reduce_mean(memory, axis=1)))
+    _, x = tf.while_loop(lambda t, x: t < max_length, body, (tf.constant(0), tf.reduce_mean(memory, axis=1)))
     return tf.fill([1, max_length], tf.cast(tf.reduce_sum(x) > 1e30, tf.int32))
 
 
@@ -112,11 +120,16 @@ def main() -> None:
     bench = cfg.budget.benchmark
     steps = int(bench.characters) + 1
     inputs = budget.benchmark_inputs(pre.spec, bench)
-    graphs = {name: export.convert_module(export.inference_module(model, pre, n, decode))
-              for name, n, decode in (("cached", steps, None), ("cached 1", 1, None),
-                                      ("seed 001", steps, recompute_decode),
-                                      ("matmuls", steps, matmul_floor),
-                                      ("encoder", steps, no_decode))}
+    graphs = {
+        name: export.convert_module(export.inference_module(model, pre, n, decode))
+        for name, n, decode in (
+            ("cached", steps, None),
+            ("cached 1", 1, None),
+            ("seed 001", steps, recompute_decode),
+            ("matmuls", steps, matmul_floor),
+            ("encoder", steps, no_decode),
+        )
+    }
     ms = {name: 0.0 for name in graphs}
     for _ in range(args.repeats):  # interleaved, best of N for each
         for name, content in graphs.items():
@@ -125,34 +138,44 @@ def main() -> None:
     enc = ms["encoder"]
     dec = {name: ms[name] - enc for name in ("cached", "seed 001", "matmuls")}
     per_step = (ms["cached"] - ms["cached 1"]) / (steps - 1)
-    print(f"model={args.model} ({model.count_params():,} parameters), max_frames {args.frames}; "
-          f"{len(inputs)} sequences of {bench.frames} frames ({bench.hand_frames} with the hand), "
-          f"{steps} tokens decoded; LiteRT, 1 thread, best of {args.repeats}")
+    print(
+        f"model={args.model} ({model.count_params():,} parameters), max_frames {args.frames}; "
+        f"{len(inputs)} sequences of {bench.frames} frames ({bench.hand_frames} with the hand), "
+        f"{steps} tokens decoded; LiteRT, 1 thread, best of {args.repeats}"
+    )
     print(f"{'':10} {'ms/sequence':>12} {'decoding ms':>12}")
     for name in graphs:
         extra = f" {dec[name]:>12.2f}" if name in dec else ""
         print(f"{name:10} {ms[name]:>12.2f}{extra}")
-    print(f"decoding: seed 001 / cached = {dec['seed 001'] / dec['cached']:.1f}x (target >= 5x); "
-          f"whole sequence {ms['seed 001'] / ms['cached']:.1f}x faster")
-    print(f"cached decoding = {dec['cached'] / enc:.0%} of the encoder pass (target <= 25%); "
-          f"the decoder's matmuls alone = {dec['matmuls'] / enc:.0%}")
-    print(f"  = set-up (the memory's keys/values) {dec['cached'] - steps * per_step:.2f} ms + "
-          f"{steps} steps of {per_step * 1000:.0f} us ({steps * per_step / enc:.0%} of the "
-          f"encoder pass; 'cached 1' decodes 1 token)")
+    print(
+        f"decoding: seed 001 / cached = {dec['seed 001'] / dec['cached']:.1f}x (target >= 5x); "
+        f"whole sequence {ms['seed 001'] / ms['cached']:.1f}x faster"
+    )
+    print(
+        f"cached decoding = {dec['cached'] / enc:.0%} of the encoder pass (target <= 25%); "
+        f"the decoder's matmuls alone = {dec['matmuls'] / enc:.0%}"
+    )
+    print(
+        f"  = set-up (the memory's keys/values) {dec['cached'] - steps * per_step:.2f} ms + "
+        f"{steps} steps of {per_step * 1000:.0f} us ({steps * per_step / enc:.0%} of the "
+        f"encoder pass; 'cached 1' decodes 1 token)"
+    )
 
     print("\ncached decoding as a share of the encoder pass, by export.quantize:")
     for q in ("fp16", "int8_dynamic"):
-        pair = {name: export.convert_module(
-            export.inference_module(model, pre, steps, decode), q)
-            for name, decode in (("cached", None), ("encoder", no_decode))}
+        pair = {
+            name: export.convert_module(export.inference_module(model, pre, steps, decode), q)
+            for name, decode in (("cached", None), ("encoder", no_decode))
+        }
         qms = {name: timed(content, inputs, args.repeats) for name, content in pair.items()}
-        print(f"{q:13} encoder {qms['encoder']:6.2f} ms, decoding "
-              f"{qms['cached'] - qms['encoder']:5.2f} ms = "
-              f"{(qms['cached'] - qms['encoder']) / qms['encoder']:.0%}")
+        print(
+            f"{q:13} encoder {qms['encoder']:6.2f} ms, decoding "
+            f"{qms['cached'] - qms['encoder']:5.2f} ms = "
+            f"{(qms['cached'] - qms['encoder']) / qms['encoder']:.0%}"
+        )
 
     quants = ("none", "fp16", "int8_dynamic")
-    print(f"\n{'model':8} {'params':>10}" + "".join(f" {q + ' ms':>17} {q + ' MB':>17}"
-                                                    for q in quants))
+    print(f"\n{'model':8} {'params':>10}" + "".join(f" {q + ' ms':>17} {q + ' MB':>17}" for q in quants))
     for name in args.sizes:
         _, m, p = setup(name, args.frames)
         row = ""

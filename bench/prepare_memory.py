@@ -21,7 +21,7 @@ import json, sys, tempfile
 from pathlib import Path
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from _common import data_config
-from aslfr import prepare as prep
+from aslfr.data import prepare as prep
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -41,7 +41,7 @@ print(json.dumps({{"before": before, "peak": peak, "sequences": len(prepared)}})
 def main() -> None:
     import pyarrow.parquet as pq
 
-    from aslfr.features import FeatureSpec
+    from aslfr.data.features import FeatureSpec
 
     root = full_width_root(1000, seed=2)
     cfg = data_config(["data=kaggle", f"data.root={root}"])
@@ -55,7 +55,10 @@ def main() -> None:
     res = json.loads(out.stdout.strip().splitlines()[-1])
     used = res["peak"] - res["before"]
     print(f"file: {path.name}, {rows:,} rows x {meta.num_columns} columns, {res['sequences']} sequences kept")
-    print(f"decoded size of the {len(spec.columns)} selected columns (+ index, frame): {decoded / 2**20:.1f} MiB")
+    print(
+        f"decoded size of the {len(spec.columns)} selected columns (+ index, frame): "
+        f"{decoded / 2**20:.1f} MiB"
+    )
     print(f"peak memory while preparing it: {used / 2**20:.1f} MiB")
     print(f"ratio: {used / decoded:.2f}x (target < 2x)")
 

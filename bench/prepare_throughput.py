@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _common import data_config, full_width_root
+from aslfr.data import prepare as prep
+from aslfr.data.features import FeatureSpec, extract
 
-from aslfr import prepare as prep
-from aslfr.features import FeatureSpec, extract
+from _common import data_config, full_width_root
 
 FULL_SET = 67_208
 
@@ -65,8 +65,10 @@ def main() -> None:
     print(f"baseline (pandas, whole file): {r_base:8.1f} sequences/s ({t_base:.1f} s)")
     print(f"aslfr.prepare ({args.workers} workers):    {r_ours:8.1f} sequences/s ({t_ours:.1f} s)")
     print(f"ratio: {r_ours / r_base:.1f}x (target >= 5x)")
-    print(f"projected full training set ({FULL_SET:,} sequences) on this machine: "
-          f"aslfr {FULL_SET / r_ours / 60:.1f} min, baseline {FULL_SET / r_base / 60:.1f} min")
+    print(
+        f"projected full training set ({FULL_SET:,} sequences) on this machine: "
+        f"aslfr {FULL_SET / r_ours / 60:.1f} min, baseline {FULL_SET / r_base / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

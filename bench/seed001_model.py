@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from aslfr.model import ModelConfig
+from aslfr.model.config import ModelConfig
 
 
 class SeedAttention(layers.Layer):
@@ -47,8 +47,13 @@ class SeedAttention(layers.Layer):
 
 
 def _mlp(width: int, ratio: float, dropout: float) -> keras.Sequential:
-    return keras.Sequential([layers.Dense(int(width * ratio), activation="gelu", use_bias=False),
-                             layers.Dropout(dropout), layers.Dense(width, use_bias=False)])
+    return keras.Sequential(
+        [
+            layers.Dense(int(width * ratio), activation="gelu", use_bias=False),
+            layers.Dropout(dropout),
+            layers.Dense(width, use_bias=False),
+        ]
+    )
 
 
 class SeedModel(keras.Model):
@@ -59,23 +64,40 @@ class SeedModel(keras.Model):
         ln = lambda: layers.LayerNormalization(epsilon=1e-6)  # noqa: E731
         # Embedding: landmark MLP, "empty" embedding for missing frames, position embedding.
         self.empty = self.add_weight(shape=(enc.width,), initializer="zeros", name="empty")
-        self.landmark = keras.Sequential([layers.Dense(enc.width, activation="gelu", use_bias=False),
-                                          layers.Dense(enc.width, use_bias=False)])
-        self.enc_position = self.add_weight(shape=(T, enc.width), initializer="zeros",
-                                            name="enc_position")
-        self.enc = [(ln(), SeedAttention(enc.width, enc.heads, cfg.attention_dropout), ln(),
-                     _mlp(enc.width, enc.mlp_ratio, cfg.mlp_dropout)) for _ in range(enc.depth)]
+        self.landmark = keras.Sequential(
+            [
+                layers.Dense(enc.width, activation="gelu", use_bias=False),
+                layers.Dense(enc.width, use_bias=False),
+            ]
+        )
+        self.enc_position = self.add_weight(shape=(T, enc.width), initializer="zeros", name="enc_position")
+        self.enc = [
+            (
+                ln(),
+                SeedAttention(enc.width, enc.heads, cfg.attention_dropout),
+                ln(),
+                _mlp(enc.width, enc.mlp_ratio, cfg.mlp_dropout),
+            )
+            for _ in range(enc.depth)
+        ]
         self.dense_out = layers.Dense(dec.width, use_bias=False)
         # Decoder over T positions.
-        self.dec_position = self.add_weight(shape=(T, dec.width), initializer="zeros",
-                                            name="dec_position")
+        self.dec_position = self.add_weight(shape=(T, dec.width), initializer="zeros", name="dec_position")
         self.char_emb = layers.Embedding(cfg.vocab_size, dec.width, embeddings_initializer="zeros")
         self.pos_emb_mha = SeedAttention(dec.width, dec.heads, cfg.attention_dropout)
         self.pos_emb_ln = ln()
-        self.dec = [(ln(), SeedAttention(dec.width, dec.heads, cfg.attention_dropout), ln(),
-                     _mlp(dec.width, dec.mlp_ratio, cfg.mlp_dropout)) for _ in range(dec.depth)]
-        self.classifier = keras.Sequential([layers.Dropout(cfg.classifier_dropout),
-                                            layers.Dense(cfg.vocab_size, use_bias=False)])
+        self.dec = [
+            (
+                ln(),
+                SeedAttention(dec.width, dec.heads, cfg.attention_dropout),
+                ln(),
+                _mlp(dec.width, dec.mlp_ratio, cfg.mlp_dropout),
+            )
+            for _ in range(dec.depth)
+        ]
+        self.classifier = keras.Sequential(
+            [layers.Dropout(cfg.classifier_dropout), layers.Dense(cfg.vocab_size, use_bias=False)]
+        )
 
     def encode(self, frames, training=None):
         x = tf.where(tf.math.is_nan(frames), tf.zeros_like(frames), frames)  # seed 001: missing = 0
@@ -92,8 +114,7 @@ class SeedModel(keras.Model):
     def decode(self, encoded, phrase, training=None):
         """phrase [B, max_length] (SOS first) -> logits [B, max_length, V], run over T positions."""
         T, L = self.cfg.max_frames, self.cfg.max_length
-        phrase = tf.pad(tf.cast(phrase, tf.int32), [[0, 0], [0, T - L]],
-                        constant_values=self.cfg.pad)
+        phrase = tf.pad(tf.cast(phrase, tf.int32), [[0, 0], [0, T - L]], constant_values=self.cfg.pad)
         causal = tf.cast(tf.range(T)[:, None] >= tf.range(T)[None, :], encoded.dtype)
         causal = tf.tile(causal[None], [tf.shape(encoded)[0], 1, 1])
         x = self.char_emb(phrase)
@@ -113,7 +134,11 @@ class SeedModel(keras.Model):
 
 def build(cfg: ModelConfig) -> SeedModel:
     model = SeedModel(cfg, name="seed001")
-    model({"frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
-           "mask": tf.ones([1, cfg.max_frames]), "tokens": tf.zeros([1, cfg.max_length], tf.int32)})
+    model(
+        {
+            "frames": tf.zeros([1, cfg.max_frames, cfg.n_features]),
+            "mask": tf.ones([1, cfg.max_frames]),
+            "tokens": tf.zeros([1, cfg.max_length], tf.int32),
+        }
+    )
     return model
-

@@ -11,8 +11,9 @@ achieved FLOP/s as a fraction of a dense float32 matmul's, all measured side by 
 Same depths, widths, dropout, batch size, optimizer and loss (both through
 `trainer.compile_model`); the batches come from the project's own tf.data pipeline over
 sequences whose lengths follow the Kaggle data, and are held in memory so the timing is the
-model's. The default row separates the architecture's share from the grouping's. Rounds alternate so machine noise hits all rows alike. FLOPs are counted
-from the architecture (matmuls and attention; training = 3 x forward, the usual convention).
+model's. The default row separates the architecture's share from the grouping's. Rounds
+alternate so machine noise hits all rows alike. FLOPs are counted from the architecture
+(matmuls and attention; training = 3 x forward, the usual convention).
 
     python bench/train_throughput.py [--model large] [--batch 64] [--steps 8] [--rounds 2]
                                      [--jit] [--precision mixed_bfloat16]
@@ -26,16 +27,16 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.data import pipeline
+from aslfr.data.features import FeatureSpec, NormStats
+from aslfr.data.layout import CHARACTERS
+from aslfr.data.vocab import Vocab
+from aslfr.model import model as aslfr_model
+from aslfr.model.config import ModelConfig, model_config
+from aslfr.train.loop import compile_model
 
-import seed001_model  # noqa: E402
-
-from aslfr import model as aslfr_model, pipeline
-from aslfr.features import FeatureSpec, NormStats
-from aslfr.model import ModelConfig
-from aslfr.trainer import compile_model, model_config
-from aslfr.layout import CHARACTERS
-from aslfr.vocab import Vocab
+import seed001_model
+from _common import compose
 
 
 def forward_flops(cfg: ModelConfig, frames: int | None = None) -> int:
@@ -50,8 +51,12 @@ def forward_flops(cfg: ModelConfig, frames: int | None = None) -> int:
     def attention(nq, nk, width, s, self_kv=True):
         inner = s.heads * s.head_dim
         kv_tokens = nq if self_kv else nk
-        return (dense(nq, width, inner) + 2 * dense(kv_tokens, width, inner)  # Q, K, V
-                + 2 * 2 * nq * nk * inner + dense(nq, inner, width))  # scores, weights x V, out
+        return (
+            dense(nq, width, inner)
+            + 2 * dense(kv_tokens, width, inner)  # Q, K, V
+            + 2 * 2 * nq * nk * inner
+            + dense(nq, inner, width)
+        )  # scores, weights x V, out
 
     total = dense(T, F, enc.width) + dense(T, enc.width, enc.width)  # frame embedding
     for _ in range(enc.depth):
@@ -91,11 +96,20 @@ def batches(spec, mcfg, batch: int, length_step: int, n_batches: int) -> list[di
     """Training batches from the project's own tf.data pipeline, held in memory so the timing
     is the model's."""
     frames, offsets, tokens = kaggle_like_set(spec, mcfg, 40 * batch)
-    ds = pipeline.make_dataset(frames, offsets, tokens, np.arange(len(tokens)), spec=spec,
-                               stats=NormStats.identity(spec.n_features),
-                               max_frames=mcfg.max_frames, batch_size=batch,
-                               training=True, augment=None, length_step=length_step,
-                               bucket_by_length=bool(length_step))
+    ds = pipeline.make_dataset(
+        frames,
+        offsets,
+        tokens,
+        np.arange(len(tokens)),
+        spec=spec,
+        stats=NormStats.identity(spec.n_features),
+        max_frames=mcfg.max_frames,
+        batch_size=batch,
+        training=True,
+        augment=None,
+        length_step=length_step,
+        bucket_by_length=bool(length_step),
+    )
     return list(ds.take(n_batches))
 
 
@@ -132,9 +146,15 @@ def main() -> None:
     ap.add_argument("--precision", default="float32")
     args = ap.parse_args()
 
-    cfg = compose([f"model={args.model}", f"trainer.batch_size={args.batch}",
-                   f"data.max_frames={args.frames}",
-                   f"trainer.jit={str(args.jit).lower()}", f"trainer.precision={args.precision}"])
+    cfg = compose(
+        [
+            f"model={args.model}",
+            f"trainer.batch_size={args.batch}",
+            f"data.max_frames={args.frames}",
+            f"trainer.jit={str(args.jit).lower()}",
+            f"trainer.precision={args.precision}",
+        ]
+    )
     import keras
 
     keras.mixed_precision.set_global_policy(args.precision)
@@ -142,8 +162,10 @@ def main() -> None:
     mcfg = model_config(cfg, spec, Vocab(CHARACTERS))
     step = int(cfg.data.length_step)
     n_batches = args.steps * args.rounds
-    data = {"cut": batches(spec, mcfg, args.batch, step, n_batches),
-            "full": batches(spec, mcfg, args.batch, 0, n_batches)}
+    data = {
+        "cut": batches(spec, mcfg, args.batch, step, n_batches),
+        "full": batches(spec, mcfg, args.batch, 0, n_batches),
+    }
     keras.utils.set_random_seed(0)
     ours = compile_model(aslfr_model.build(mcfg), cfg, 100, 10)
     seed = compile_model(seed001_model.build(mcfg), cfg, 100, 10)
@@ -164,13 +186,17 @@ def main() -> None:
     peak = matmul_flops_per_s()
     names = list(runs)
     frames_seen = [b["frames"].shape[1] for b in data["cut"][:n_batches]]
-    flops = {names[0]: 3 * args.batch * sum(forward_flops(mcfg, t) for t in frames_seen),
-             names[1]: 3 * args.batch * n_batches * forward_flops(mcfg)}
+    flops = {
+        names[0]: 3 * args.batch * sum(forward_flops(mcfg, t) for t in frames_seen),
+        names[1]: 3 * args.batch * n_batches * forward_flops(mcfg),
+    }
 
-    print(f"model={args.model}: {ours.count_params():,} parameters (seed 001 style: "
-          f"{seed.count_params():,}); batch {args.batch}, max_frames {mcfg.max_frames}, "
-          f"{mcfg.max_length} decoder positions, precision {args.precision}, jit {args.jit}; "
-          f"Kaggle-like lengths: mean {np.mean(frames_seen):.0f} frames per cut batch")
+    print(
+        f"model={args.model}: {ours.count_params():,} parameters (seed 001 style: "
+        f"{seed.count_params():,}); batch {args.batch}, max_frames {mcfg.max_frames}, "
+        f"{mcfg.max_length} decoder positions, precision {args.precision}, jit {args.jit}; "
+        f"Kaggle-like lengths: mean {np.mean(frames_seen):.0f} frames per cut batch"
+    )
     print(f"{'':34} {'samples/s':>10} {'vs seed 001':>12} {'GFLOP/s':>8} {'of matmul':>10}")
     for name in names:
         extra = ""
@@ -178,10 +204,14 @@ def main() -> None:
             achieved = flops[name] / seconds[name]
             extra = f" {achieved / 1e9:>8.1f} {achieved / peak:>10.0%}"
         print(f"{name:34} {rate[name]:>10.1f} {rate[name] / rate[names[2]]:>11.2f}x{extra}")
-    print(f"dense float32 matmul (2048^3): {peak / 1e9:.1f} GFLOP/s; training FLOPs per sample "
-          f"at max_frames: {3 * forward_flops(mcfg) / 1e9:.2f} GFLOP")
-    print(f"targets: throughput >= 1.5x seed 001 -> {rate[names[0]] / rate[names[2]]:.2f}x; "
-          f"FLOP/s >= 30% of matmul -> {flops[names[0]] / seconds[names[0]] / peak:.0%}")
+    print(
+        f"dense float32 matmul (2048^3): {peak / 1e9:.1f} GFLOP/s; training FLOPs per sample "
+        f"at max_frames: {3 * forward_flops(mcfg) / 1e9:.2f} GFLOP"
+    )
+    print(
+        f"targets: throughput >= 1.5x seed 001 -> {rate[names[0]] / rate[names[2]]:.2f}x; "
+        f"FLOP/s >= 30% of matmul -> {flops[names[0]] / seconds[names[0]] / peak:.0%}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,15 +17,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from _common import compose  # first: puts the repository on sys.path
+from aslfr.data.features import FeatureSpec
+from aslfr.data.layout import CHARACTERS
+from aslfr.data.vocab import Vocab
+from aslfr.model import model as aslfr_model
+from aslfr.model.config import model_config
+from aslfr.train.loop import compile_model
 
-from train_throughput import batches, time_steps  # noqa: E402
-
-from aslfr import model as aslfr_model  # noqa: E402
-from aslfr.features import FeatureSpec  # noqa: E402
-from aslfr.layout import CHARACTERS  # noqa: E402
-from aslfr.trainer import compile_model, model_config  # noqa: E402
-from aslfr.vocab import Vocab  # noqa: E402
+from _common import compose
+from train_throughput import batches, time_steps
 
 
 def main() -> None:
@@ -42,12 +42,17 @@ def main() -> None:
     rows = {"default": ("false", False), "dense CTC": ("false", True), "XLA": ("true", True)}
     models, bs = {}, None
     for name, (jit, dense) in rows.items():
-        cfg = compose([f"model={args.model}", f"trainer.batch_size={args.batch}",
-                       f"data.max_frames={args.frames}", f"trainer.jit={jit}"])
+        cfg = compose(
+            [
+                f"model={args.model}",
+                f"trainer.batch_size={args.batch}",
+                f"data.max_frames={args.frames}",
+                f"trainer.jit={jit}",
+            ]
+        )
         spec = FeatureSpec.from_config(cfg.data.features)
         mcfg = dataclasses.replace(model_config(cfg, spec, Vocab(CHARACTERS)), ctc_xla=dense)
-        bs = bs or batches(spec, mcfg, args.batch, int(cfg.data.length_step),
-                           args.steps * args.rounds)
+        bs = bs or batches(spec, mcfg, args.batch, int(cfg.data.length_step), args.steps * args.rounds)
         keras.utils.set_random_seed(0)
         models[name] = compile_model(aslfr_model.build(mcfg), cfg, 100, 10)
     for model in models.values():  # trace every batch shape, compile, warm up
@@ -58,8 +63,10 @@ def main() -> None:
         for name, model in models.items():
             seconds[name] += time_steps(model, bs, args.steps, r * args.steps)
     n = args.rounds * args.steps * args.batch
-    print(f"model={args.model} (ctc_weight {mcfg.ctc_weight}), batch {args.batch}, "
-          f"max_frames {args.frames}, {args.rounds} x {args.steps} steps per row")
+    print(
+        f"model={args.model} (ctc_weight {mcfg.ctc_weight}), batch {args.batch}, "
+        f"max_frames {args.frames}, {args.rounds} x {args.steps} steps per row"
+    )
     print(f"{'':12} {'samples/s':>10} {'vs default':>11}")
     for name in models:
         print(f"{name:12} {n / seconds[name]:>10.1f} {seconds['default'] / seconds[name]:>10.2f}x")

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from aslfr import layout, synthetic
+from aslfr.config import register
+from aslfr.data import layout, synthetic
 
+register()  # the config schema and resolvers, as train.py registers them
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -25,14 +27,19 @@ CONF = ROOT / "conf"
 def compose_cfg(overrides: list[str], tmp_path: Path):
     """The config train.py/prepare would see, with data and outputs under tmp_path."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path / 'run'}",
-            *overrides], return_hydra_config=False)
+        cfg = compose(
+            "config",
+            overrides=[
+                f"paths.data_dir={tmp_path / 'data'}",
+                f"paths.output_dir={tmp_path / 'run'}",
+                *overrides,
+            ],
+            return_hydra_config=False,
+        )
     return cfg
 
 
-TINY = ["data.n_sequences=120", "data.n_signers=8", "data.synthetic.sequences_per_file=50",
-        "data.n_folds=4"]
+TINY = ["data.n_sequences=120", "data.n_signers=8", "data.synthetic.sequences_per_file=50", "data.n_folds=4"]
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +49,17 @@ def tiny_root(tmp_path_factory) -> Path:
     return synthetic.ensure(spec, tmp_path_factory.mktemp("synthetic"), progress=False)
 
 
-def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
-                    csv_name: str = layout.TRAIN_CSV, landmark_dir: str = layout.TRAIN_DIR) -> Path:
+def write_sequences(
+    root: Path,
+    sequences: list[dict],
+    file_id: int = 1000,
+    csv_name: str = layout.TRAIN_CSV,
+    landmark_dir: str = layout.TRAIN_DIR,
+) -> Path:
     """Hand-made Kaggle-layout files: each sequence dict has sequence_id, participant_id, phrase
     and `hands` ([T] bool: right hand visible) -- or `frames`, a full [T, 1629] array."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / layout.CHARACTER_MAP_JSON).write_text(
-        json.dumps({c: i for i, c in enumerate(layout.CHARACTERS)}))
+    (root / layout.CHARACTER_MAP_JSON).write_text(json.dumps({c: i for i, c in enumerate(layout.CHARACTERS)}))
     cols = layout.landmark_columns()
     rng = np.random.default_rng(file_id)
     parts, rows = [], []
@@ -66,9 +77,15 @@ def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
         df.insert(0, "frame", np.arange(len(df), dtype=np.int16))
         df.index = pd.Index(np.full(len(df), s["sequence_id"], np.int64), name="sequence_id")
         parts.append(df)
-        rows.append({"path": f"{landmark_dir}/{file_id}.parquet", "file_id": file_id,
-                     "sequence_id": s["sequence_id"], "participant_id": s["participant_id"],
-                     "phrase": s["phrase"]})
+        rows.append(
+            {
+                "path": f"{landmark_dir}/{file_id}.parquet",
+                "file_id": file_id,
+                "sequence_id": s["sequence_id"],
+                "participant_id": s["participant_id"],
+                "phrase": s["phrase"],
+            }
+        )
     (root / landmark_dir).mkdir(exist_ok=True)
     pd.concat(parts).to_parquet(root / landmark_dir / f"{file_id}.parquet")
     csv = root / csv_name
@@ -80,7 +97,7 @@ def write_sequences(root: Path, sequences: list[dict], file_id: int = 1000,
 
 
 # -- train.py in a subprocess, as users run it ----------------------------------------------
-DEBUG = ["experiment=debug", "wandb.mode=offline"]
+DEBUG = ["debug=default", "wandb.mode=offline"]
 
 
 def subprocess_env(**extra: str) -> dict:
@@ -94,8 +111,7 @@ def agent_command(command: list[str], params: dict, program: str = "train.py") -
     `${interpreter}` always `python`, `${env}` /usr/bin/env."""
     from wandb.sdk.launch.sweeps import utils as sweep_utils
 
-    macros = sweep_utils.create_sweep_command_args(
-        {"args": {k: {"value": v} for k, v in params.items()}})
+    macros = sweep_utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
     macros.update(interpreter=["python"], program=[program], env=["/usr/bin/env"])
     out: list[str] = []
     for part in sweep_utils.create_sweep_command(command):
@@ -112,21 +128,35 @@ def agent_env(tmp_path: Path, params: dict, run_id: str, sweep_id: str = "sweep0
     from wandb.sdk.lib import config_util
 
     param_path = tmp_path / "wandb" / f"sweep-{sweep_id}" / f"config-{run_id}.yaml"
-    config_util.save_config_file_from_dict(str(param_path),
-                                           {k: {"value": v} for k, v in params.items()})
-    return subprocess_env(WANDB_SWEEP_ID=sweep_id, WANDB_RUN_ID=run_id,
-                          WANDB_SWEEP_PARAM_PATH=str(param_path),
-                          PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    config_util.save_config_file_from_dict(str(param_path), {k: {"value": v} for k, v in params.items()})
+    return subprocess_env(
+        WANDB_SWEEP_ID=sweep_id,
+        WANDB_RUN_ID=run_id,
+        WANDB_SWEEP_PARAM_PATH=str(param_path),
+        PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin",
+    )
 
 
-def train(tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=True,
-          timeout=600) -> subprocess.CompletedProcess:
+def train(
+    tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=True, timeout=600
+) -> subprocess.CompletedProcess:
     run_dir = run_dir or tmp_path / "run"
     env = subprocess_env()
     proc = subprocess.run(
-        [sys.executable, "train.py", *DEBUG, f"paths.data_dir={tmp_path / 'data'}",
-         f"hydra.run.dir={run_dir}", *overrides],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+        [
+            sys.executable,
+            "train.py",
+            *DEBUG,
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={run_dir}",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -136,6 +166,12 @@ def train(tmp_path: Path, *overrides: str, run_dir: Path | None = None, check=Tr
 def debug_run(tmp_path_factory) -> Path:
     """The smoke run: the debug preset with the budget probe and the export switched back on."""
     tmp = tmp_path_factory.mktemp("train")
-    train(tmp, "trainer.epochs=3", "trainer.eval_every=2", "wandb.tags=[smoke]",
-          "budget.probe=true", "export.enabled=true")
+    train(
+        tmp,
+        "trainer.epochs=3",
+        "trainer.eval_every=2",
+        "wandb.tags=[smoke]",
+        "budget.probe=true",
+        "export.enabled=true",
+    )
     return tmp / "run"

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aslfr import layout, prepare
+from aslfr.data import layout, prepare
 from aslfr.errors import DataError
 
 from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
@@ -21,15 +21,35 @@ from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 def run_prepare(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = subprocess_env()
     return subprocess.run(
-        [sys.executable, "-m", "aslfr.prepare", "data=kaggle", f"data.root={root}",
-         f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}",
-         "data.n_folds=2", *extra],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "aslfr.data.prepare",
+            "data=kaggle",
+            f"data.root={root}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "data.n_folds=2",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def good(n: int = 4, first_id: int = 10) -> list[dict]:
-    return [{"sequence_id": first_id + i, "participant_id": i % 2, "phrase": "abc",
-             "hands": [False, True, True, True, False]} for i in range(n)]
+    return [
+        {
+            "sequence_id": first_id + i,
+            "participant_id": i % 2,
+            "phrase": "abc",
+            "hands": [False, True, True, True, False],
+        }
+        for i in range(n)
+    ]
 
 
 def assert_clean_failure(proc, *needles: str) -> None:
@@ -39,6 +59,7 @@ def assert_clean_failure(proc, *needles: str) -> None:
         assert needle in proc.stderr, (needle, proc.stderr)
 
 
+@pytest.mark.slow
 def test_csv_missing_required_column(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     df = pd.read_csv(root / layout.TRAIN_CSV)
@@ -47,6 +68,7 @@ def test_csv_missing_required_column(tmp_path):
     assert_clean_failure(proc, "train.csv", "participant_id")
 
 
+@pytest.mark.slow
 def test_row_pointing_at_missing_parquet(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     df = pd.read_csv(root / layout.TRAIN_CSV)
@@ -57,6 +79,7 @@ def test_row_pointing_at_missing_parquet(tmp_path):
     assert_clean_failure(proc, "train.csv line 4", "sequence_id 12", "424242.parquet")
 
 
+@pytest.mark.slow
 def test_truncated_parquet(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     path = root / "train_landmarks" / "1000.parquet"
@@ -65,6 +88,7 @@ def test_truncated_parquet(tmp_path):
     assert_clean_failure(proc, "1000.parquet", "truncated or corrupt")
 
 
+@pytest.mark.slow
 def test_parquet_lacking_a_landmark_column(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     path = root / "train_landmarks" / "1000.parquet"
@@ -97,8 +121,7 @@ def test_bad_sequences_are_skipped_and_counted(bad_root, tmp_path):
     cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2"], tmp_path)
     split = prepare.setup_from_config(cfg, progress=False)
     skipped = split.prepared.meta["skipped"]
-    assert skipped == {"unknown_characters": 1, "phrase_too_long": 1, "no_hands": 1,
-                       "missing_in_parquet": 1}
+    assert skipped == {"unknown_characters": 1, "phrase_too_long": 1, "no_hands": 1, "missing_in_parquet": 1}
     assert sorted(split.prepared.sequence_id) == [13, 14, 15]
     text = prepare.summary(split, cfg.data)
     for reason in skipped:
@@ -106,6 +129,7 @@ def test_bad_sequences_are_skipped_and_counted(bad_root, tmp_path):
     assert "skipped 1: hands never visible" in text
 
 
+@pytest.mark.slow
 def test_summary_printed_by_prepare_names_skips(bad_root, tmp_path):
     proc = run_prepare(bad_root, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -120,29 +144,37 @@ def test_bad_sequence_is_an_error_when_asked(change, reason, tmp_path):
     seqs = good(3)
     seqs[1].update(change)
     root = write_sequences(tmp_path / "kaggle", seqs)
-    cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2",
-                       "data.on_bad_sequence=error"], tmp_path)
+    cfg = compose_cfg(
+        ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
+    )
     with pytest.raises(DataError, match=r"line 3 \(sequence_id 11\)"):
         prepare.setup_from_config(cfg, progress=False)
 
 
+@pytest.mark.slow
 def test_missing_sequence_is_an_error_when_asked(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(3))
     df = pd.read_csv(root / layout.TRAIN_CSV, keep_default_na=False)
-    pd.concat([df, df.iloc[[0]].assign(sequence_id=999)]).to_csv(root / layout.TRAIN_CSV,
-                                                                 index=False)
+    pd.concat([df, df.iloc[[0]].assign(sequence_id=999)]).to_csv(root / layout.TRAIN_CSV, index=False)
     proc = run_prepare(root, tmp_path, "data.on_bad_sequence=error")
-    assert_clean_failure(proc, "train.csv line 5 (sequence_id 999)", "absent from its parquet",
-                         "data.on_bad_sequence=skip")
+    assert_clean_failure(
+        proc, "train.csv line 5 (sequence_id 999)", "absent from its parquet", "data.on_bad_sequence=skip"
+    )
 
 
+@pytest.mark.slow
 def test_kaggle_without_root_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "aslfr.prepare", "data=kaggle",
-                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aslfr.data.prepare", "data=kaggle", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0
     assert "data.root" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_character_map(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good())
     (root / layout.CHARACTER_MAP_JSON).write_text('{"a": 0, "b": 5}')
@@ -162,8 +194,7 @@ def test_no_hands_sequence_with_nan_everywhere_is_counted(tmp_path):
 
 def test_error_mode_is_not_bypassed_by_a_cache_entry_with_skips(bad_root, tmp_path):
     def setup(data_dir: Path, *extra: str):
-        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra],
-                          data_dir)
+        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra], data_dir)
         return prepare.setup_from_config(cfg, progress=False)
 
     with pytest.raises(DataError) as fresh:  # a fresh cache: the first bad row stops the build
@@ -184,15 +215,18 @@ def test_error_mode_reuses_an_entry_without_skips(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(4))
     cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
     first = prepare.setup_from_config(cfg, progress=False)
-    strict = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2",
-                          "data.on_bad_sequence=error"], tmp_path)
+    strict = compose_cfg(
+        ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
+    )
     second = prepare.setup_from_config(strict, progress=False)
     assert second.prepared.meta["cache_hit"] is True
     assert second.prepared.path == first.prepared.path
 
 
+@pytest.mark.slow
 def test_unknown_on_bad_sequence_value_is_an_error_even_with_a_cache_entry(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(4))
     assert run_prepare(root, tmp_path).returncode == 0
     proc = run_prepare(root, tmp_path, "data.on_bad_sequence=warn")
-    assert_clean_failure(proc, "data.on_bad_sequence must be 'skip' or 'error', not 'warn'")
+    # the schema refuses it at compose time, before the cache is looked at
+    assert_clean_failure(proc, "Invalid value 'warn', expected one of [skip, error]")

@@ -17,7 +17,8 @@ import pytest
 from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 
-from aslfr import cache, prepare
+from aslfr import atomic
+from aslfr.data import cache, prepare
 
 from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
 
@@ -26,8 +27,15 @@ KAGGLE = ["data=kaggle", "data.n_folds=2", "data.features.hand_relative=false"]
 
 
 def tiny_kaggle(tmp_path: Path) -> Path:
-    seqs = [{"sequence_id": 10 + i, "participant_id": i % 3, "phrase": "abc",
-             "hands": [False, True, True, True, False]} for i in range(9)]
+    seqs = [
+        {
+            "sequence_id": 10 + i,
+            "participant_id": i % 3,
+            "phrase": "abc",
+            "hands": [False, True, True, True, False],
+        }
+        for i in range(9)
+    ]
     return write_sequences(tmp_path / "kaggle", seqs)
 
 
@@ -41,11 +49,13 @@ def wait_for(predicate, what: str, deadline_s: float = 240.0, procs=()) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_concurrent_preparations_build_once(tmp_path):
     root = tiny_kaggle(tmp_path)
     cfg = compose_cfg([*KAGGLE, f"data.root={root}"], tmp_path / "probe")
-    key = prepare.prepare(cfg.data, tmp_path / "probe_cache", tmp_path / "data",
-                          progress=False).meta["key"]  # the key depends on files and options only
+    key = prepare.prepare(cfg.data, tmp_path / "probe_cache", tmp_path / "data", progress=False).meta[
+        "key"
+    ]  # the key depends on files and options only
     cache_dir = tmp_path / "cache"
     logs = [tmp_path / f"prepare{i}.log" for i in range(3)]
     procs = []
@@ -54,14 +64,30 @@ def test_concurrent_preparations_build_once(tmp_path):
         with cache.build_lock(cache_dir, key):
             for i, out in enumerate(logs):
                 with open(out, "w") as sink:
-                    procs.append(subprocess.Popen(
-                        [sys.executable, "-m", "aslfr.prepare", *KAGGLE, f"data.root={root}",
-                         f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={cache_dir}",
-                         f"hydra.run.dir={tmp_path / f'run{i}'}"],
-                        stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT, env=subprocess_env()))
-            me = cache.owner()
-            wait_for(lambda: all(f"waiting for {me}, which is building" in p.read_text()
-                                 for p in logs), "all three to wait for the lock", procs=procs)
+                    procs.append(
+                        subprocess.Popen(
+                            [
+                                sys.executable,
+                                "-m",
+                                "aslfr.data.prepare",
+                                *KAGGLE,
+                                f"data.root={root}",
+                                f"paths.data_dir={tmp_path / 'data'}",
+                                f"paths.cache_dir={cache_dir}",
+                                f"hydra.run.dir={tmp_path / f'run{i}'}",
+                            ],
+                            stdout=sink,
+                            stderr=subprocess.STDOUT,
+                            cwd=ROOT,
+                            env=subprocess_env(),
+                        )
+                    )
+            me = atomic.owner()
+            wait_for(
+                lambda: all(f"waiting for {me}, which is building" in p.read_text() for p in logs),
+                "all three to wait for the lock",
+                procs=procs,
+            )
         codes = [p.wait(timeout=240) for p in procs]
     finally:
         for p in procs:
@@ -85,7 +111,8 @@ def test_concurrent_preparations_build_once(tmp_path):
 HANGS = """
 import json, sys, time
 from pathlib import Path
-from aslfr import kaggle, prepare
+from aslfr.data import reader as kaggle
+from aslfr.data import prepare
 
 def hang(*args, **kwargs):
     print("reading", flush=True)
@@ -97,30 +124,36 @@ prepare.prepare(data_cfg, Path(cache_dir), Path(data_dir), progress=False)
 """
 
 
+@pytest.mark.slow
 def test_a_killed_builder_does_not_block_the_next(tmp_path):
     root = tiny_kaggle(tmp_path)
     cfg = compose_cfg([*KAGGLE, f"data.root={root}"], tmp_path)
     cache_dir, data_dir = tmp_path / "cache", tmp_path / "data"
     args = tmp_path / "args.json"
-    args.write_text(json.dumps([OmegaConf.to_container(cfg.data, resolve=True), str(cache_dir),
-                                str(data_dir)]))
+    args.write_text(
+        json.dumps([OmegaConf.to_container(cfg.data, resolve=True), str(cache_dir), str(data_dir)])
+    )
     (tmp_path / "hangs.py").write_text(HANGS)
     out = tmp_path / "hangs.log"
     with open(out, "w") as sink:
-        proc = subprocess.Popen([sys.executable, str(tmp_path / "hangs.py"), str(args)],
-                                stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env=subprocess_env())
+        proc = subprocess.Popen(
+            [sys.executable, str(tmp_path / "hangs.py"), str(args)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=subprocess_env(),
+        )
     try:
         wait_for(lambda: "reading" in out.read_text(), "the builder to start reading", procs=[proc])
         locks = list(cache_dir.glob(f"*{cache.LOCK_SUFFIX}"))
         assert len(locks) == 1
         with pytest.raises(Timeout):  # it holds the build lock...
             FileLock(locks[0]).acquire(timeout=0)
-        key = locks[0].name[:-len(cache.LOCK_SUFFIX)]
+        key = locks[0].name[: -len(cache.LOCK_SUFFIX)]
         owner_file = cache_dir / f"{key}{cache.OWNER_SUFFIX}"
-        assert owner_file.read_text().strip() == f"{cache.host()}:{proc.pid}"
-        temps = list(cache_dir.glob(".tmp-*"))
-        assert [t.name.endswith(f"-{proc.pid}@{cache.host()}") for t in temps] == [True]
+        assert owner_file.read_text().strip() == f"{atomic.host()}:{proc.pid}"
+        temps = [p for p in cache_dir.iterdir() if atomic.temp_target(p.name)]
+        assert [t.name.endswith(f"-{proc.pid}@{atomic.host()}") for t in temps] == [True]
         os.kill(proc.pid, signal.SIGKILL)  # ...and dies holding it, mid-build
         proc.wait(timeout=60)
     finally:
@@ -152,18 +185,17 @@ def test_clean_stale_removes_only_what_is_surely_dead(tmp_path):
             os.utime(p, (stamp, stamp))
         return path
 
-    here = cache.host()
-    mine_dead = temp(cache.temp_name("k1", pid=dead.pid))
-    mine_alive = temp(cache.temp_name("k2", pid=os.getpid()))
+    here = atomic.host()
+    mine_dead = temp(atomic.temp_name("k1", pid=dead.pid))
+    mine_alive = temp(atomic.temp_name("k2", pid=os.getpid()))
     # another machine's build in progress: its pid means nothing here, it must stay
-    theirs = temp(cache.temp_name("k3", pid=dead.pid, host_name=f"other-{here}"))
-    theirs_old = temp(cache.temp_name("k4", pid=dead.pid, host_name=f"other-{here}"),
-                      age_s=2 * 24 * 3600)
+    theirs = temp(atomic.temp_name("k3", pid=dead.pid, host_name=f"other-{here}"))
+    theirs_old = temp(atomic.temp_name("k4", pid=dead.pid, host_name=f"other-{here}"), age_s=2 * 24 * 3600)
     legacy = temp(f".tmp-k5-{dead.pid}-abcd1234")  # an older name without its host: unknown
     legacy_old = temp(f".tmp-k6-{dead.pid}-abcd1234", age_s=2 * 24 * 3600)
     # dead by its name, but its key's build lock is held: a live build (say, on a machine with
     # the same host name) -- left alone
-    held = temp(cache.temp_name("k7", pid=dead.pid))
+    held = temp(atomic.temp_name("k7", pid=dead.pid))
     with cache.build_lock(cache_dir, "k7"):
         cache.clean_stale(cache_dir)
     assert not mine_dead.exists() and mine_alive.exists()

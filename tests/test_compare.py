@@ -1,11 +1,11 @@
-"""python -m aslfr.compare: what it refuses in one line (the comparisons themselves are tested on
+"""aslfr-compare: what it refuses in one line (the comparisons themselves are tested on
 real runs in test_train.py, test_export.py and test_sweeps.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from aslfr import compare
+from aslfr.experiments import compare
 
 
 def test_online_comparison_when_not_logged_in_is_one_line(monkeypatch, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import subprocess
@@ -12,9 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aslfr import cache, folds, kaggle, layout, pipeline, prepare
+from aslfr import atomic
+from aslfr.data import cache, folds, layout, pipeline, prepare
+from aslfr.data import reader as kaggle
+from aslfr.data.features import FeatureSpec, compute_stats, extract
 from aslfr.errors import DataError
-from aslfr.features import FeatureSpec, compute_stats, extract
 
 from conftest import TINY, compose_cfg, subprocess_env, write_sequences
 
@@ -26,7 +29,7 @@ def read_frames(root, rel, spec, wanted, **kw):
     flat = np.frombuffer(sink.getvalue(), np.float32).reshape(-1, spec.n_points, len(spec.axes))
     out, at = [], 0
     for r in results:
-        out.append((r, flat[at:at + r.n_frames] if r.status == "ok" else None))
+        out.append((r, flat[at : at + r.n_frames] if r.status == "ok" else None))
         at += r.n_frames
     assert at == len(flat)
     return out
@@ -44,8 +47,15 @@ def test_kaggle_reader_on_synthetic_dir_yields_the_same_arrays(tmp_path):
     a, b = synth.prepared, real.prepared
     assert len(a) > 100
     np.testing.assert_array_equal(np.asarray(a.frames), np.asarray(b.frames))
-    for name in ("offsets", "sequence_id", "participant_id", "file_id", "phrase", "n_raw_frames",
-                 "dominant_left"):
+    for name in (
+        "offsets",
+        "sequence_id",
+        "participant_id",
+        "file_id",
+        "phrase",
+        "n_raw_frames",
+        "dominant_left",
+    ):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     np.testing.assert_array_equal(synth.fold, real.fold)
     np.testing.assert_array_equal(synth.stats.mean, real.stats.mean)
@@ -75,8 +85,10 @@ def test_reader_projects_columns_and_matches_pandas(tiny_root):
 
 
 def test_scattered_rows_and_unsorted_frames_are_read_correctly(tmp_path):
-    seqs = [{"sequence_id": 5 + i, "participant_id": i, "phrase": "hi",
-             "hands": [True] * (3 + i)} for i in range(3)]
+    seqs = [
+        {"sequence_id": 5 + i, "participant_id": i, "phrase": "hi", "hands": [True] * (3 + i)}
+        for i in range(3)
+    ]
     root = write_sequences(tmp_path / "k", seqs)
     path = root / "train_landmarks" / "1000.parquet"
     df = pd.read_parquet(path)
@@ -107,21 +119,27 @@ def test_mirroring_maps_left_dominant_to_the_canonical_side(tmp_path):
     a, b = extract(right, spec), extract(left, spec)
     assert not a.dominant_left and b.dominant_left
     np.testing.assert_allclose(a.frames, b.frames, atol=1e-6)
-    spec_no = FeatureSpec(hands="dominant", lip_points=spec.lip_points,
-                          pose_points=spec.pose_points, mirror=False)
+    spec_no = dataclasses.replace(spec, mirror=False)
     c = extract(left[:, [cols.index(x) for x in spec_no.columns]], spec_no)
     assert not np.allclose(c.frames, a.frames)  # without mirroring the left hand stays as it is
 
 
 def test_handless_frames_drop_or_keep(tmp_path):
-    seqs = [{"sequence_id": 1, "participant_id": 0, "phrase": "a",
-             "hands": [False, True, False, True, True, False]}]
+    seqs = [
+        {
+            "sequence_id": 1,
+            "participant_id": 0,
+            "phrase": "a",
+            "hands": [False, True, False, True, True, False],
+        }
+    ]
     write_sequences(tmp_path / "k", seqs)
     spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
     raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[spec.columns].to_numpy()
     assert len(extract(raw, spec).frames) == 3
-    keep = FeatureSpec(hands="both", lip_points=(), pose_points=(11, 12), z=True,
-                       handless_frames="keep")
+    keep = dataclasses.replace(
+        spec, hands="both", lip_points=(), pose_points=(11, 12), z=True, handless_frames="keep"
+    )
     raw = pd.read_parquet(tmp_path / "k/train_landmarks/1000.parquet")[keep.columns].to_numpy()
     out = extract(raw, keep)
     assert out.frames.shape == (6, 21 + 21 + 2, 3)
@@ -131,9 +149,12 @@ def test_handless_frames_drop_or_keep(tmp_path):
 def test_feature_sets(tmp_path):
     def spec(*o):
         return FeatureSpec.from_config(compose_cfg(list(o), tmp_path).data.features)
+
     assert spec("data.features.lips=false", "data.features.pose=false").n_points == 21
-    assert spec("data.features.hands=both", "data.features.lips=false",
-                "data.features.pose=false").n_points == 42
+    assert (
+        spec("data.features.hands=both", "data.features.lips=false", "data.features.pose=false").n_points
+        == 42
+    )
     assert spec().n_points == 21 + 40 + 12
     full = spec("data.features.hands=both", "data.features.z=true")
     assert full.n_features == (42 + 40 + 12) * 3 + 20 * 3  # + the hand relative to its wrist
@@ -171,13 +192,12 @@ def test_fold_rule_depends_on_the_listing_only():
     assert all(len(set(fold[listing == s])) == 1 for s in np.unique(listing))
     # any subset of the rows (skips, other features) keeps every signer's fold
     keep = rng.random(len(listing)) < 0.4
-    np.testing.assert_array_equal(folds.assign_folds(listing[keep], 5, 42, listing=listing),
-                                  fold[keep])
+    np.testing.assert_array_equal(folds.assign_folds(listing[keep], 5, 42, listing=listing), fold[keep])
     # a signer only in the supplemental rows gets a seeded hash; the others do not move
     loaded = np.concatenate([listing, np.full(7, 999)])
     both = folds.assign_folds(loaded, 5, 42, listing=listing)
-    np.testing.assert_array_equal(both[:len(listing)], fold)
-    assert len(set(both[len(listing):])) == 1
+    np.testing.assert_array_equal(both[: len(listing)], fold)
+    assert len(set(both[len(listing) :])) == 1
     assert not np.array_equal(folds.assign_folds(listing, 5, seed=1), fold)  # the seed matters
     with pytest.raises(DataError, match=r"data.n_folds=5 .* the data has 3 signer\(s\)"):
         folds.assign_folds(np.array([1, 2, 3, 3]), 5, 42)
@@ -214,8 +234,9 @@ def test_normalization_uses_training_folds_only(tmp_path):
     assert features.shape[1] == split.spec.n_features == 73 * 2 + 20 * 2
     np.testing.assert_allclose(split.stats.mean, np.nanmean(features, 0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(split.stats.std, np.nanstd(features, 0), rtol=1e-4, atol=1e-5)
-    all_stats = compute_stats(p.frames, p.offsets, np.arange(len(p)),
-                              transform=prepare.features_fn(split.spec))
+    all_stats = compute_stats(
+        p.frames, p.offsets, np.arange(len(p)), transform=prepare.features_fn(split.spec)
+    )
     assert not np.allclose(all_stats.mean, split.stats.mean)
     saved = json.loads((tmp_path / "run" / "features.json").read_text())
     np.testing.assert_allclose(saved["stats"]["mean"], split.stats.mean)
@@ -254,7 +275,7 @@ def test_interrupted_preparation_is_never_taken_for_complete(tmp_path, monkeypat
     # nothing published, temp removed (the build lock's file stays: it is reused)
     assert [p.suffix for p in cache_dir.iterdir()] == [cache.LOCK_SUFFIX]
     # A preparation killed outright leaves its temp dir behind: never used, cleaned next time.
-    stale = cache_dir / cache.temp_name("deadbeef", pid=999999999)
+    stale = cache_dir / atomic.temp_name("deadbeef", pid=999999999)
     stale.mkdir()
     (stale / "meta.json").write_text("{}")
     monkeypatch.setattr(kaggle, "read_file", real)
@@ -306,29 +327,39 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     np.testing.assert_array_equal(b["mask"].numpy().sum(1), lengths)
     assert (b["frames"].numpy()[b["mask"].numpy() == 0] == 0).all()
     i = split.val[0]
-    raw = p.sequence(i)[: 32]
+    raw = p.sequence(i)[:32]
     expect = (prepare.features_fn(split.spec)(raw) - split.stats.mean) / split.stats.std
     if len(p.sequence(i)) <= 32:
-        np.testing.assert_allclose(b["frames"][0, :len(expect)].numpy(), expect, rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(b["frames"][0, : len(expect)].numpy(), expect, rtol=1e-5, atol=1e-5)
     rel = (raw[:, 1:21] - raw[:, :1]) / np.linalg.norm(raw[:, 9] - raw[:, 0], axis=-1)[:, None, None]
-    np.testing.assert_allclose(prepare.features_fn(split.spec)(raw)[:, 146:],
-                               rel.reshape(len(raw), -1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        prepare.features_fn(split.spec)(raw)[:, 146:], rel.reshape(len(raw), -1), rtol=1e-5, atol=1e-5
+    )
     dec = tokens[i]
     assert split.vocab.decode(dec) == p.phrase[i]
     np.testing.assert_array_equal(b["tokens"][0].numpy(), tokens[i])
     # training: shuffled, augmented, full batches only
     aug = dict(cfg.data.augment)
-    train = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                  augment=cfg.data.augment, seed=1, **kw)
+    train = pipeline.make_dataset(
+        p.frames, p.offsets, tokens, split.train, training=True, augment=cfg.data.augment, seed=1, **kw
+    )
     e1 = [x["tokens"].numpy() for x in train.take(3)]
     e2 = [x["tokens"].numpy() for x in train.take(3)]
     assert not all(np.array_equal(a, c) for a, c in zip(e1, e2))  # reshuffled each epoch
     assert all(len(x["tokens"]) == 8 for x in train.take(len(split.train)))  # endless, full
-    plain = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                  augment={**aug, "enabled": False}, seed=1, **kw)
-    fresh = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                  augment=cfg.data.augment, seed=1, **kw)
+    plain = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.train,
+        training=True,
+        augment={**aug, "enabled": False},
+        seed=1,
+        **kw,
+    )
+    fresh = pipeline.make_dataset(
+        p.frames, p.offsets, tokens, split.train, training=True, augment=cfg.data.augment, seed=1, **kw
+    )
     x_aug, x_plain = next(iter(fresh)), next(iter(plain))
     np.testing.assert_array_equal(x_aug["tokens"], x_plain["tokens"])  # same order, same seed
     assert not np.allclose(np.nan_to_num(x_aug["frames"]), np.nan_to_num(x_plain["frames"]))
@@ -336,6 +367,7 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
 
 def test_each_augmentation_does_what_it_says(tmp_path):
     import tensorflow as tf
+
     spec = FeatureSpec.from_config(compose_cfg([], tmp_path).data.features)
     aug_cfg = compose_cfg([], tmp_path).data.augment
     augmenter = pipeline.Augmenter(aug_cfg, spec)
@@ -364,6 +396,7 @@ def test_each_augmentation_does_what_it_says(tmp_path):
 
 def test_fit_length_resamples_long_and_pads_short():
     import tensorflow as tf
+
     x = tf.reshape(tf.range(10, dtype=tf.float32), [10, 1, 1])
     frames, mask = pipeline.fit_length(x, 4)
     assert frames.numpy().ravel().tolist() == [1.0, 3.0, 6.0, 8.0] and mask.numpy().all()
@@ -383,17 +416,32 @@ def test_supplemental_is_read_when_asked(tmp_path):
     assert any((root / layout.SUPPLEMENTAL_DIR).glob("*.parquet"))
 
 
+@pytest.mark.slow
 def test_prepare_keeps_out_of_outputs(tmp_path):
-    """python -m aslfr.prepare writes its log, folds.csv and features.json beside the data, not
+    """aslfr-prepare writes its log, folds.csv and features.json beside the data, not
     to a new outputs/ directory per call (38 of 53 directories there were prepare runs)."""
     for _ in range(2):
-        proc = subprocess.run([sys.executable, "-m", "aslfr.prepare", "experiment=debug",
-                               f"paths.data_dir={tmp_path / 'data'}"], cwd=tmp_path,
-                              env=subprocess_env(), capture_output=True, text=True, timeout=240)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aslfr.data.prepare",
+                "debug=default",
+                f"paths.data_dir={tmp_path / 'data'}",
+            ],
+            cwd=tmp_path,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (tmp_path / "outputs").exists()
     assert sorted(p.name for p in (tmp_path / "data" / "prepare").iterdir()) == [
-        "features.json", "folds.csv", "prepare.log"]
+        "features.json",
+        "folds.csv",
+        "prepare.log",
+    ]
 
 
 def test_supplemental_on_synthetic_data_without_any_names_the_key_to_set(tmp_path):
@@ -402,8 +450,10 @@ def test_supplemental_on_synthetic_data_without_any_names_the_key_to_set(tmp_pat
 
 
 def test_summary_says_whether_left_dominant_signers_were_mirrored(tmp_path):
-    for mirror, words in (("true", "left-dominant (mirrored):"),
-                          ("false", "left-dominant (not mirrored: data.features.mirror=false):")):
+    for mirror, words in (
+        ("true", "left-dominant (mirrored):"),
+        ("false", "left-dominant (not mirrored: data.features.mirror=false):"),
+    ):
         cfg, split = prepared_for([*TINY, f"data.features.mirror={mirror}"], tmp_path)
         assert words in prepare.summary(split, cfg.data)
 
@@ -424,9 +474,16 @@ def test_length_step_cuts_padding_and_bucketing_groups_by_length(tmp_path):
         n = b["frames"].shape[1]
         assert n % 32 == 0 and n - 32 < b["mask"].numpy().sum(1).max() <= n
     # training: full batches of similar lengths, cut the same way
-    train = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True,
-                                  augment={**cfg.data.augment, "enabled": False},
-                                  bucket_by_length=True, **kw)
+    train = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.train,
+        training=True,
+        augment={**cfg.data.augment, "enabled": False},
+        bucket_by_length=True,
+        **kw,
+    )
     shapes = set()
     for b in train.take(3 * len(split.train) // 4):
         real = b["mask"].numpy().sum(1)

@@ -17,11 +17,14 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from aslfr import compare, competition, export, pipeline, prepare
-from aslfr.features import FeatureSpec, extract
-from aslfr.model import greedy_decode
-from aslfr.trainer import Decoder
-from aslfr.wandb_offline import read_runs
+from aslfr.data import pipeline, prepare
+from aslfr.data.features import FeatureSpec, extract
+from aslfr.experiments import compare
+from aslfr.experiments.offline import read_runs
+from aslfr.export import competition
+from aslfr.export import convert as export
+from aslfr.model.decoding import greedy_decode
+from aslfr.train.loop import Decoder
 
 from conftest import ROOT, compose_cfg, train
 
@@ -35,11 +38,18 @@ def raw_sequences(root, columns, limit=None):
             yield int(sid), df.loc[[sid], columns].to_numpy(np.float32)
 
 
-@pytest.mark.parametrize("features", [
-    [],  # the default: signing hand, lips, pose, mirrored, handless frames dropped
-    ["data.features.hands=both", "data.features.mirror=false", "data.features.handless_frames=keep",
-     "data.features.z=true"],
-])
+@pytest.mark.parametrize(
+    "features",
+    [
+        [],  # the default: signing hand, lips, pose, mirrored, handless frames dropped
+        [
+            "data.features.hands=both",
+            "data.features.mirror=false",
+            "data.features.handless_frames=keep",
+            "data.features.z=true",
+        ],
+    ],
+)
 def test_canonical_frames_is_extract_in_tensorflow(tiny_root, tmp_path, features):
     spec = FeatureSpec.from_config(compose_cfg(features, tmp_path).data.features)
     lefties = 0
@@ -60,10 +70,12 @@ def exported(debug_run):
     return run, run.model(), export.TFLiteModel((debug_run / "model.tflite").read_bytes())
 
 
+@pytest.mark.slow
 def test_export_has_the_competition_signature(debug_run, exported):
     run, _, lite = exported
     assert lite.interpreter.get_signature_list() == {
-        "serving_default": {"inputs": ["inputs"], "outputs": ["outputs"]}}
+        "serving_default": {"inputs": ["inputs"], "outputs": ["outputs"]}
+    }
     args = json.loads((debug_run / "inference_args.json").read_text())
     assert args["selected_columns"] == list(run.pre.spec.columns)
     raw = np.full((7, len(args["selected_columns"])), np.nan, np.float32)
@@ -71,21 +83,30 @@ def test_export_has_the_competition_signature(debug_run, exported):
     assert out.ndim == 2 and out.shape[1] >= 59 and out.shape[0] == run.cfg.data.max_phrase_length + 1
 
 
+@pytest.mark.slow
 def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, exported, tmp_path):
     run, model, lite = exported
     cfg = run.cfg
-    split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path,
-                          progress=False)
+    split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
     p = split.prepared
     tokens = split.vocab.encode(list(p.phrase), model.cfg.max_length)
-    ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, spec=split.spec,
-                               stats=split.stats, max_frames=model.cfg.max_frames, batch_size=16,
-                               training=False)
+    ds = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.val,
+        spec=split.spec,
+        stats=split.stats,
+        max_frames=model.cfg.max_frames,
+        batch_size=16,
+        training=False,
+    )
     _, keras_phrases = Decoder(model, split.vocab)(ds)  # the validation metric's own decoding
     keras_by_id = dict(zip(p.sequence_id[split.val].tolist(), keras_phrases))
     root = json.loads((debug_run / "features.json").read_text())["data_root"]
-    result = competition.score(debug_run / "model.tflite", debug_run / "inference_args.json",
-                               root, list(keras_by_id))
+    result = competition.score(
+        debug_run / "model.tflite", debug_run / "inference_args.json", root, list(keras_by_id)
+    )
     assert dict(zip(result.sequence_ids, result.predicted)) == keras_by_id
     # ... so the exported file scores what the run reported for the same weights
     summary = json.loads((debug_run / "summary.json").read_text())
@@ -95,9 +116,11 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
     # edge cases: one frame, no hand at all, longer than max_frames
     (_, raw), *_ = raw_sequences(Path(root), run.pre.spec.columns, 1)
     visible = np.flatnonzero(~np.isnan(raw).all(axis=1))
-    cases = {"one frame": raw[visible[:1]],
-             "all NaN": np.full_like(raw, np.nan),
-             "long": np.concatenate([raw] * (model.cfg.max_frames // len(raw) + 2))}
+    cases = {
+        "one frame": raw[visible[:1]],
+        "all NaN": np.full_like(raw, np.nan),
+        "long": np.concatenate([raw] * (model.cfg.max_frames // len(raw) + 2)),
+    }
     assert len(cases["long"]) > model.cfg.max_frames
     for name, case in cases.items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)
@@ -105,6 +128,7 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
         np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
 
 
+@pytest.mark.slow
 def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
     run, model, _ = exported
     sizes, outputs = {}, {}
@@ -124,17 +148,27 @@ def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
         export.convert(model, run.pre, "int4")
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(debug_run, copy)
     (copy / "model.tflite").unlink()
-    no_export = subprocess.run([sys.executable, "-m", "aslfr.competition", str(copy)],
-                               capture_output=True, text=True, cwd=ROOT, timeout=120)
+    no_export = subprocess.run(
+        [sys.executable, "-m", "aslfr.export.competition", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert no_export.returncode != 0 and "Traceback" not in no_export.stderr
-    assert f"python -m aslfr.export {copy}" in no_export.stderr  # the fix, in one line
-    proc = subprocess.run([sys.executable, "-m", "aslfr.export", str(copy), "--zip",
-                           "--quantize", "fp16"], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
+    assert f"aslfr-export {copy}" in no_export.stderr  # the fix, in one line
+    proc = subprocess.run(
+        [sys.executable, "-m", "aslfr.export", str(copy), "--zip", "--quantize", "fp16"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with zipfile.ZipFile(copy / "submission.zip") as z:
         assert sorted(z.namelist()) == ["inference_args.json", "model.tflite"]
@@ -147,11 +181,17 @@ def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     (logged,) = read_runs(copy)
     assert row.model_mb == pytest.approx(summary["infer/model_mb"])
     assert logged.summary["infer/model_mb"] > row.model_mb  # W&B still has the float32 size
-    bad = subprocess.run([sys.executable, "-m", "aslfr.export", str(tmp_path)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aslfr.export", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "not a train.py run directory" in bad.stderr
 
 
+@pytest.mark.slow
 def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
     t0 = time.perf_counter()
     proc = train(tmp_path, "budget.probe=true", "budget.latency_ms=0.001")

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from aslfr import sweep
 from aslfr.errors import DataError
+from aslfr.experiments import sweep
 
 from conftest import ROOT, compose_cfg, subprocess_env
 
@@ -57,7 +57,8 @@ def test_depth_width_searches_both_stacks_with_hyperband():
     d = sweep.load(ROOT / "sweeps" / "depth_width.yaml")
     assert d["method"] == "bayes" and d["early_terminate"]["type"] == "hyperband"
     assert {f"model.{s}.{k}" for s in ("encoder", "decoder") for k in ("depth", "width")} <= set(
-        d["parameters"])
+        d["parameters"]
+    )
 
 
 def test_folds_grid_covers_every_fold():
@@ -68,20 +69,33 @@ def test_folds_grid_covers_every_fold():
 
 def test_agent_arguments_match_what_wandb_writes():
     assert sweep.agent_args({"a.b": 3, "c": None, "d": True, "e": 1e-3, "f": [1, 2]}) == [
-        "a.b=3", "c=None", "d=True", "e=0.001", "f=[1,2]"]
+        "a.b=3",
+        "c=None",
+        "d=True",
+        "e=0.001",
+        "f=[1,2]",
+    ]
 
 
 def test_an_invalid_definition_names_the_file_and_the_problem(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"program": "train.py", "method": "bayes",
-                                   "metric": {"name": "val/score", "goal": "up"},
-                                   "parameters": {"model.encoder.depth": {"values": [1, 2]}},
-                                   "command": ["python", "train.py", "${args_no_hyphens}"]}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "program": "train.py",
+                "method": "bayes",
+                "metric": {"name": "val/score", "goal": "up"},
+                "parameters": {"model.encoder.depth": {"values": [1, 2]}},
+                "command": ["python", "train.py", "${args_no_hyphens}"],
+            }
+        )
+    )
     with pytest.raises(DataError, match=r"bad.yaml: not a valid W&B sweep definition.*up"):
         sweep.load(bad)
     with pytest.raises(DataError, match="model.encoder.depth is a parameter of the sweep"):
-        sweep.run_sweep(ROOT / "sweeps" / "depth_width.yaml", 1, tmp_path / "out",
-                        overrides=["model.encoder.depth=2"])
+        sweep.run_sweep(
+            ROOT / "sweeps" / "depth_width.yaml", 1, tmp_path / "out", overrides=["model.encoder.depth=2"]
+        )
 
 
 TINY_SWEEP = """\
@@ -99,21 +113,40 @@ command:
 """
 
 
+@pytest.mark.slow
 def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_early(tmp_path):
     import optuna
     from optuna.trial import TrialState
 
-    from aslfr.wandb_offline import read_runs
+    from aslfr.experiments.offline import read_runs
 
     definition = tmp_path / "tiny.yaml"
     definition.write_text(TINY_SWEEP)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "aslfr.sweep", str(definition), "--trials", "10", "--out",
-           str(out), "experiment=debug", "trainer.epochs=1", "budget.probe=true",
-           f"paths.data_dir={tmp_path / 'data'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aslfr.experiments.sweep",
+        str(definition),
+        "--trials",
+        "10",
+        "--out",
+        str(out),
+        "debug=default",
+        "trainer.epochs=1",
+        "budget.probe=true",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
     env = subprocess_env()
-    runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    runner = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (out / "trial-001" / "trial.log").exists():
         time.sleep(0.5)
@@ -145,8 +178,14 @@ def test_offline_sweep_resumes_after_being_killed_and_ends_over_budget_trials_ea
     assert "over_budget" not in full.user_attrs
 
     # the comparison: every trial on the leaderboard, the Pareto plot, the chart logged to W&B
-    cmp = subprocess.run([sys.executable, "-m", "aslfr.compare", str(out)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    cmp = subprocess.run(
+        [sys.executable, "-m", "aslfr.experiments.compare", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert cmp.returncode == 0, cmp.stderr[-3000:]
     for t in study.trials:
         if t.state == TrialState.COMPLETE:
@@ -176,8 +215,8 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 """
 
 
-def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path, capsys,
-                                                                           monkeypatch):
+@pytest.mark.slow
+def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_path, capsys, monkeypatch):
     import optuna
     from optuna.trial import TrialState
 
@@ -193,22 +232,25 @@ def test_early_termination_reads_running_trials_checkpoints_and_stops_them(tmp_p
     # The mechanics with a pruner that stops any trial at its first reported evaluation: the
     # runner reads val/score from the running trial's checkpoints, reports it at its epoch and
     # terminates train.py when told to prune.
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(
-        lower=2.0))
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))
     trial = study.ask(sweep.distributions(definition))
-    overrides = ["experiment=debug", "trainer.epochs=40", "trainer.eval_every=1",
-                 f"paths.data_dir={tmp_path / 'data'}"]
-    result = sweep.run_trial(study, trial, definition, "prune", tmp_path / "out", overrides,
-                             "val/score")
+    overrides = [
+        "debug=default",
+        "trainer.epochs=40",
+        "trainer.eval_every=1",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
+    result = sweep.run_trial(study, trial, definition, "prune", tmp_path / "out", overrides, "val/score")
     assert result["state"] == "pruned"
     (done,) = study.trials
     assert done.state == TrialState.PRUNED
-    (epoch, score), = done.intermediate_values.items()
+    ((epoch, score),) = done.intermediate_values.items()
     assert 1 <= epoch < 40 and score <= 1.0  # (N - D) / N: negative for long wrong guesses
     assert "val/score" not in result  # it never reached its end of training
     # the runner said how far the trial got, and kept its heartbeat while it ran
-    assert re.search(r"\[prune\] trial 0: epoch \d+/40, last val/score -?\d+\.\d{4}\n",
-                     capsys.readouterr().out)
+    assert re.search(
+        r"\[prune\] trial 0: epoch \d+/40, last val/score -?\d+\.\d{4}\n", capsys.readouterr().out
+    )
     assert done.user_attrs["heartbeat"] > done.datetime_start.timestamp()
 
 
@@ -236,14 +278,22 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 
 
 def sweep_cmd(definition: Path, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "aslfr.sweep", str(definition), "--out", str(out), *args]
+    return [sys.executable, "-m", "aslfr.experiments.sweep", str(definition), "--out", str(out), *args]
 
 
 def start_runner(cmd: list[str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     import optuna
@@ -252,8 +302,15 @@ def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     definition = tmp_path / "pair.yaml"
     definition.write_text(GRID4)
     out = tmp_path / "out"
-    cmd = sweep_cmd(definition, out, "--trials", "10", "experiment=debug", "trainer.epochs=1",
-                    f"paths.data_dir={tmp_path / 'data'}")
+    cmd = sweep_cmd(
+        definition,
+        out,
+        "--trials",
+        "10",
+        "debug=default",
+        "trainer.epochs=1",
+        f"paths.data_dir={tmp_path / 'data'}",
+    )
     runners = [start_runner(cmd) for _ in range(2)]  # together: both set up the same new sweep
     outputs = [r.communicate(timeout=840)[0] for r in runners]
     for runner, text in zip(runners, outputs):
@@ -271,6 +328,7 @@ def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
     assert any("[pair] done: 4 trials finished" in o for o in outputs), outputs
 
 
+@pytest.mark.slow
 def test_trials_counts_the_finished_trials_of_every_runner(tmp_path):
     import optuna
     from optuna.trial import TrialState
@@ -288,6 +346,7 @@ def test_trials_counts_the_finished_trials_of_every_runner(tmp_path):
     assert sum(o.count(": failed (exit 1;") for o in outputs) == 5
 
 
+@pytest.mark.slow
 def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     from optuna.trial import TrialState
 
@@ -298,8 +357,9 @@ def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     out.mkdir()
     study = sweep.make_study(definition, "crash", sweep.open_storage(out), 0)
     dists = sweep.distributions(definition)
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     here, now = socket.gethostname(), time.time()
 
     def running(host, pid, heartbeat, **more) -> int:
@@ -320,8 +380,11 @@ def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     assert {t.number for t in trials if t.state == TrialState.RUNNING} == {alive, busy}
     assert "gone" in trials[dead].user_attrs["interrupted"]
     assert "no heartbeat" in trials[silent].user_attrs["interrupted"]
-    queued = [(t.user_attrs["retry_of"], t.system_attrs["fixed_params"]) for t in trials
-              if t.state == TrialState.WAITING]  # (a queued trial's parameters until it is asked)
+    queued = [
+        (t.user_attrs["retry_of"], t.system_attrs["fixed_params"])
+        for t in trials
+        if t.state == TrialState.WAITING
+    ]  # (a queued trial's parameters until it is asked)
     assert queued == [(n, trials[n].params) for n in (dead, reused, silent)]
 
     # --trials 3: the interrupted trials do not count, the two running elsewhere do, so one more
@@ -329,11 +392,12 @@ def test_a_running_trial_is_interrupted_only_when_its_runner_is_gone(tmp_path):
     sweep.run_sweep(path, 3, out)
     states = [t.state for t in study.trials]
     retry = study.trials[len(trials) - 3]
-    assert states[len(trials) - 3:] == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
+    assert states[len(trials) - 3 :] == [TrialState.FAIL, TrialState.WAITING, TrialState.WAITING]
     assert retry.params == trials[dead].params and "interrupted" not in retry.user_attrs
     assert retry.user_attrs["runner"]["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys):
     import optuna
 
@@ -344,9 +408,14 @@ def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys)
     assert "[crash] done: 1 trials finished" in capsys.readouterr().out
 
     def again(*args, out=out):
-        return subprocess.run(sweep_cmd(path, out, "--storage", db, "--trials", "1", *args),
-                              cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            sweep_cmd(path, out, "--storage", db, "--trials", "1", *args),
+            cwd=ROOT,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     def refusal(proc) -> str:
         assert proc.returncode == 2 and "done" not in proc.stdout, proc.stdout + proc.stderr
@@ -373,18 +442,26 @@ def test_a_sweep_refuses_another_definition_or_other_overrides(tmp_path, capsys)
     assert recorded["definition"]["parameters"] == sweep.load(path)["parameters"]
 
 
+@pytest.mark.slow
 def test_a_storage_that_cannot_be_opened_stops_with_one_line(tmp_path):
-    proc = subprocess.run(sweep_cmd(ROOT / "sweeps" / "folds.yaml", tmp_path / "out",
-                                    "--storage", "mysql://user@host/db"),
-                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        sweep_cmd(ROOT / "sweeps" / "folds.yaml", tmp_path / "out", "--storage", "mysql://user@host/db"),
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()  # no traceback, and no pydantic warning either
     assert line.startswith("error: cannot open --storage mysql://user@host/db: ")
     assert "No module named 'MySQLdb'" in line and "pip install" in line
     assert str(tmp_path / "out" / "optuna.journal") in line  # the alternative
-    with pytest.raises(DataError, match=r"cannot open --storage sqlite:////no/such/dir/s\.db: .*"
-                                        r"unable to open database file; check the URL"):
+    with pytest.raises(
+        DataError,
+        match=r"cannot open --storage sqlite:////no/such/dir/s\.db: .*"
+        r"unable to open database file; check the URL",
+    ):
         sweep.open_storage(tmp_path, "sqlite:////no/such/dir/s.db")
 
 
@@ -399,6 +476,7 @@ command: ["${env}", python, "${program}", "${args_no_hyphens}"]
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(tmp_path):
     import optuna
@@ -407,8 +485,15 @@ def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(
     path = tmp_path / "one.yaml"
     path.write_text(ONE_POINT)
     db = f"sqlite:///{tmp_path / 'one.db'}"
-    cmd = sweep_cmd(path, tmp_path / "out", "--storage", db, "experiment=debug",
-                    "trainer.epochs=100", f"paths.data_dir={tmp_path / 'data'}")
+    cmd = sweep_cmd(
+        path,
+        tmp_path / "out",
+        "--storage",
+        db,
+        "debug=default",
+        "trainer.epochs=100",
+        f"paths.data_dir={tmp_path / 'data'}",
+    )
     # its own process group, as a shell gives a command: Ctrl-C signals the group
     runner = start_runner(cmd, start_new_session=True)
     lines: list[str] = []
@@ -430,9 +515,11 @@ def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(
     text = "".join(lines)
     assert runner.returncode == 130, text[-3000:]
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    assert ("[one] trial 0 ['model.encoder.width=16', 'trainer.seed=7']: interrupted by Ctrl-C; "
-            "recorded as failed and its parameters queued again: it runs again when the same "
-            "command is run again\n") in text
+    assert (
+        "[one] trial 0 ['model.encoder.width=16', 'trainer.seed=7']: interrupted by Ctrl-C; "
+        "recorded as failed and its parameters queued again: it runs again when the same "
+        "command is run again\n"
+    ) in text
 
     stopped, queued = optuna.load_study(study_name="one", storage=db).trials
     assert stopped.state == TrialState.FAIL
@@ -443,13 +530,18 @@ def test_ctrl_c_records_the_running_trial_as_interrupted_and_says_it_runs_again(
 
 
 def test_pareto_front_keeps_runs_no_other_beats_on_both():
-    from aslfr.compare import Row, pareto_front
+    from aslfr.experiments.compare import Row, pareto_front
 
     def row(name, score, ms, ok=True):
         return Row(name, score, ms, 1.0, 1, "1x1", "1x1", ok, 0, 100.0)
 
-    rows = [row("a", 0.5, 10), row("b", 0.6, 20), row("c", 0.55, 25), row("d", 0.7, 30),
-            row("e", 0.9, 5, ok=False)]
+    rows = [
+        row("a", 0.5, 10),
+        row("b", 0.6, 20),
+        row("c", 0.55, 25),
+        row("d", 0.7, 30),
+        row("e", 0.9, 5, ok=False),
+    ]
     assert [r.name for r in pareto_front(rows)] == ["a", "b", "d"]
 
 
@@ -458,21 +550,36 @@ def test_online_comparison_reads_runs_through_the_wandb_api(monkeypatch, tmp_pat
     its answers are (run.config unwrapped and nested, run.summary with the metric's max)."""
     import wandb
 
-    from aslfr import compare
+    from aslfr.experiments import compare
 
     class Run:
         def __init__(self, name, config, summary):
             self.name, self.config, self.summary = name, config, summary
 
     def trained(name, width, score, ms, ok):
-        config = {"model": {"encoder": {"depth": 2, "width": width},
-                            "decoder": {"depth": 1, "width": 64}},
-                  "data": {"fold": 0}, "budget": {"latency_ms": 20.0}}
-        return Run(name, config, {"val/score": {"max": score}, "infer/latency_ms": ms,
-                                  "infer/model_mb": 1.5, "params": 1000, "budget/ok": ok})
+        config = {
+            "model": {"encoder": {"depth": 2, "width": width}, "decoder": {"depth": 1, "width": 64}},
+            "data": {"fold": 0},
+            "budget": {"latency_ms": 20.0},
+        }
+        return Run(
+            name,
+            config,
+            {
+                "val/score": {"max": score},
+                "infer/latency_ms": ms,
+                "infer/model_mb": 1.5,
+                "params": 1000,
+                "budget/ok": ok,
+            },
+        )
 
-    runs = [trained("narrow", 64, 0.6, 5.0, True), trained("wide", 256, 0.7, 12.0, True),
-            trained("huge", 512, 0.0, 40.0, False), Run("compare", {"compare": {}}, {})]
+    runs = [
+        trained("narrow", 64, 0.6, 5.0, True),
+        trained("wide", 256, 0.7, 12.0, True),
+        trained("huge", 512, 0.0, 40.0, False),
+        Run("compare", {"compare": {}}, {}),
+    ]
     asked = []
 
     class Api:

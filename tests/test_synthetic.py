@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from aslfr import layout
-from aslfr import synthetic as syn
+from aslfr import atomic
+from aslfr.data import layout
+from aslfr.data import synthetic as syn
+from aslfr.data.synthetic import dataset as syn_dataset
 
 SMALL = syn.SyntheticSpec(n_sequences=120, n_signers=8, seed=7, sequences_per_file=50, n_supplemental=30)
 HAND_COLUMNS = {
-    part: [layout.column(a, part, i) for a in layout.AXES for i in range(21)] for part in ("left_hand", "right_hand")
+    part: [layout.column(a, part, i) for a in layout.AXES for i in range(21)]
+    for part in ("left_hand", "right_hand")
 }
 
 
@@ -43,18 +45,30 @@ def small_data(small):
 
 # ------------------------------------------------------------------------------------------ layout
 
+
 def test_files_and_csv_columns(small):
     names = sorted(p.name for p in small.iterdir())
-    assert names == sorted([layout.TRAIN_CSV, layout.SUPPLEMENTAL_CSV, layout.CHARACTER_MAP_JSON,
-                            layout.TRAIN_DIR, layout.SUPPLEMENTAL_DIR])
-    for csv_name, folder, count in ((layout.TRAIN_CSV, layout.TRAIN_DIR, 120),
-                                    (layout.SUPPLEMENTAL_CSV, layout.SUPPLEMENTAL_DIR, 30)):
+    assert names == sorted(
+        [
+            layout.TRAIN_CSV,
+            layout.SUPPLEMENTAL_CSV,
+            layout.CHARACTER_MAP_JSON,
+            layout.TRAIN_DIR,
+            layout.SUPPLEMENTAL_DIR,
+        ]
+    )
+    for csv_name, folder, count in (
+        (layout.TRAIN_CSV, layout.TRAIN_DIR, 120),
+        (layout.SUPPLEMENTAL_CSV, layout.SUPPLEMENTAL_DIR, 30),
+    ):
         meta = pd.read_csv(small / csv_name)
         assert tuple(meta.columns) == layout.CSV_COLUMNS
         assert len(meta) == count
         assert all(re.fullmatch(rf"{folder}/\d{{7,10}}\.parquet", p) for p in meta.path)
         assert (meta.path == folder + "/" + meta.file_id.astype(str) + ".parquet").all()
-        assert sorted(p.name for p in (small / folder).iterdir()) == sorted(Path(p).name for p in meta.path.unique())
+        assert sorted(p.name for p in (small / folder).iterdir()) == sorted(
+            Path(p).name for p in meta.path.unique()
+        )
         assert meta.sequence_id.is_unique and (meta.sequence_id > 0).all()
         assert meta.participant_id.between(0, 254).all()
         assert meta.groupby("path").size().max() <= SMALL.sequences_per_file
@@ -103,7 +117,7 @@ def test_full_face_has_all_1630_columns(tmp_path):
     face = df[[c for c in df.columns if "_face_" in c]].to_numpy()
     assert not np.isnan(face).any()
     x, y = (df[[layout.column(a, "face", i) for i in range(468)]].to_numpy() for a in ("x", "y"))
-    assert 0 < x.min() and x.max() < 1 and 0 < y.min() and y.max() < 1
+    assert x.min() > 0 and x.max() < 1 and y.min() > 0 and y.max() < 1
     # the face is an oval around the lips, which sit in its lower half
     lips_y = df[[layout.column("y", "face", i) for i in syn.LIP_POINTS]].to_numpy().mean(1)
     assert (y.min(1) < lips_y).all() and (lips_y < y.max(1)).all()
@@ -129,6 +143,7 @@ def test_coordinates_look_like_mediapipe(small_data):
 
 
 # ------------------------------------------------------------------------------------- determinism
+
 
 def test_same_spec_same_data_and_different_seed_differs(small, small_data, tmp_path):
     again = syn.generate(SMALL, tmp_path / "again", progress=False)
@@ -172,6 +187,7 @@ def test_spec_digest_is_stable_and_short():
 
 # ------------------------------------------------------------------------------------------- phrases
 
+
 def test_make_phrase_statistics():
     rng = np.random.default_rng(0)
     phrases = [syn.make_phrase(rng) for _ in range(3000)]
@@ -182,7 +198,9 @@ def test_make_phrase_statistics():
     assert set("".join(phrases)) <= set(layout.CHARACTERS)
     assert all(p == p.lower() and p == p.strip() for p in phrases)
     kinds = {
-        "url": r"^(https?://|www\.)", "phone": r"^\+?\d+[-. ]\d+[-. ]\d+", "email": r"@",
+        "url": r"^(https?://|www\.)",
+        "phone": r"^\+?\d+[-. ]\d+[-. ]\d+",
+        "email": r"@",
         "address": r"^\d+ [a-z]",
     }
     for kind, pattern in kinds.items():
@@ -190,7 +208,7 @@ def test_make_phrase_statistics():
 
 
 def test_a_few_hundred_sequences_use_all_59_characters():
-    train, _, _ = syn._plan(syn.SyntheticSpec(n_sequences=300, n_signers=10, seed=3))
+    train, _, _ = syn_dataset._plan(syn.SyntheticSpec(n_sequences=300, n_signers=10, seed=3))
     assert set("".join(train.phrase)) == set(layout.CHARACTERS)
 
 
@@ -203,6 +221,7 @@ def test_phrases_repeat_somewhat_and_signers_sign_many_phrases(small_data):
 
 
 # -------------------------------------------------------------------------------------------- signal
+
 
 def _visible(df: pd.DataFrame, part: str) -> np.ndarray:
     return ~np.isnan(df[layout.column("x", part, 0)].to_numpy())
@@ -227,8 +246,14 @@ def test_frames_per_character_and_sequence_lengths(small_data):
     assert np.mean(visible <= 5) < 0.1, "near-empty clips are rare"
     # idle frames: the hand is missing or low at the start and the end of most clips
     first_rows = [sequences[s].iloc[:3] for s in meta.sequence_id]
-    low_or_missing = [np.all(np.isnan(r["y_right_hand_0"]) & np.isnan(r["y_left_hand_0"])
-                             | (r["y_right_hand_0"] > 0.7) | (r["y_left_hand_0"] > 0.7)) for r in first_rows]
+    low_or_missing = [
+        np.all(
+            np.isnan(r["y_right_hand_0"]) & np.isnan(r["y_left_hand_0"])
+            | (r["y_right_hand_0"] > 0.7)
+            | (r["y_left_hand_0"] > 0.7)
+        )
+        for r in first_rows
+    ]
     assert np.mean(low_or_missing) > 0.5
 
 
@@ -250,7 +275,9 @@ def test_left_handed_signers_are_mirrored(small_data):
 
     def handedness(seq: pd.DataFrame, part: str) -> float:
         """Median side of the thumb relative to the wrist->pinky line (the hand's 2-D chirality)."""
-        p = {i: seq[[layout.column("x", part, i), layout.column("y", part, i)]].to_numpy() for i in (0, 5, 17)}
+        p = {
+            i: seq[[layout.column("x", part, i), layout.column("y", part, i)]].to_numpy() for i in (0, 5, 17)
+        }
         a, b = p[5] - p[0], p[17] - p[0]
         return float(np.nanmedian(np.sign(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0])))
 
@@ -264,8 +291,12 @@ def test_left_handed_signers_are_mirrored(small_data):
         nose_x = both[layout.column("x", "pose", 0)].to_numpy()[seen]
         assert (np.median(hand_x - nose_x) > 0) == (part == "left_hand"), "the hand is on its own side"
         # the pose wrist of that side is at the hand's wrist
-        gap = np.hypot(*(both[f"{a}_pose_{wrist}"].to_numpy()[seen] - both[f"{a}_{part}_0"].to_numpy()[seen]
-                         for a in "xy"))
+        gap = np.hypot(
+            *(
+                both[f"{a}_pose_{wrist}"].to_numpy()[seen] - both[f"{a}_{part}_0"].to_numpy()[seen]
+                for a in "xy"
+            )
+        )
         assert np.median(gap) < 0.03
         signs = [handedness(s, part) for s in seqs if _visible(s, part).sum() > 10]
         assert np.median(signs) == (1.0 if part == "left_hand" else -1.0)
@@ -275,7 +306,9 @@ def test_lips_move_with_the_mouthing(small_data):
     meta, _, sequences = small_data
     opening = [np.ptp(s["y_face_14"].to_numpy() - s["y_face_13"].to_numpy()) for s in sequences.values()]
     assert np.median(opening) > 0.002
-    corners = np.concatenate([s["x_face_291"].to_numpy() - s["x_face_61"].to_numpy() for s in sequences.values()])
+    corners = np.concatenate(
+        [s["x_face_291"].to_numpy() - s["x_face_61"].to_numpy() for s in sequences.values()]
+    )
     assert np.all(corners > 0), "corner 61 (the subject's right) is on the image's left, also when mirrored"
 
 
@@ -286,7 +319,7 @@ def test_characters_are_distinguishable_and_confusable_pairs_close():
     def distance(a: str, b: str) -> float:
         return float(np.sqrt(((shapes[a] - shapes[b]) ** 2).sum(-1)).mean())
 
-    pairs = [(a, b) for i, a in enumerate(layout.CHARACTERS) for b in layout.CHARACTERS[i + 1:]]
+    pairs = [(a, b) for i, a in enumerate(layout.CHARACTERS) for b in layout.CHARACTERS[i + 1 :]]
     distances = np.array([distance(a, b) for a, b in pairs])
     assert distances.min() > 0.02, "no two characters share a shape"
     typical = np.median(distances)
@@ -300,7 +333,7 @@ def test_characters_are_distinguishable_and_confusable_pairs_close():
 def test_hand_pose_is_a_plausible_hand():
     open_hand = syn.canonical_hand("5")
     bones = np.array([np.linalg.norm(open_hand[a] - open_hand[b]) for a, b in syn.HAND_BONES])
-    assert 0.15 < bones.min() and bones.max() < 1.1
+    assert bones.min() > 0.15 and bones.max() < 1.1
     fist, flat = syn.canonical_hand("s"), syn.canonical_hand("b")
     tips = [8, 12, 16, 20]
     assert (flat[tips, 1] > 1.5).all() and (fist[tips, 1] < 1.1).all(), "a fist's fingertips are curled"
@@ -312,6 +345,7 @@ def test_hand_pose_is_a_plausible_hand():
 
 # --------------------------------------------------------------------------------- atomic, ensure
 
+
 def test_generate_refuses_an_existing_root(small):
     with pytest.raises(FileExistsError):
         syn.generate(SMALL, small, progress=False)
@@ -321,7 +355,7 @@ def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(job, root):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(syn, "_write_file", broken)
+    monkeypatch.setattr(syn_dataset, "_write_file", broken)
     spec = syn.SyntheticSpec(n_sequences=5, n_signers=2)
     with pytest.raises(RuntimeError):
         syn.generate(spec, tmp_path / "root", progress=False)
@@ -332,8 +366,8 @@ def test_ensure_generates_once_and_ignores_leftover_temp_dirs(tmp_path):
     spec = syn.SyntheticSpec(n_sequences=12, n_signers=3, seed=5)
     root = tmp_path / f"synthetic-{syn.spec_digest(spec)}"
     # a crashed run's directory (dead pid on this host) and a live run's one (this very process)
-    dead = tmp_path / f".{root.name}.tmp-{socket.gethostname()}-999999999-0000"
-    live = tmp_path / f".{root.name}.tmp-{socket.gethostname()}-{os.getpid()}-0000"
+    dead = tmp_path / atomic.temp_name(root.name, pid=999999999)
+    live = tmp_path / atomic.temp_name(root.name, pid=os.getpid())
     for leftover in (dead, live):
         (leftover / layout.TRAIN_DIR).mkdir(parents=True)
         (leftover / layout.TRAIN_CSV).write_text("path,file_id,sequence_id,participant_id,phrase\n")
@@ -354,6 +388,7 @@ def test_ensure_generates_once_and_ignores_leftover_temp_dirs(tmp_path):
 
 
 # ------------------------------------------------------------------------------- CLI and picture
+
 
 def test_command_line(tmp_path, capsys):
     assert syn.main([str(tmp_path), "--n-sequences", "8", "--n-signers", "2", "--seed", "4", "--quiet"]) == 0

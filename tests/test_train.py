@@ -1,4 +1,5 @@
-"""train.py end to end on tiny configs: the offline W&B run read back, resume, guards, strategies."""
+"""train.py end to end on tiny configs: the offline W&B run read back, resume, guards,
+strategies."""
 
 from __future__ import annotations
 
@@ -8,31 +9,44 @@ import signal
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from aslfr import compare
-from aslfr.checkpoint import Checkpoints
-from aslfr.rundir import RunDir, register_resolvers
-from aslfr.wandb_offline import read_runs
+from aslfr.experiments import compare
+from aslfr.experiments.offline import read_runs
+from aslfr.train.checkpoints import Checkpoints
+from aslfr.train.rundir import RunDir
 
 from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train
 
+pytestmark = pytest.mark.slow  # train.py in subprocesses, end to end
+
 
 def test_run_directory_is_self_contained(debug_run):
-    for name in ("folds.csv", "features.json", "summary.json", "checkpoints/latest.json",
-                 "checkpoints/best.weights.h5", ".hydra/config.yaml"):
+    for name in (
+        "folds.csv",
+        "features.json",
+        "summary.json",
+        "checkpoints/latest.json",
+        "checkpoints/best.weights.h5",
+        ".hydra/config.yaml",
+    ):
         assert (debug_run / name).exists(), name
     assert list((debug_run / "wandb").glob("offline-run-*/run-*.wandb"))
     summary = json.loads((debug_run / "summary.json").read_text())
-    for key in ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score",
-                "best/val/score", "params"):
+    for key in (
+        "val/loss",
+        "val/top1",
+        "val/top5",
+        "val/levenshtein",
+        "val/score",
+        "best/val/score",
+        "params",
+    ):
         assert key in summary, key
     assert summary["epochs"] == 3
 
@@ -53,8 +67,7 @@ def test_offline_run_holds_every_logged_key(debug_run):
     assert len(steps) >= 3 and all(np.isfinite(v) for _, v in steps)
     assert len(run.series("train/lr")) == len(steps)
     # per eval: exactly these names, at epochs 2 and 3 (eval_every=2, and always the last)
-    for key in ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score",
-                "train/samples_per_sec"):
+    for key in ("val/loss", "val/top1", "val/top5", "val/levenshtein", "val/score", "train/samples_per_sec"):
         assert run.series(key), key
     assert [row["epoch"] for row in run.history if "val/score" in row] == [2, 3]
     last = [row for row in run.history if "val/score" in row][-1]
@@ -69,8 +82,13 @@ def test_offline_run_holds_every_logged_key(debug_run):
     (model,) = [a for a in run.artifacts if a["type"] == "model"]
     assert "best" in model["aliases"] and model["metadata"]["params"] == summary["params"]
     # the inference budget: probed before training, measured on the export after it
-    for key in ("infer/latency_ms", "infer/model_mb", "infer/projected_hours", "budget/ok",
-                "infer/val_score"):
+    for key in (
+        "infer/latency_ms",
+        "infer/model_mb",
+        "infer/projected_hours",
+        "budget/ok",
+        "infer/val_score",
+    ):
         assert run.summary[key] == pytest.approx(summary[key]), key
     assert summary["budget/ok"] is True and 0 < summary["infer/model_mb"] < 40
     assert run.series("infer/latency_ms")  # logged, not only summarized
@@ -79,9 +97,22 @@ def test_offline_run_holds_every_logged_key(debug_run):
 def test_cross_validation_multirun(tmp_path):
     env = subprocess_env()
     proc = subprocess.run(
-        [sys.executable, "train.py", "-m", *DEBUG, "data.fold=0,1", "trainer.epochs=1",
-         f"paths.data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={tmp_path / 'cv'}"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            *DEBUG,
+            "data.fold=0,1",
+            "trainer.epochs=1",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.sweep.dir={tmp_path / 'cv'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = {r.config["data"]["fold"]: r for r in read_runs(tmp_path / "cv")}
     assert sorted(runs) == [0, 1]
@@ -128,8 +159,10 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert "loss became nan" in proc.stderr.lower() or "loss became inf" in proc.stderr.lower()
     assert "last good checkpoint (epoch 1)" in proc.stderr
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text()) == good
-    assert not (run_dir / "summary.json").exists() or \
-        json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
+    assert (
+        not (run_dir / "summary.json").exists()
+        or json.loads((run_dir / "summary.json").read_text())["epochs"] == 1
+    )
     status = RunDir(run_dir).status()  # marked in the directory, with the reason
     assert status["status"] == "failed" and "loss became" in status["error"]
 
@@ -139,11 +172,23 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
     record holds every epoch the checkpoint says is done, and after the resume read_runs gives
     one run with each epoch once. Resuming with another trainer.epochs is allowed."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "train.py", *DEBUG, "trainer.epochs=40",
-           f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        *DEBUG,
+        "trainer.epochs=40",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"hydra.run.dir={run_dir}",
+    ]
     train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     latest = run_dir / "checkpoints" / "latest.json"
     deadline = time.time() + 250
     while time.time() < deadline and proc.poll() is None:
@@ -156,8 +201,11 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
     assert 2 <= done < 40
     assert not (run_dir / "summary.json").exists()
     (killed,) = read_runs(run_dir)  # what the killed process left on disk
-    assert killed.id and killed.id == json.loads(
-        (run_dir / "checkpoints" / f"epoch-{done:04d}" / "state.json").read_text())["wandb_id"]
+    assert (
+        killed.id
+        and killed.id
+        == json.loads((run_dir / "checkpoints" / f"epoch-{done:04d}" / "state.json").read_text())["wandb_id"]
+    )
     logged = [row["epoch"] for row in killed.history if "train/samples_per_sec" in row]
     assert logged[:done] == list(range(1, done + 1))
     assert RunDir(run_dir).status()["status"] == "interrupted"
@@ -179,36 +227,36 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
     assert RunDir(run_dir).status()["status"] == "finished"
 
 
-def test_run_directories_are_unique_and_sorted_by_time():
-    """The default hydra.run.dir and hydra.sweep.dir, resolved by many runs started in the same
-    second (each compose is a new run's config): all different, in the order they started."""
-    register_resolvers()
-    names = {"run": [], "sweep": []}
-    for _ in range(12):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", return_hydra_config=True)
-        for kind in names:
-            names[kind].append(OmegaConf.select(cfg, f"hydra.{kind}.dir"))
-    for kind, dirs in names.items():
-        assert len(set(dirs)) == len(dirs), dirs
-        assert dirs == sorted(dirs), dirs
-    assert names["run"][0].startswith("outputs/") and names["sweep"][0].startswith("multirun/")
-
-
 def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
     pattern = f"hydra.run.dir={tmp_path}/outputs/${{now:%Y-%m-%d}}/${{stamp:}}"
     train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
-    procs = [subprocess.Popen(
-        [sys.executable, "train.py", *DEBUG, "trainer.epochs=1", f"model.encoder.width={w}",
-         f"paths.data_dir={tmp_path / 'data'}", pattern, f"wandb.mode={mode}"], cwd=ROOT,
-        env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for w, mode in ((64, "offline"), (96, "disabled"))]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "train.py",
+                *DEBUG,
+                "trainer.epochs=1",
+                f"model.encoder.width={w}",
+                f"paths.data_dir={tmp_path / 'data'}",
+                pattern,
+                f"wandb.mode={mode}",
+            ],
+            cwd=ROOT,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for w, mode in ((64, "offline"), (96, "disabled"))
+    ]
     outs = [p.communicate(timeout=280)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     dirs = sorted((tmp_path / "outputs").glob("*/*"))
     assert len(dirs) == 2
-    widths = {yaml.safe_load((d / ".hydra" / "config.yaml").read_text())["model"]["encoder"][
-        "width"] for d in dirs}
+    widths = {
+        yaml.safe_load((d / ".hydra" / "config.yaml").read_text())["model"]["encoder"]["width"] for d in dirs
+    }
     assert widths == {64, 96}
     for d in dirs:
         summary = json.loads((d / "summary.json").read_text())
@@ -223,15 +271,24 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
 
 
 def snapshot(directory: Path) -> dict:
-    return {p.relative_to(directory): (p.stat().st_mtime_ns, p.read_bytes())
-            for p in directory.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(directory): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in directory.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_resume_with_another_config_is_refused_and_touches_nothing(debug_run, tmp_path):
     before = snapshot(debug_run)
     t = time.perf_counter()
-    proc = train(tmp_path, "model.encoder.width=96", "data.max_frames=48", "trainer.epochs=9",
-                 run_dir=debug_run, check=False)
+    proc = train(
+        tmp_path,
+        "model.encoder.width=96",
+        "data.max_frames=48",
+        "trainer.epochs=9",
+        run_dir=debug_run,
+        check=False,
+    )
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     err = proc.stderr
@@ -241,7 +298,7 @@ def test_resume_with_another_config_is_refused_and_touches_nothing(debug_run, tm
     assert "trainer.epochs:" not in err  # allowed to change: not a difference
     # the two ways forward: a new directory, or the run's own overrides
     assert "leave out hydra.run.dir" in err
-    assert "experiment=debug" in err and f"hydra.run.dir={debug_run}" in err
+    assert "debug=default" in err and f"hydra.run.dir={debug_run}" in err
     assert snapshot(debug_run) == before  # .hydra/ included
     assert time.perf_counter() - t < 60  # before any data or TensorFlow work
 
@@ -249,10 +306,19 @@ def test_resume_with_another_config_is_refused_and_touches_nothing(debug_run, tm
 def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
-        "print('held', flush=True); time.sleep(120)"), str(run_dir / ".lock")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time, filelock; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+                "print('held', flush=True); time.sleep(120)"
+            ),
+            str(run_dir / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         proc = train(tmp_path, run_dir=run_dir, check=False)
@@ -269,12 +335,23 @@ def test_a_run_launched_by_wandb_agent_records_the_agents_run_id(tmp_path):
     values in the logged nested config."""
     params = {"model.encoder.width": 48, "model.decoder.depth": 2, "optimizer.lr": 0.002}
     run_id, run_dir = "agentrun7", tmp_path / "run"
-    cmd = agent_command(["${env}", "${interpreter}", "${program}", "${args_no_hyphens}",
-                         *DEBUG, "trainer.epochs=1", f"paths.data_dir={tmp_path / 'data'}",
-                         f"hydra.run.dir={run_dir}"], params)
+    cmd = agent_command(
+        [
+            "${env}",
+            "${interpreter}",
+            "${program}",
+            "${args_no_hyphens}",
+            *DEBUG,
+            "trainer.epochs=1",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        params,
+    )
     assert cmd[:3] == ["/usr/bin/env", "python", "train.py"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=agent_env(tmp_path, params, run_id),
-                          capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=agent_env(tmp_path, params, run_id), capture_output=True, text=True, timeout=280
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run,) = read_runs(run_dir)
     assert run.id == run_id
@@ -285,8 +362,7 @@ def test_a_run_launched_by_wandb_agent_records_the_agents_run_id(tmp_path):
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    proc = train(tmp_path, "trainer.epochs=1", "trainer.strategy=mirrored",
-                 "trainer.cpu_devices=2")
+    proc = train(tmp_path, "trainer.epochs=1", "trainer.strategy=mirrored", "trainer.cpu_devices=2")
     out = proc.stdout + proc.stderr
     assert "Using MirroredStrategy with devices" in out and "CPU:1" in out
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -309,13 +385,26 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
     import struct
     import termios
 
+    # as a user starts it: TF_CPP_MIN_LOG_LEVEL unset, so TensorFlow's start-up lines are held back
+    quiet_unless_asked = {k: v for k, v in subprocess_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     master, child_end = pty.openpty()
     fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 160, 0, 0))  # 160 columns
     proc = subprocess.Popen(
-        [sys.executable, "train.py", *DEBUG, "trainer.epochs=2", "export.enabled=true",
-         f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, env=subprocess_env(), stdin=subprocess.DEVNULL, stdout=child_end,
-        stderr=child_end)
+        [
+            sys.executable,
+            "train.py",
+            *DEBUG,
+            "trainer.epochs=2",
+            "export.enabled=true",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=quiet_unless_asked,
+        stdin=subprocess.DEVNULL,
+        stdout=child_end,
+        stderr=child_end,
+    )
     os.close(child_end)
     out = b""
     while True:
@@ -332,6 +421,16 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
     for needle in ("epoch 1/2", "epoch 2/2", "/5 [", "step/s", "loss=", "samples/s="):
         assert needle in text, needle
     # and none of the notices a user cannot act on (the export included)
-    for noise in ("shuffle=True", "Symlinked", "contains input name(s)", "Assets written to",
-                  "Valid config keys"):
+    for noise in (
+        "shuffle=True",
+        "Symlinked",
+        "contains input name(s)",
+        "Assets written to",
+        "Valid config keys",
+        "oneDNN custom operations",
+        "cuInit",
+        "cuda drivers",
+        "absl::InitializeLog",
+        "XNNPACK delegate",
+    ):
         assert noise not in text, noise

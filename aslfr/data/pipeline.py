@@ -1,0 +1,273 @@
+"""tf.data over the prepared cache: batches of normalized frames with masks and target tokens,
+train-time augmentation switched by config, none at validation.
+
+Each element is a dict:
+  frames [B, max_frames, features] float32  normalized; NaN = landmark not detected; 0 on padding
+  mask   [B, max_frames] float32              1 on real frames, 0 on padding
+  tokens [B, max_phrase_length + 1] int32     characters, EOS, then PAD
+
+`frame_features`, `normalize` and `fit_length` are the exact TensorFlow ops the exported TFLite
+graph runs too.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from aslfr.data import layout
+from aslfr.data.features import FeatureSpec, NormStats
+
+
+# -- shared with export -------------------------------------------------------------------------
+def frame_features(x: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """[T, P, D] landmarks -> [T, spec.n_features]: every coordinate and, with
+    `hand_relative`, the signing hand's points 1-20 relative to its wrist, divided by the
+    wrist-to-middle-knuckle distance (position and size of the hand factored out)."""
+    flat = tf.reshape(x, [tf.shape(x)[0], spec.n_points * len(spec.axes)])
+    if not spec.hand_relative:
+        return flat
+    hand = tf.gather(x, spec.group_points("hand"), axis=1)  # [T, 21, D]
+    wrist = hand[:, layout.WRIST : layout.WRIST + 1]
+    size = tf.norm(hand[:, layout.MIDDLE_KNUCKLE, :2] - hand[:, layout.WRIST, :2], axis=-1)[:, None, None]
+    relative = (hand[:, layout.WRIST + 1 :] - wrist) / tf.maximum(size, 1e-6)  # the wrist is first
+    n_relative = (layout.HAND_POINTS - 1) * len(spec.axes)
+    return tf.concat([flat, tf.reshape(relative, [tf.shape(x)[0], n_relative])], -1)
+
+
+def canonical_frames(raw: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """TensorFlow twin of `features.extract` for the export graph: raw [T, len(spec.columns)]
+    -> [kept, P, D] (dominant hand by visible frames, mirrored to the right, handless frames
+    dropped). Where extract gives up (no hand ever visible) every frame is kept, and an empty
+    input becomes one missing frame, so inference always has something to decode."""
+
+    def seen(part):
+        x_cols = tf.gather(raw, spec.hand_x_columns(part), axis=1)
+        return tf.reduce_sum(tf.cast(tf.reduce_any(~tf.math.is_nan(x_cols), axis=1), tf.int32))
+
+    left = seen("left_hand") > seen("right_hand")
+    (idx_right, _), (idx_left, flip) = spec.gather(False), spec.gather(True)
+    x = tf.where(left, tf.gather(raw, idx_left, axis=1), tf.gather(raw, idx_right, axis=1))
+    if flip:
+        x = tf.where(left, tf.concat([1.0 - x[..., :1], x[..., 1:]], axis=-1), x)
+    if spec.handless_frames == "drop":
+        hand = tf.gather(x, spec.hand_points, axis=1)
+        visible = ~tf.reduce_all(tf.math.is_nan(hand), axis=[1, 2])
+        x = tf.cond(tf.reduce_any(visible), lambda: tf.boolean_mask(x, visible), lambda: x)
+    empty = tf.fill([1, spec.n_points, len(spec.axes)], tf.constant(np.nan, tf.float32))
+    return tf.cond(tf.shape(x)[0] > 0, lambda: x, lambda: empty)
+
+
+def normalize(x: tf.Tensor, stats: NormStats) -> tf.Tensor:
+    """[T, F] features -> standardized with the training folds' statistics (NaN stays NaN)."""
+    return (x - tf.constant(stats.mean)) / tf.constant(stats.std)
+
+
+def nearest_indices(n: tf.Tensor, m: tf.Tensor) -> tf.Tensor:
+    """m indices spread evenly over n frames (nearest frame to each of m evenly spaced centres)."""
+    n_f, m_f = tf.cast(n, tf.float32), tf.cast(m, tf.float32)
+    idx = tf.floor((tf.range(m_f) + 0.5) * n_f / m_f)
+    return tf.minimum(tf.cast(idx, tf.int32), tf.cast(n, tf.int32) - 1)
+
+
+def resample(x: tf.Tensor, max_frames: int) -> tf.Tensor:
+    """[T, ...] -> [min(T, max_frames), ...]: longer sequences are resampled to max_frames
+    (nearest frames, so no NaN is smeared), shorter ones kept as they are."""
+    n = tf.shape(x)[0]
+    return tf.cond(n > max_frames, lambda: tf.gather(x, nearest_indices(n, max_frames)), lambda: x)
+
+
+def fit_length(x: tf.Tensor, max_frames: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """[T, ...] -> ([max_frames, F] frames, [max_frames] mask): `resample`d, then padded."""
+    x = resample(x, max_frames)
+    kept = tf.shape(x)[0]
+    flat = tf.reshape(x, [kept, -1])
+    flat = tf.pad(flat, [[0, max_frames - kept], [0, 0]])
+    mask = tf.range(max_frames) < kept
+    return flat, mask
+
+
+# -- augmentation -------------------------------------------------------------------------------
+class Augmenter:
+    """Train-time augmentation of one raw sequence [T, P, D], from `data.augment`. Randomness
+    comes from a per-element seed pair (stateless ops), so a run is reproducible from its seed."""
+
+    def __init__(self, cfg: Mapping, spec: FeatureSpec):
+        self.cfg = cfg
+        hand = spec.group_points("hand")
+        self.fingers = tf.constant([[int(hand[i]) for i in f] for f in layout.FINGERS], tf.int32)
+        self.hand = tf.constant(spec.hand_points, tf.int32)
+        self.parts = [
+            tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose") if len(spec.group_points(g))
+        ]
+        self.n_points = spec.n_points
+
+    def _coin(self, p: float, seed) -> tf.Tensor:
+        return tf.random.stateless_uniform([], seed) < p
+
+    def _uniform(self, seed, low, high, shape=()) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape, seed, low, high)
+
+    def resample(self, x, seed):
+        c = self.cfg["resample"]
+        n = tf.shape(x)[0]
+        factor = self._uniform(seed, float(c["low"]), float(c["high"]))
+        m = tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * factor), tf.int32))
+        return tf.gather(x, nearest_indices(n, m))
+
+    def affine(self, x, seed):
+        c = self.cfg["affine"]
+        seeds = tf.random.experimental.stateless_split(seed, 5)
+        xy = x[..., :2]
+        centre = _nanmean(tf.reshape(xy, [-1, 2]))
+        scale = self._uniform(seeds[0], 1 - float(c["scale"]), 1 + float(c["scale"]))
+        angle = self._uniform(seeds[1], -1.0, 1.0) * float(c["rotate_deg"]) * math.pi / 180
+        shear = self._uniform(seeds[2], -float(c["shear"]), float(c["shear"]))
+        shift = self._uniform(seeds[3], -float(c["shift"]), float(c["shift"]), [2])
+        cos, sin = tf.cos(angle), tf.sin(angle)
+        matrix = scale * tf.stack([[cos, -sin], [sin, cos]]) @ tf.stack([[1.0, shear], [0.0, 1.0]])
+        moved = tf.einsum("tpd,ed->tpe", xy - centre, matrix) + centre + shift
+        return tf.concat([moved, x[..., 2:]], axis=-1)
+
+    def finger_dropout(self, x, seed):
+        c = self.cfg["finger_dropout"]
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        k = tf.random.stateless_uniform([], seeds[0], 1, int(c["max_fingers"]) + 1, tf.int32)
+        order = tf.argsort(tf.random.stateless_uniform([5], seeds[1]))
+        points = tf.reshape(tf.gather(self.fingers, order[:k]), [-1])
+        return _blank_points(x, points, self.n_points)
+
+    def hand_dropout(self, x, seed):
+        rate = float(self.cfg["hand_dropout"]["rate"])
+        frames = tf.random.stateless_uniform([tf.shape(x)[0]], seed) < rate
+        points = tf.scatter_nd(self.hand[:, None], tf.ones_like(self.hand, tf.bool), [self.n_points])
+        blank = frames[:, None] & points[None, :]
+        return tf.where(blank[..., None], tf.constant(np.nan, tf.float32), x)
+
+    def part_dropout(self, x, seed):
+        if not self.parts:
+            return x
+        choice = tf.random.stateless_uniform([], seed, 0, len(self.parts), tf.int32)
+        branches = [lambda p=p: _blank_points(x, p, self.n_points) for p in self.parts]
+        return tf.switch_case(choice, branches)
+
+    def __call__(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout")
+        seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
+        for k, name in enumerate(steps):
+            p = float(self.cfg[name]["p"])
+            if p <= 0:
+                continue
+            augmented = functools.partial(getattr(self, name), x, seeds[2 * k + 1])
+            x = tf.cond(self._coin(p, seeds[2 * k]), augmented, functools.partial(tf.identity, x))
+        return x
+
+
+def _nanmean(v: tf.Tensor) -> tf.Tensor:
+    ok = ~tf.math.is_nan(v)
+    total = tf.reduce_sum(tf.where(ok, v, 0.0), axis=0)
+    return total / tf.maximum(tf.reduce_sum(tf.cast(ok, tf.float32), axis=0), 1.0)
+
+
+def _blank_points(x: tf.Tensor, points: tf.Tensor, n_points: int) -> tf.Tensor:
+    hit = tf.scatter_nd(points[:, None], tf.ones_like(points, tf.bool), [n_points])
+    return tf.where(hit[None, :, None], tf.constant(np.nan, tf.float32), x)
+
+
+# -- the data set -------------------------------------------------------------------------------
+def frame_source(frames: np.ndarray) -> Callable[[], tf.Tensor]:
+    """All frames [total, points, axes] as a tensor that tf.data functions read with no Python
+    (a Python call in the pipeline can deadlock with the interpreter when an iterator is torn
+    down mid-epoch): the cache's memory-mapped frames.bin is mapped by TensorFlow itself
+    (ImmutableConst, nothing is loaded up front); an in-memory array becomes a constant."""
+    if (
+        isinstance(frames, np.memmap)
+        and frames.offset == 0
+        and frames.dtype == np.float32
+        and frames.flags.c_contiguous
+        and frames.nbytes == os.path.getsize(frames.filename)
+    ):
+        shape, path = list(frames.shape), str(frames.filename)
+        return lambda: tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=shape, memory_region_name=path)
+    array = tf.constant(np.asarray(frames, np.float32))
+    return lambda: array
+
+
+def make_dataset(
+    frames: np.ndarray,
+    offsets: np.ndarray,
+    tokens: np.ndarray,
+    indices: np.ndarray,
+    *,
+    spec: FeatureSpec,
+    stats: NormStats,
+    max_frames: int,
+    batch_size: int,
+    training: bool,
+    augment: Mapping | None = None,
+    seed: int = 0,
+    length_step: int = 0,
+    bucket_by_length: bool = False,
+) -> tf.data.Dataset:
+    """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
+    tokens [N, L] from `Vocab.encode`).
+
+    Training: an endless stream of full batches, reshuffled every epoch, augmented if
+    `augment.enabled`. Validation: every sequence once, never augmented, in the given order.
+    `length_step` > 0 cuts each batch to its longest sequence rounded up to a multiple of
+    `length_step` frames (at most `max_frames`), so no work is spent on padding the model would
+    mask anyway; validation then runs shortest first, and with `bucket_by_length` training
+    batches are grouped by length (buckets `length_step` frames wide)."""
+    indices = np.asarray(indices, np.int64)
+    if length_step and not training:
+        lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
+        indices = indices[np.argsort(lengths, kind="stable")]
+    all_frames = frame_source(frames)
+    bounds = tf.constant(np.asarray(offsets, np.int64))
+
+    def load(i):
+        return all_frames()[bounds[i] : bounds[i + 1]]
+
+    table = tf.constant(tokens, tf.int32)
+    ds = tf.data.Dataset.from_tensor_slices(indices)
+    if training:
+        ds = ds.shuffle(max(1, len(indices)), seed=seed, reshuffle_each_iteration=True).repeat()
+    augmenter = Augmenter(augment, spec) if training and augment and augment["enabled"] else None
+    ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
+
+    def element(i, pair):
+        x = load(i)
+        if augmenter is not None:
+            x = augmenter(x, tf.cast(pair % (2**31 - 1), tf.int32))
+        x, mask = fit_length(normalize(frame_features(x, spec), stats), max_frames)
+        # The mask travels as float32: tf.distribute cannot aggregate bool tensors across replicas.
+        return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
+
+    ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training and length_step and bucket_by_length:
+        bounds = list(range(length_step + 1, max_frames + 1, length_step))
+        ds = ds.bucket_by_sequence_length(
+            lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32),
+            bounds,
+            [batch_size] * (len(bounds) + 1),
+            no_padding=True,
+            drop_remainder=True,
+        )
+    else:
+        ds = ds.batch(batch_size, drop_remainder=training)
+    if length_step:
+        ds = ds.map(lambda b: cut_to_length(b, length_step, max_frames))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def cut_to_length(batch: dict, step: int, max_frames: int) -> dict:
+    """Drop the trailing frames that are padding in every sequence of the batch, keeping a
+    multiple of `step` frames (so the model sees a handful of distinct shapes)."""
+    longest = tf.cast(tf.reduce_max(tf.reduce_sum(batch["mask"], axis=1)), tf.int32)
+    n = tf.clip_by_value((longest + step - 1) // step * step, step, max_frames)
+    return {**batch, "frames": batch["frames"][:, :n], "mask": batch["mask"][:, :n]}

@@ -1,0 +1,196 @@
+"""The inference-time budget: what a model costs to run the way the competition ran it.
+
+The competition ran each model as TFLite on CPU, 5 hours for 48,000 test sequences and at most
+40 MB. `measure` converts a model exactly as `aslfr.export` does and runs it in the LiteRT
+interpreter on one thread over a fixed benchmark set of realistic sequences (`budget.benchmark`:
+160 frames of which ~96 show the signing hand, decoded for 18 characters + EOS, the Kaggle means),
+giving the mean latency per sequence, the file size and the hours projected for the test set.
+`probe` does this for the untrained model of a config before any data work, so a sweep never
+trains a model it could not ship.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+from aslfr import names
+from aslfr.data import layout
+from aslfr.data.features import FeatureSpec, NormStats
+from aslfr.data.vocab import Vocab
+from aslfr.export import competition
+from aslfr.export.convert import Preprocessing, TFLiteModel, convert, write_export
+from aslfr.model.config import model_config
+from aslfr.model.model import FingerspellingModel, build
+from aslfr.runtime import quiet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Measurement:
+    latency_ms: float  # mean per sequence, LiteRT, 1 thread, on this machine
+    model_mb: float  # size of the .tflite file (MB = 10^6 bytes, as Kaggle counted)
+    projected_hours: float  # latency x budget.test_sequences
+    latency_budget_ms: float
+    model_budget_mb: float
+
+    @property
+    def ok(self) -> bool:
+        return self.latency_ms <= self.latency_budget_ms and self.model_mb <= self.model_budget_mb
+
+    def why(self) -> str:
+        parts = [
+            f"latency {self.latency_ms:.1f} ms per sequence "
+            f"({'<=' if self.latency_ms <= self.latency_budget_ms else '>'} "
+            f"budget.latency_ms={self.latency_budget_ms:g}; "
+            f"{self.projected_hours:.2f} h for the test set)",
+            f"model {self.model_mb:.2f} MB ({'<=' if self.model_mb <= self.model_budget_mb else '>'}"
+            f" budget.model_mb={self.model_budget_mb:g})",
+        ]
+        return f"{'within budget' if self.ok else 'OVER BUDGET'}: " + "; ".join(parts)
+
+    def advice(self) -> str:
+        """What brings a configuration within budget, for the limits it exceeds (figures in
+        the README: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
+        and speeds up the decoder's steps; every character re-runs the decoder)."""
+        fixes = []
+        if self.latency_ms > self.latency_budget_ms:
+            fixes.append(
+                "for latency: a shallower or narrower decoder (model.decoder.depth/"
+                "width: it runs once per character), then encoder, or "
+                "export.quantize=int8_dynamic, or raise budget.latency_ms"
+            )
+        if self.model_mb > self.model_budget_mb:
+            fixes.append(
+                "for size: export.quantize=fp16 (half the file) or int8_dynamic (a "
+                "quarter), fewer or narrower layers, or raise budget.model_mb"
+            )
+        return "; ".join(fixes)
+
+    def metrics(self) -> dict:
+        """The keys every run logs (W&B and summary.json)."""
+        return {
+            names.INFER_LATENCY_MS: self.latency_ms,
+            names.INFER_MODEL_MB: self.model_mb,
+            names.INFER_PROJECTED_HOURS: self.projected_hours,
+            names.BUDGET_OK: self.ok,
+        }
+
+
+def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
+    """`bench.sequences` raw sequences [bench.frames, len(spec.columns)]: landmarks in [0.2, 0.8],
+    the right (signing) hand visible in a central stretch of `bench.hand_frames` frames, the left
+    hand never, face and pose always (as in a typical Kaggle clip)."""
+    rng = np.random.default_rng(int(bench.seed))
+    n, visible = int(bench.frames), int(bench.hand_frames)
+    start = (n - visible) // 2
+    part = np.array([layout.parse_column(c)[1] for c in spec.columns])
+    out = []
+    for _ in range(int(bench.sequences)):
+        raw = rng.uniform(0.2, 0.8, (n, len(spec.columns))).astype(np.float32)
+        raw[:, part == "left_hand"] = np.nan
+        hidden = np.ones(n, bool)
+        hidden[start : start + visible] = False
+        raw[np.ix_(hidden, part == "right_hand")] = np.nan
+        out.append(raw)
+    return out
+
+
+def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1, passes: int = 1) -> float:
+    """Mean ms per sequence in the LiteRT interpreter, after one warm-up call; with several
+    passes over `inputs`, the best pass (the others were slowed by something else running)."""
+    model = TFLiteModel(content, threads)
+    model(inputs[0])
+    best = math.inf
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for raw in inputs:
+            model(raw)
+        best = min(best, (time.perf_counter() - t0) * 1000 / len(inputs))
+    return best
+
+
+def measure(
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    budget_cfg: Mapping,
+    quantize: str = "none",
+    shipped: bytes | None = None,
+) -> Measurement:
+    """Latency and size of `model` as exported. The latency graph decodes exactly
+    `benchmark.characters` + 1 tokens (no early stop), so trained and untrained models are
+    timed alike; the size is that of `shipped` (the real export) when given."""
+    bench = budget_cfg.benchmark
+    timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
+    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads), int(bench.passes))
+    size = len(shipped if shipped is not None else timed) / 1e6
+    return Measurement(
+        latency_ms=ms,
+        model_mb=size,
+        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
+        latency_budget_ms=float(budget_cfg.latency_ms),
+        model_budget_mb=float(budget_cfg.model_mb),
+    )
+
+
+def untrained(cfg: DictConfig) -> tuple[FingerspellingModel, Preprocessing]:
+    """The untrained model of this config and its preprocessing, with no data: the feature
+    layout comes from the config, the vocabulary is the competition's 59 characters, the
+    normalization is the identity."""
+    spec = FeatureSpec.from_config(cfg.data.features)
+    model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
+    return model, Preprocessing(spec, NormStats.identity(spec.n_features), int(cfg.data.max_frames))
+
+
+def probe(cfg: DictConfig) -> Measurement:
+    """Measure the untrained model of this config."""
+    model, pre = untrained(cfg)
+    return measure(model, pre, cfg.budget, str(cfg.export.quantize))
+
+
+def export_and_measure(
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    run_dir: Path,
+    budget_cfg: Mapping,
+    quantize: str = "none",
+    zip_: bool = False,
+    data_root: Path | None = None,
+    val_ids: Sequence[int] | None = None,
+) -> dict:
+    """Export `model` to run_dir (model.tflite, inference_args.json[, submission.zip]), measure
+    it against the budget and, given the data root and validation sequence ids, score the
+    exported file on them by the competition's rules. -> the metrics to log."""
+    t0 = time.perf_counter()
+    content = convert(model, pre, quantize)
+    path = write_export(run_dir, content, pre, zip_)
+    t1 = time.perf_counter()
+    m = measure(model, pre, budget_cfg, quantize, shipped=content)
+    report = {**m.metrics(), names.EXPORT_QUANTIZE: quantize}
+    log.info(
+        "exported %s (%s, %.0f s; measured in %.0f s): %s",
+        path,
+        quantize,
+        t1 - t0,
+        time.perf_counter() - t1,
+        m.why(),
+    )
+    if data_root is not None and val_ids is not None and len(val_ids):
+        with quiet():  # (competition.py stands alone: its interpreter's start-up line held here)
+            result = competition.score(path, Path(run_dir) / "inference_args.json", data_root, list(val_ids))
+        report[names.INFER_VAL_SCORE] = result.score
+        log.info(
+            "the exported file scores %.4f on the %d validation sequences (LiteRT, competition rules)",
+            result.score,
+            result.n_sequences,
+        )
+    report[names.EXPORT_SECONDS] = time.perf_counter() - t0
+    return report

@@ -1,0 +1,41 @@
+"""The names a run is logged and summarized under, in W&B and in summary.json: defined once here.
+They are the contract with the dashboard, the sweep definitions (`metric: {name: val/score}`) and
+`aslfr-compare`. (aslfr/export/competition.py, which knows nothing of aslfr, spells the one it
+reads itself.)"""
+
+# training, per logged step and per epoch
+TRAIN_LOSS = "train/loss"
+TRAIN_LR = "train/lr"
+TRAIN_EPOCH_LOSS = "train/epoch_loss"
+TRAIN_SAMPLES_PER_SEC = "train/samples_per_sec"
+TRAIN_SEQUENCES = "train/sequences"
+EPOCH = "epoch"
+
+# validation, per evaluation
+VAL_LOSS = "val/loss"
+VAL_TOP1 = "val/top1"
+VAL_TOP5 = "val/top5"
+VAL_LEVENSHTEIN = "val/levenshtein"
+VAL_SCORE = "val/score"  # (N - D) / N, the competition metric: what sweeps maximize
+VAL_SECONDS = "val/seconds"
+VAL_SEQUENCES = "val/sequences"
+VAL_EXAMPLES = "val/examples"
+VAL_DISTANCE_HISTOGRAM = "val/distance_histogram"
+
+# the run's summary
+BEST_VAL_SCORE = "best/val/score"
+BEST_EPOCH = "best/epoch"
+PARAMS = "params"
+EPOCHS = "epochs"
+WANDB_ID = "wandb/id"
+WANDB_MODE = "wandb/mode"
+
+# the export and the inference budget
+INFER_LATENCY_MS = "infer/latency_ms"
+INFER_MODEL_MB = "infer/model_mb"
+INFER_PROJECTED_HOURS = "infer/projected_hours"
+INFER_VAL_SCORE = "infer/val_score"
+BUDGET_OK = "budget/ok"
+BUDGET_REASON = "budget/reason"
+EXPORT_QUANTIZE = "export/quantize"
+EXPORT_SECONDS = "export/seconds"

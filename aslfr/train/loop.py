@@ -1,0 +1,416 @@
+"""The training loop: Keras `fit` with callbacks for evaluation (loss, top-k, greedy-decoded
+Levenshtein on the whole validation fold), W&B logging, checkpoints, resume and the NaN guard."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from aslfr import names
+from aslfr.atomic import write_json
+from aslfr.data import pipeline
+from aslfr.data.prepare import DataSplit
+from aslfr.errors import TrainingDiverged
+from aslfr.model.config import model_config
+from aslfr.model.decoding import greedy_decode
+from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, edit_score
+from aslfr.model.model import FingerspellingModel, build
+from aslfr.model.optim import current_lr, make_optimizer
+from aslfr.train.checkpoints import Checkpoints
+from aslfr.train.tracking import Tracker, new_run_id
+
+log = logging.getLogger(__name__)
+
+
+def configure_devices(trainer_cfg) -> None:
+    """Logical CPU devices and precision; must run before TensorFlow touches a device."""
+    n_cpu = int(trainer_cfg.cpu_devices)
+    if n_cpu > 1:
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n_cpu)
+    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
+
+
+def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
+    """trainer.strategy (the schema's closed choice): one device, or mirrored over all GPUs (or,
+    without GPUs, over trainer.cpu_devices logical CPUs)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    strategies = {
+        "auto": tf.distribute.get_strategy,
+        "mirrored": lambda: tf.distribute.MirroredStrategy(devices=devices),
+        "one_device": lambda: tf.distribute.OneDeviceStrategy(devices[0]),
+    }
+    return strategies[str(trainer_cfg.strategy)]()
+
+
+@dataclass
+class Evaluation:
+    metrics: dict
+    truth: list[str]
+    predicted: list[str]
+    distances: np.ndarray
+
+
+class Decoder:
+    """Batched greedy decoding (key/value cache, early stop) of a data set, compiled once."""
+
+    def __init__(self, model: FingerspellingModel, vocab):
+        self.vocab = vocab
+        self.fn = tf.function(lambda f, m: greedy_decode(model, f, m), reduce_retracing=True)
+
+    def __call__(self, dataset) -> tuple[list[str], list[str]]:
+        truth, predicted = [], []
+        for batch in dataset:
+            out = self.fn(batch["frames"], batch["mask"]).numpy()
+            predicted += [self.vocab.decode(row) for row in out]
+            truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
+        return truth, predicted
+
+
+class Loop(keras.callbacks.Callback):
+    """Everything that happens around Keras' own loop: step logging, evaluation every
+    `eval_every` epochs, checkpoints, the NaN guard, and the summary."""
+
+    def __init__(
+        self,
+        *,
+        cfg,
+        tracker: Tracker,
+        checkpoints: Checkpoints,
+        decoder: Decoder,
+        val_ds,
+        state: dict,
+        steps_per_epoch: int,
+        batch_size: int,
+    ):
+        super().__init__()
+        self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
+        self.decoder, self.val_ds, self.state = decoder, val_ds, state
+        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
+        self.log_every = max(1, int(cfg.trainer.log_every))
+        self.eval_every = max(1, int(cfg.trainer.eval_every))
+        self.diverged: str | None = None
+        self.last_eval: dict = state.get("last_eval", {})
+
+    @property
+    def step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0, self.seen = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float(logs["loss"])
+        self.seen += self.batch_size
+        if not math.isfinite(loss):
+            self.diverged = (
+                f"the training loss became {loss} at epoch {self.state['epoch'] + 1}, step {self.step}"
+            )
+            self.model.stop_training = True
+            return
+        if self.step % self.log_every == 0:
+            self.tracker.log(
+                {
+                    names.TRAIN_LOSS: loss,
+                    names.TRAIN_LR: current_lr(self.model.optimizer),
+                    names.EPOCH: self.state["epoch"] + batch / self.steps_per_epoch,
+                },
+                self.step,
+            )
+
+    def evaluate(self) -> Evaluation:
+        values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
+        truth, predicted = self.decoder(self.val_ds)
+        score = edit_score(truth, predicted)
+        metrics = {
+            names.VAL_LOSS: float(values["loss"]),
+            names.VAL_TOP1: float(values["top1"]),
+            names.VAL_TOP5: float(values["top5"]),
+            names.VAL_LEVENSHTEIN: score.mean_distance,
+            names.VAL_SCORE: score.score,
+        }
+        return Evaluation(metrics, truth, predicted, score.distances)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged:
+            return
+        seconds = time.perf_counter() - self.t0
+        epoch_number = epoch + 1
+        metrics = {
+            names.TRAIN_SAMPLES_PER_SEC: self.seen / max(seconds, 1e-9),
+            names.TRAIN_EPOCH_LOSS: float(logs["loss"]),
+            names.EPOCH: epoch_number,
+        }
+        evaluated = self.val_ds is not None and (
+            epoch_number % self.eval_every == 0 or epoch_number == self.params["epochs"]
+        )
+        if evaluated:
+            t = time.perf_counter()
+            ev = self.evaluate()
+            metrics.update(ev.metrics, **{names.VAL_SECONDS: time.perf_counter() - t})
+            self.last_eval = ev.metrics
+            # Validation runs shortest first: pick examples across the whole range of lengths.
+            n = int(self.cfg.trainer.examples)
+            pick = np.unique(np.linspace(0, len(ev.truth) - 1, n).astype(int))
+            self.tracker.log_examples(
+                [ev.truth[i] for i in pick], [ev.predicted[i] for i in pick], ev.distances[pick], self.step
+            )
+            self.tracker.log_histogram(ev.distances, self.step)
+            if ev.metrics[names.VAL_SCORE] > self.state.get("best_score", -math.inf):
+                self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
+                self.checkpoints.save_best(self.model)
+            log.info(
+                "epoch %d: loss %.4f | val loss %.4f top1 %.3f top5 %.3f levenshtein %.2f score %.4f",
+                epoch_number,
+                logs["loss"],
+                ev.metrics[names.VAL_LOSS],
+                ev.metrics[names.VAL_TOP1],
+                ev.metrics[names.VAL_TOP5],
+                ev.metrics[names.VAL_LEVENSHTEIN],
+                ev.metrics[names.VAL_SCORE],
+            )
+        else:
+            log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
+        self.tracker.log(metrics, self.step, commit=True)
+        self.state.update(epoch=epoch_number, last_eval=self.last_eval)
+        # What the checkpoint says is done must be in the W&B record first: after a kill -9
+        # the resume continues from the checkpoint, and the record must not miss epochs.
+        self.tracker.sync(self.step)
+        self.checkpoints.save(self.model, self.model.optimizer, self.state)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A progress bar inside each epoch (steps, loss, samples/s) when stderr is a terminal;
+    nothing otherwise (tqdm's `disable=None`), where Loop's line per epoch is the progress."""
+
+    def __init__(self, steps_per_epoch: int, batch_size: int, epochs: int):
+        super().__init__()
+        self.steps, self.batch_size, self.epochs = steps_per_epoch, batch_size, epochs
+        self.bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(
+            total=self.steps,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            unit="step",
+            leave=False,
+            dynamic_ncols=True,
+            disable=None,
+        )
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.set_postfix(
+            {
+                "loss": f"{float(logs['loss']):.4f}",
+                "samples/s": f"{(batch + 1) * self.batch_size / seconds:.0f}",
+            },
+            refresh=batch == 0,
+        )  # at once, then at tqdm's pace
+        self.bar.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+    def on_train_end(self, logs=None):  # stopped mid-epoch (the NaN guard): close it too
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _xy(batch):
+    """Keras' (inputs, targets) from a pipeline batch: the targets are the tokens."""
+    return batch, batch["tokens"]
+
+
+def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.Model:
+    """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
+    pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
+    model.compile(
+        optimizer=make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs),
+        loss=SmoothedCrossEntropy(vocab_size, pad, float(cfg.model.label_smoothing)),
+        metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
+        jit_compile=bool(cfg.trainer.jit),
+    )
+    return model
+
+
+def train(
+    cfg: DictConfig,
+    split: DataSplit,
+    run_dir: Path,
+    *,
+    known: dict | None = None,
+    after: Callable[[FingerspellingModel], dict] | None = None,
+) -> dict:
+    """Train (or resume) in `run_dir`; returns the summary written to summary.json.
+    `known`: metrics already measured (the budget probe), put in the W&B summary at once.
+    `after(model)`: called with the best weights loaded once training is done (the export);
+    the metrics it returns are logged and join the summary."""
+    run_dir = Path(run_dir)
+    tcfg = cfg.trainer
+    keras.utils.set_random_seed(int(tcfg.seed))
+    strategy = make_strategy(tcfg)
+    p = split.prepared
+    mcfg = model_config(cfg, split.spec, split.vocab)
+    tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
+    batch_size = int(tcfg.batch_size)
+    common = dict(
+        spec=split.spec,
+        stats=split.stats,
+        max_frames=mcfg.max_frames,
+        batch_size=batch_size,
+        seed=int(tcfg.seed),
+        length_step=int(cfg.data.length_step or 0),
+    )
+    bucket = bool(cfg.data.bucket_by_length)
+    train_ds = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.train,
+        training=True,
+        augment=cfg.data.augment,
+        bucket_by_length=bucket,
+        **common,
+    )
+    # Validation is deterministic: prepared once, then served from memory at every evaluation.
+    val_ds = (
+        pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **common).cache()
+        if len(split.val)
+        else None
+    )
+    steps_per_epoch = len(split.train) // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"trainer.batch_size={batch_size} is larger than the training set ({len(split.train)} sequences)"
+        )
+    epochs = int(tcfg.epochs)
+
+    with strategy.scope():
+        model = compile_model(build(mcfg), cfg, steps_per_epoch, epochs)
+        optimizer = model.optimizer
+    n_params = int(model.count_params())
+
+    checkpoints = Checkpoints(run_dir / "checkpoints")
+    state = checkpoints.latest_state()
+    if state is not None:
+        with strategy.scope():
+            state = checkpoints.restore(model, optimizer)
+        log.info(
+            "resuming %s after epoch %d (step %d, W&B run %s)",
+            run_dir,
+            state["epoch"],
+            int(optimizer.iterations.numpy()),
+            state["wandb_id"],
+        )
+    else:
+        state = {"epoch": 0, "wandb_id": new_run_id()}
+
+    tracker = Tracker(cfg, run_dir, state["wandb_id"])
+    # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
+    if tracker.run.id != state["wandb_id"]:
+        log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", tracker.run.id)
+        state["wandb_id"] = tracker.run.id
+    tracker.summary(
+        {
+            names.PARAMS: n_params,
+            names.TRAIN_SEQUENCES: len(split.train),
+            names.VAL_SEQUENCES: len(split.val),
+            **(known or {}),
+        }
+    )
+    tracker.save_file(run_dir / "folds.csv")
+    log.info(
+        "model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
+        cfg.model.name,
+        f"{n_params:,}",
+        len(split.train),
+        len(split.val),
+        steps_per_epoch,
+    )
+
+    loop = Loop(
+        cfg=cfg,
+        tracker=tracker,
+        checkpoints=checkpoints,
+        decoder=Decoder(model, split.vocab),
+        val_ds=val_ds,
+        state=state,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+    )
+    as_xy = train_ds.map(_xy)  # endless: Keras counts steps_per_epoch
+    exit_code = 0
+    try:
+        if state["epoch"] < epochs:
+            progress = EpochProgress(steps_per_epoch, batch_size, epochs)
+            # shuffle=False: the pipeline reshuffles every epoch itself (Keras would only warn
+            # that it ignores shuffle=True for a tf.data.Dataset)
+            model.fit(
+                as_xy,
+                epochs=epochs,
+                initial_epoch=int(state["epoch"]),
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[loop, progress],
+                verbose=0,
+                shuffle=False,
+            )
+        if loop.diverged:
+            exit_code = 1
+            kept = (
+                f"The last good checkpoint (epoch {state['epoch']}) is in {checkpoints.dir}"
+                if state["epoch"]
+                else "No epoch was completed"
+            )
+            raise TrainingDiverged(
+                f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
+                "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume"
+            )
+        summary = {
+            **loop.last_eval,
+            names.PARAMS: n_params,
+            names.EPOCHS: int(state["epoch"]),
+            names.BEST_VAL_SCORE: state.get("best_score"),
+            names.BEST_EPOCH: state.get("best_epoch"),
+            names.WANDB_ID: state["wandb_id"],
+            names.WANDB_MODE: tracker.mode,
+        }
+        tracker.summary(
+            {names.BEST_VAL_SCORE: summary[names.BEST_VAL_SCORE], names.BEST_EPOCH: summary[names.BEST_EPOCH]}
+        )
+        best = checkpoints.dir / "best.weights.h5"
+        if after is not None:
+            if best.exists():
+                model.load_weights(best)
+            extra = after(model)
+            # one step after the last epoch's row, which is already committed (and on disk)
+            tracker.record(extra, int(optimizer.iterations.numpy()) + 1)
+            summary.update(extra)
+        if cfg.wandb.log_checkpoint and best.exists():
+            tracker.log_checkpoint(
+                best,
+                {
+                    names.VAL_SCORE: state.get("best_score"),
+                    names.EPOCH: state.get("best_epoch"),
+                    names.PARAMS: n_params,
+                },
+            )
+        write_json(run_dir / "summary.json", summary, sort_keys=True)
+        return summary
+    except BaseException:
+        exit_code = exit_code or 1
+        raise
+    finally:
+        tracker.finish(exit_code)
