@@ -9,19 +9,13 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from aslfr import names
 from aslfr.config import register
 from aslfr.errors import exit_on_error
 from aslfr.runtime import import_tensorflow
 from aslfr.train.rundir import RunDir
 
 register()  # the config schema and ${stamp:}, which Hydra needs before main() runs
-
-
-# A W&B service inherited from the process that started this one (WANDB_SERVICE: a notebook, a
-# test runner, a tool that logged with wandb) is not this run's: a run killed while attached to it
-# leaves its stream there, and resuming it then fails with "run ID ... is in use" until that
-# service notices. Each train.py process (and the jobs of its multirun) starts its own.
-os.environ.pop("WANDB_SERVICE", None)
 
 
 # A W&B service inherited from the process that started this one (WANDB_SERVICE: a notebook, a
@@ -43,8 +37,8 @@ def main(cfg: DictConfig) -> float:
         from aslfr.train.run import run  # TensorFlow and Keras: after the claim, not for --help
 
         summary = run(cfg)
-    best = summary.get("best/val/score")
-    return float(summary["val/score"] if best is None else best)
+    best = summary.get(names.BEST_VAL_SCORE)
+    return float(summary[names.VAL_SCORE] if best is None else best)
 
 
 if __name__ == "__main__":
