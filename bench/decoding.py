@@ -81,8 +81,13 @@ def main() -> None:
         print(f"{name:10} {t:>12.2f}{extra}")
     print(
         f"CTC decoding = {cost['ctc'] / enc:.1%} of the encoder pass (target <= 5%); joint = "
-        f"{cost['joint'] / cost['attention']:.2f}x attention decoding (target <= 2x); CTC decodes "
-        f"{cost['attention'] / max(cost['ctc'], 1e-9):.0f}x faster than attention"
+        f"{cost['joint'] / cost['attention']:.2f}x attention decoding (target <= 2x)"
+    )
+    # CTC's cost can be within the timing noise (even below 0): bound it by 1% of the encoder
+    noise = 0.01 * enc
+    print(
+        f"CTC decodes >= {cost['attention'] / max(cost['ctc'], noise):.0f}x faster than attention "
+        f"(its cost taken as at least 1% of the encoder pass, the timing noise)"
     )
 
     print("\nrotary against learned positions (the same model otherwise):")

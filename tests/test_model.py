@@ -229,12 +229,34 @@ def brute_force_prefix(y, prefix, chars):
         return np.log(starts), (np.log(exact) if exact else NEG)
 
 
+def test_ctc_forward_scan_is_exact_on_long_peaked_sequences():
+    """The forward recursion's scan against float64 numpy on 384 confident frames, where the
+    terms span thousands of nats (a shift by one maximum would underflow the early frames)."""
+    chars, frames = 5, 384
+    cfg = type("Cfg", (), {"pad": chars, "eos": chars + 2, "vocab_size": chars + 3, "max_frames": frames})()
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(2, frames, chars + 1)) * 12).astype(np.float32)  # peaked
+    mask = np.ones((2, frames), bool)
+    mask[1, 300:] = False
+    scorer = CTCPrefixScore(tf.constant(logits), tf.constant(mask), cfg)
+    y = -np.abs(rng.normal(size=(2, frames)) * 10).astype(np.float32)  # log probabilities
+    first = rng.normal(size=2).astype(np.float32) - 3
+    terms = -np.abs(rng.normal(size=(2, frames)) * 20).astype(np.float32)
+    got = scorer._forward(tf.constant(first), tf.constant(terms), tf.constant(y)).numpy()
+    y64, t64 = y.astype(np.float64), terms.astype(np.float64)
+    b = np.concatenate([first[:, None].astype(np.float64), t64[:, :-1] + y64[:, 1:]], axis=1)
+    s = np.cumsum(np.concatenate([np.zeros((2, 1)), y64[:, 1:]], axis=1), axis=1)
+    want = s + np.logaddexp.accumulate(b - s, axis=1)
+    assert np.ptp(b - s, axis=1).min() > 1000  # the terms span more than float32's exp
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-2)
+
+
 def test_ctc_prefix_scores_equal_brute_force():
     """Joint decoding's CTC part: every candidate's score after every prefix, and the state after
     advancing, against all (C + 1)^T alignments of a small case (3 characters, 5 frames; one
     sequence padded after 4). Repeated characters included."""
     chars, frames = 3, 5
-    cfg = type("Cfg", (), {"pad": chars, "eos": chars + 2, "vocab_size": chars + 3})()
+    cfg = type("Cfg", (), {"pad": chars, "eos": chars + 2, "vocab_size": chars + 3, "max_frames": frames})()
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(2, frames, chars + 1)).astype(np.float32)
     mask = np.array([[True] * 5, [True] * 4 + [False]])

@@ -142,6 +142,18 @@ def greedy_decode(
 
 
 NEG = -1e10  # log of "impossible": finite, so that differences of two stay numbers (no inf - inf)
+CHUNK = 16  # frames per chunk of the forward recursion's two-level scan
+
+
+def _logsumexp(x, axis):
+    """Stable log-sum-exp in five built-in ops (inputs finite: NEG, never -inf)."""
+    top = tf.reduce_max(x, axis=axis, keepdims=True)
+    return tf.squeeze(top, axis) + tf.math.log(tf.reduce_sum(tf.exp(x - top), axis=axis))
+
+
+def _logaddexp(x, y):
+    high = tf.maximum(x, y)
+    return high + tf.math.log(1.0 + tf.exp(tf.minimum(x, y) - high))
 
 
 class CTCPrefixScore:
@@ -153,10 +165,16 @@ class CTCPrefixScore:
     The state of a prefix, per sequence: r_n[t] and r_b[t] (log probabilities that the first t + 1
     frames spell h ending in its last character / in a blank), its prefix score and last
     character. The forward recursion over frames, r[t] = (r[t - 1] + phi[t - 1]) y[t], is solved
-    without a loop over frames: r[t] = sum over tau <= t of b[tau] prod_{s = tau + 1..t} y[s], a
-    masked log-sum-exp over a [T', T'] matrix (built-in TFLite ops, no inner while loop).
+    without a loop over frames (built-in TFLite ops, no inner while loop): r[t] = sum over
+    tau <= t of b[tau] prod_{s = tau + 1..t} y[s], a cumulative log-sum-exp (`_forward`).
     Padded frames spell a blank with probability 1, so the sums stop at each sequence's end.
-    Everything in float32 (log probabilities do not fit float16)."""
+    Everything in float32 (log probabilities do not fit float16).
+
+    Exact except for one cut-off: a candidate character whose prefix probability is more than
+    ~87 nats (float32's exp range) below the best candidate's scores as impossible (`scores`
+    sums probabilities in one matrix product). Against the best candidate such a character
+    could only win if the attention decoder preferred it by 87 x joint_weight / (1 - joint_weight)
+    nats."""
 
     def __init__(self, ctc_logits, mask, cfg):
         self.chars, self.eos, self.vocab = cfg.pad, cfg.eos, cfg.vocab_size
@@ -164,8 +182,13 @@ class CTCPrefixScore:
         real = tf.cast(mask, tf.bool)[..., None]
         self.y_char = tf.where(real, y[..., : self.chars], NEG)  # [B, T', C]
         self.y_blank = tf.where(real[..., 0], y[..., self.chars], 0.0)  # [B, T']
-        frames = tf.shape(y)[1]
-        self.earlier = tf.range(frames)[None, :] <= tf.range(frames)[:, None]  # [t, tau]: tau <= t
+        # every frame's character probabilities relative to its likeliest character, for `scores`
+        self.top_char = tf.reduce_max(self.y_char, axis=2)  # [B, T']
+        self.p_char = tf.exp(self.y_char - self.top_char[..., None])  # [B, T', C], max 1 per frame
+        # the scan's masks: within a chunk (frame j <= frame k) and across chunks (chunk j < n)
+        self.within = tf.range(CHUNK)[None, :] <= tf.range(CHUNK)[:, None]  # [k, j]
+        chunks = (tf.shape(y)[1] + CHUNK - 1) // CHUNK
+        self.before = tf.range(chunks)[None, :] < tf.range(chunks)[:, None]  # [n, j]
 
     def initial(self):
         """The empty prefix: nothing yet; every frame so far a blank."""
@@ -174,31 +197,48 @@ class CTCPrefixScore:
         r_b = tf.cumsum(self.y_blank, axis=1)
         return r_n, r_b, tf.zeros([batch]), tf.fill([batch], -1)
 
+    def _logcumsumexp(self, a):
+        """[B, T'] -> [B, T']: log of the running sum of exp(a), exact at any range of a (a
+        single shift would underflow the early frames when later terms are far larger). Two
+        levels: within chunks of CHUNK frames a masked [CHUNK, CHUNK] log-sum-exp, across
+        chunks another over the chunks' totals: T' x CHUNK terms instead of T' x T'."""
+        batch, frames = tf.shape(a)[0], tf.shape(a)[1]
+        a = tf.pad(a, [[0, 0], [0, (CHUNK - frames % CHUNK) % CHUNK]], constant_values=NEG)
+        x = tf.reshape(a, [batch, -1, CHUNK])  # [B, N, K]
+        within = _logsumexp(tf.where(self.within, tf.expand_dims(x, 2), NEG), axis=3)  # [B, N, K]
+        totals = within[:, :, -1]  # [B, N]
+        before = _logsumexp(tf.where(self.before, tf.expand_dims(totals, 1), NEG), axis=2)  # [B, N]
+        out = _logaddexp(within, tf.expand_dims(before, 2))
+        return tf.reshape(out, [batch, -1])[:, :frames]
+
     def _forward(self, first, terms, y):
         """r[t] = logsumexp over tau <= t of (b[tau] + sum_{s = tau + 1..t} y[s]), with b[0] =
-        `first` and b[tau] = terms[tau - 1] + y[tau]: [B, T'] -> [B, T']."""
+        `first` and b[tau] = terms[tau - 1] + y[tau]: [B, T'] -> [B, T']. With s the running
+        sum of y (from frame 1), r = s + logcumsumexp(b - s)."""
         b = tf.concat([first[:, None], terms[:, :-1] + y[:, 1:]], axis=1)
         s = tf.cumsum(tf.concat([tf.zeros_like(y[:, :1]), y[:, 1:]], axis=1), axis=1)
-        lower = tf.where(self.earlier[None], (b - s)[:, None, :], NEG)  # [B, t, tau]
-        return s + tf.reduce_logsumexp(lower, axis=2)
+        return s + self._logcumsumexp(b - s)
 
     def scores(self, prefix):
         """[B, V] score of every token after the prefix (characters, EOS; others impossible),
         and the prefix scores of h + c [B, C] that `advance` reuses."""
         r_n, r_b, score, last = prefix
         empty = last < 0
-        phi = tf.math.reduce_logsumexp(tf.stack([r_n, r_b]), axis=0)  # [B, T']
-        # h + c may start at the first frame only when h is empty
-        first = tf.where(empty[:, None], self.y_char[:, 0], NEG)  # [B, C]
-        later = phi[:, :-1, None] + self.y_char[:, 1:]  # [B, T' - 1, C]
-        extended = tf.reduce_logsumexp(tf.concat([first[:, None], later], axis=1), axis=1)
+        phi = _logaddexp(r_n, r_b)  # [B, T']
+        # h + c starts at frame t: phi[t - 1] + y_c[t]; at frame 0 only when h is empty
+        start = tf.concat([tf.where(empty, 0.0, NEG)[:, None], phi[:, :-1]], axis=1) + self.top_char
+        shift = tf.reduce_max(start, axis=1, keepdims=True)  # [B, 1]
+        weights = tf.expand_dims(tf.exp(start - shift), 1)  # [B, 1, T']
+        total = tf.squeeze(tf.matmul(weights, self.p_char), 1)  # [B, C]
+        extended = shift + tf.math.log(tf.maximum(total, 1e-38))
+        extended = tf.where(total > 0, extended, NEG)
         # repeating h's last character needs a blank between: only r_b paths lead to it
         y_last = tf.gather(self.y_char, tf.maximum(last, 0), axis=2, batch_dims=1)  # [B, T']
         never = tf.fill([tf.shape(r_b)[0], 1], NEG)
-        again = tf.reduce_logsumexp(tf.concat([never, r_b[:, :-1] + y_last[:, 1:]], axis=1), axis=1)
+        again = _logsumexp(tf.concat([never, r_b[:, :-1] + y_last[:, 1:]], axis=1), axis=1)
         is_last = tf.range(self.chars)[None, :] == last[:, None]
         extended = tf.where(is_last, again[:, None], extended)
-        ended = tf.math.reduce_logsumexp(tf.stack([r_n[:, -1], r_b[:, -1]]), axis=0)
+        ended = _logaddexp(r_n[:, -1], r_b[:, -1])
         chars = extended - score[:, None]
         eos = (ended - score)[:, None]
         others = tf.fill([tf.shape(chars)[0], self.vocab - self.chars], NEG)
@@ -211,7 +251,7 @@ class CTCPrefixScore:
         is_char = token < self.chars
         c = tf.minimum(token, self.chars - 1)
         y_c = tf.gather(self.y_char, c, axis=2, batch_dims=1)  # [B, T']
-        phi = tf.where((c == last)[:, None], r_b, tf.math.reduce_logsumexp(tf.stack([r_n, r_b]), axis=0))
+        phi = tf.where((c == last)[:, None], r_b, _logaddexp(r_n, r_b))
         first = tf.where(last < 0, y_c[:, 0], NEG)
         new_n = self._forward(first, phi, y_c)
         new_b = self._forward(tf.fill(tf.shape(first), NEG), new_n, self.y_blank)

@@ -128,13 +128,18 @@ class TimeReduction(layers.Layer):
     is paired with padding."""
 
     def call(self, x, frame_mask):
-        real = tf.cast(frame_mask, x.dtype)[..., None]  # [B, T, 1]
+        # pairs by a reshape, not a stride-2 slice: the converter cannot lower the slice once the
+        # frame count is dynamic (the export's sequences are not padded)
+        # and with the batch size kept static where it is (the export's 1): with two dynamic
+        # dimensions the converter cannot lower the [..., None] slices that follow either
+        batch, width = x.shape[0] or tf.shape(x)[0], x.shape[-1]
+        real = tf.expand_dims(tf.cast(frame_mask, x.dtype), -1)  # [B, T, 1]
         pad = tf.shape(x)[1] % 2
         x = tf.pad(x * real, [[0, 0], [0, pad], [0, 0]])
         real = tf.pad(real, [[0, 0], [0, pad], [0, 0]])
-        summed = x[:, 0::2] + x[:, 1::2]
-        count = real[:, 0::2] + real[:, 1::2]
-        return summed / tf.maximum(count, 1.0), count[..., 0] > 0
+        summed = tf.reduce_sum(tf.reshape(x, [batch, -1, 2, width]), axis=2)  # [B, T/2, W]
+        count = tf.reduce_sum(tf.reshape(real, [batch, -1, 2]), axis=2)  # [B, T/2]
+        return summed / tf.expand_dims(tf.maximum(count, 1.0), -1), count > 0
 
 
 class EncoderBlock(layers.Layer):
