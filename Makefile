@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/prepare_memory.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/export_latency.py
+	$(BIN)/python bench/decoding.py
 
 # Re-resolve the pinned environment from pyproject.toml (needs the package registry).
 lock:

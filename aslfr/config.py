@@ -50,6 +50,23 @@ class Face(StrEnum):
     full = "full"
 
 
+class Block(StrEnum):
+    transformer = "transformer"
+    conformer = "conformer"
+
+
+class Positions(StrEnum):
+    learned = "learned"
+    rope = "rope"
+
+
+class Decode(StrEnum):
+    attention = "attention"
+    ctc = "ctc"
+    joint = "joint"
+    auto = "auto"  # joint with both heads, else the one the model has
+
+
 class OptimizerName(StrEnum):
     adamw = "adamw"
     adam = "adam"
@@ -196,7 +213,11 @@ class Stack:
 
 @dataclass
 class EncoderStack(Stack):
-    conv_kernel: int = MISSING  # 0: no depthwise convolution
+    block: Block = MISSING
+    positions: Positions = MISSING
+    conv_kernel: int = MISSING  # transformer: 0 = no depthwise convolution
+    drop_path: float = MISSING  # stochastic depth of the last block (0: none)
+    downsample_at: int | None = MISSING  # halve the frames after this block (null: never)
 
 
 @dataclass
@@ -214,6 +235,8 @@ class Model:
     dropout: Dropout = MISSING
     label_smoothing: float = MISSING
     ctc_weight: float = MISSING
+    decode: Decode = MISSING
+    joint_weight: float = MISSING
 
 
 @dataclass
@@ -270,6 +293,13 @@ class Benchmark:
 
 
 @dataclass
+class Reference:
+    scale: bool = MISSING
+    ms: float = MISSING
+    cache_dir: str = MISSING
+
+
+@dataclass
 class Budget:
     latency_ms: float = MISSING
     model_mb: float = MISSING
@@ -278,6 +308,7 @@ class Budget:
     test_sequences: int = MISSING
     worst_score: float = MISSING
     benchmark: Benchmark = MISSING
+    reference: Reference = MISSING
 
 
 @dataclass

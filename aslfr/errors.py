@@ -23,6 +23,12 @@ class DataError(HarnessError):
     exit_code = 2
 
 
+class ConfigError(HarnessError):
+    """A combination of settings the schema cannot rule out: the message names the keys."""
+
+    exit_code = 2
+
+
 class TrainingDiverged(HarnessError):
     """The loss became NaN/inf; the message names the last good checkpoint."""
 

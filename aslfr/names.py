@@ -17,6 +17,13 @@ VAL_TOP1 = "val/top1"
 VAL_TOP5 = "val/top5"
 VAL_LEVENSHTEIN = "val/levenshtein"
 VAL_SCORE = "val/score"  # (N - D) / N, the competition metric: what sweeps maximize
+
+
+def val_score(decode: str) -> str:
+    """val/score_attention, val/score_ctc, val/score_joint: each decoding a model can do."""
+    return f"{VAL_SCORE}_{decode}"
+
+
 VAL_SECONDS = "val/seconds"
 VAL_SEQUENCES = "val/sequences"
 VAL_EXAMPLES = "val/examples"
@@ -39,3 +46,8 @@ BUDGET_OK = "budget/ok"
 BUDGET_REASON = "budget/reason"
 EXPORT_QUANTIZE = "export/quantize"
 EXPORT_SECONDS = "export/seconds"
+INFER_LATENCY_MS_RAW = "infer/latency_ms_raw"  # on the machine that ran (infer/latency_ms: reference CPU)
+INFER_CPU_FACTOR = "infer/cpu_factor"  # that machine's speed relative to the reference CPU
+
+# W&B artifact types
+SUBMISSION = "submission"  # the export: model.tflite, inference_args.json[, submission.zip]

@@ -38,7 +38,7 @@ def recompute_decode(
     """Seed 001's decoding with this model's weights: for every new token, run the whole decoder
     (teacher-forced, causal) over `positions` padded positions and read position t."""
     cfg = model.cfg
-    memory = model.encode(frames, mask, training=False)
+    memory, mask = model.encode(frames, mask, training=False)
     mask = tf.cast(mask, tf.bool)
     pos = tf.concat([model.token_position, tf.zeros([positions - cfg.max_length, cfg.decoder.width])], axis=0)
     phrase = tf.concat([[[cfg.sos]], tf.fill([1, positions - 1], cfg.pad)], axis=1)
@@ -63,7 +63,7 @@ def recompute_decode(
 def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int, early_stop: bool = True):
     """The encoder, then per step only the decoder's matmuls (the same matrices as
     greedy_decode, each applied to the previous one's output)."""
-    memory = model.encode(frames, mask, training=False)
+    memory, mask = model.encode(frames, mask, training=False)
     mats = []
     for block in model.decoder_blocks:
         sa, ca = block.self_attention, block.cross_attention
@@ -93,7 +93,7 @@ def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int, earl
 
 def no_decode(model, frames, mask, max_length: int, early_stop: bool = True):
     """The encoder pass alone (its output is kept alive, so nothing is pruned)."""
-    memory = model.encode(frames, mask, training=False)
+    memory, mask = model.encode(frames, mask, training=False)
     token = tf.cast(tf.reduce_sum(memory) > 1e30, tf.int32)
     return tf.fill([1, max_length], token)
 

@@ -3,6 +3,7 @@ the competition's rules; quantization; the inference budget and its probe."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
-from aslfr.model.decoding import greedy_decode
+from aslfr.model.decoding import decode, greedy_decode
 from aslfr.train.loop import Decoder
 
 from conftest import ROOT, compose_cfg, train
@@ -114,7 +115,54 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
     assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
 
     # edge cases: one frame, no hand at all, longer than max_frames
-    (_, raw), *_ = raw_sequences(Path(root), run.pre.spec.columns, 1)
+    for name, case in edge_cases(Path(root), run, model).items():
+        frames, mask = export.preprocess(tf.constant(case), run.pre)
+        keras_tokens = greedy_decode(model, frames, mask)[0].numpy()
+        np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctc", "joint"])
+def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, exported, tmp_path, how):
+    """The debug run's model has both heads: exported with each other decoding, LiteRT spells the
+    validation fold (and the edge cases) string for string as the validation metric does."""
+    run, model, _ = exported
+    module = export.inference_module(model, run.pre, decode=functools.partial(decode, how=how))
+    (tmp_path / "model.tflite").write_bytes(export.convert_module(module))
+    cfg = run.cfg
+    split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), model.cfg.max_length)
+    ds = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.val,
+        spec=split.spec,
+        stats=split.stats,
+        max_frames=model.cfg.max_frames,
+        batch_size=16,
+        training=False,
+    )
+    _, keras_phrases = Decoder(model, split.vocab, how)(ds)
+    keras_by_id = dict(zip(p.sequence_id[split.val].tolist(), keras_phrases))
+    root = json.loads((debug_run / "features.json").read_text())["data_root"]
+    result = competition.score(
+        tmp_path / "model.tflite", debug_run / "inference_args.json", root, list(keras_by_id)
+    )
+    assert dict(zip(result.sequence_ids, result.predicted)) == keras_by_id
+    assert any(keras_phrases)  # something was spelled
+    lite = export.TFLiteModel((tmp_path / "model.tflite").read_bytes())
+    for name, case in edge_cases(Path(root), run, model).items():
+        frames, mask = export.preprocess(tf.constant(case), run.pre)
+        np.testing.assert_array_equal(
+            lite(case), decode(model, frames, mask, how=how)[0].numpy(), err_msg=name
+        )
+
+
+def edge_cases(root: Path, run, model) -> dict:
+    """One frame, no hand at all, longer than max_frames."""
+    (_, raw), *_ = raw_sequences(root, run.pre.spec.columns, 1)
     visible = np.flatnonzero(~np.isnan(raw).all(axis=1))
     cases = {
         "one frame": raw[visible[:1]],
@@ -122,10 +170,7 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
         "long": np.concatenate([raw] * (model.cfg.max_frames // len(raw) + 2)),
     }
     assert len(cases["long"]) > model.cfg.max_frames
-    for name, case in cases.items():
-        frames, mask = export.preprocess(tf.constant(case), run.pre)
-        keras_tokens = greedy_decode(model, frames, mask)[0].numpy()
-        np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
+    return cases
 
 
 @pytest.mark.slow
@@ -205,8 +250,14 @@ def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
     assert not (tmp_path / "data").exists()  # no data work, no training
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["budget/ok"] is False and summary["val/score"] == 0.0
+    # the probe's latency on the reference CPU, as measured here, and this CPU's factor
+    assert summary["infer/latency_ms"] == pytest.approx(
+        summary["infer/latency_ms_raw"] * summary["infer/cpu_factor"]
+    )
     (run,) = read_runs(tmp_path / "run")
     assert run.summary["budget/ok"] is False and run.exit_code == 0
+    for key in ("infer/latency_ms", "infer/latency_ms_raw", "infer/cpu_factor"):
+        assert run.summary[key] == pytest.approx(summary[key]), key
     assert [v for _, v in run.series("val/score")] == [0.0]
     cfg = OmegaConf.create(run.config)
     assert cfg.budget.latency_ms == 0.001

@@ -1,13 +1,17 @@
-"""The model's pieces: cached greedy decoding equals re-running the decoder, loss and metrics."""
+"""The model's pieces: the encoder variants, cached greedy decoding equals re-running the decoder,
+CTC greedy decoding, CTC prefix scores equal brute force, loss and metrics."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from aslfr.errors import ConfigError
 from aslfr.model.config import ModelConfig, StackConfig
-from aslfr.model.decoding import greedy_decode
+from aslfr.model.decoding import NEG, CTCPrefixScore, ctc_greedy_decode, decode, greedy_decode
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, ctc_loss, edit_score
 from aslfr.model.model import build
 
@@ -29,13 +33,24 @@ def config(**kw) -> ModelConfig:
         classifier_dropout=0.1,
         ctc_weight=0.5,
         ctc_xla=False,
+        decode="attention",
+        joint_weight=0.3,
     )
     return ModelConfig(**{**base, **kw})
 
 
+ENCODERS = {  # the default transformer, rotary positions, a conformer that halves its frames
+    "transformer": StackConfig(2, 32, 4, 2, None, 5),
+    "rope": StackConfig(2, 32, 4, 2, None, 5, positions="rope"),
+    "conformer": StackConfig(
+        2, 32, 4, 2, None, 5, block="conformer", positions="rope", drop_path=0.1, downsample_at=1
+    ),
+}
+
+
 def naive_decode(model, frames, mask, length):
     """The decoder re-run over the whole prefix for every token (seed 001's way)."""
-    memory = model.encode(frames, mask)
+    memory, mask = model.encode(frames, mask)
     tokens = np.full((len(frames), 1), model.cfg.sos)
     for _ in range(length):
         logits = model.decode(memory, mask, tf.constant(tokens)).numpy()
@@ -43,12 +58,14 @@ def naive_decode(model, frames, mask, length):
     return tokens[:, 1:]
 
 
-def varied_model():
-    """A model with large random weights: varied, non-trivial outputs."""
+def varied_model(**kw):
+    """A model with large random weights (the norms left as they are: random offsets after the
+    conformer's final norms would swamp the input): varied, non-trivial outputs."""
     tf.keras.utils.set_random_seed(3)
-    model = build(config())
+    model = build(config(**kw))
     for v in model.trainable_variables:
-        v.assign(tf.random.normal(v.shape, stddev=0.5))
+        if not v.path.endswith(("gamma", "beta")):
+            v.assign(tf.random.normal(v.shape, stddev=0.5))
     return model
 
 
@@ -61,8 +78,9 @@ def assert_same_phrases(cached, naive):
         assert (c[end:] == 59).all()  # PAD after EOS
 
 
-def test_cached_greedy_decoding_equals_rerunning_the_decoder():
-    model = varied_model()
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+def test_cached_greedy_decoding_equals_rerunning_the_decoder(encoder):
+    model = varied_model(encoder=ENCODERS[encoder])
     rng = np.random.default_rng(0)
     frames = rng.normal(size=(5, 24, 30)).astype(np.float32)
     frames[0, :6, :10] = np.nan  # hand missing in some frames
@@ -124,3 +142,156 @@ def test_ctc_loss_for_xla_equals_the_cpu_kernel_and_compiles():
     dense = tf.function(lambda *a: ctc_loss(*a, pad=59, dense=True), jit_compile=True)
     got = float(dense(logits, mask, tokens))
     assert np.isfinite(want) and got == pytest.approx(want, rel=1e-5)
+
+
+def test_the_encoder_variants_mask_padding_and_halve_the_frames():
+    """Whatever follows a sequence's real frames changes nothing in them; the conformer with
+    downsample_at=1 halves the frames (and the mask), rotary positions make order matter."""
+    rng = np.random.default_rng(1)
+    frames = rng.normal(size=(2, 24, 30)).astype(np.float32)
+    mask = np.ones((2, 24), bool)
+    mask[1, 9:] = False
+    noisy = frames.copy()
+    noisy[1, 9:] = rng.normal(size=(15, 30))  # other padding
+    for name, encoder in ENCODERS.items():
+        model = varied_model(encoder=encoder)
+        memory, out_mask = model.encode(frames, mask)
+        again, _ = model.encode(noisy, mask)
+        real = out_mask.numpy()[1]
+        np.testing.assert_allclose(memory.numpy()[1, real], again.numpy()[1, real], atol=1e-5, err_msg=name)
+        expected = 12 if encoder.downsample_at else 24
+        assert memory.shape[1] == expected and real.sum() == (5 if encoder.downsample_at else 9), name
+        if encoder.positions == "rope":  # no additive position embedding: rotation carries order
+            assert model.embedding.position is None
+            reversed_ = model.encode(frames[:, ::-1].copy(), np.ones((2, 24), bool))[0].numpy()
+            forward = model.encode(frames, np.ones((2, 24), bool))[0].numpy()
+            assert not np.allclose(reversed_[:, ::-1], forward, atol=1e-3), name
+
+
+def test_drop_path_is_random_in_training_only():
+    model = varied_model(encoder=StackConfig(2, 32, 4, 2, None, 5, block="conformer", drop_path=0.5))
+    frames = np.random.default_rng(2).normal(size=(8, 24, 30)).astype(np.float32)
+    mask = np.ones((8, 24), bool)
+    a, b = (model._encode(frames, mask, training=True)[0].numpy() for _ in range(2))
+    c, d = (model._encode(frames, mask, training=False)[0].numpy() for _ in range(2))
+    assert not np.allclose(a, b) and np.array_equal(c, d)
+
+
+def test_configurations_a_model_cannot_decode_are_refused():
+    with pytest.raises(ConfigError, match="model.decode=attention needs an attention decoder"):
+        config(decoder=StackConfig(0, 32, 4, 2, None, 0))
+    with pytest.raises(ConfigError, match="model.decode=joint needs"):
+        config(ctc_weight=0.0, decode="joint")
+    with pytest.raises(ConfigError, match="downsample_at=3"):
+        config(encoder=StackConfig(2, 32, 4, 2, None, 5, downsample_at=3))
+    ctc_only = config(decoder=StackConfig(0, 32, 4, 2, None, 0), decode="ctc")
+    assert ctc_only.decodes == ("ctc",) and config().decodes == ("attention", "ctc", "joint")
+
+
+def collapse(path, blank):
+    out = []
+    for k, _ in itertools.groupby(path):
+        if k != blank:
+            out.append(k)
+    return out
+
+
+def test_ctc_greedy_decoding_collapses_repeats_and_drops_blanks():
+    """Against Python on the same logits: argmax per real frame, runs collapsed, blanks dropped,
+    then EOS and PAD; a phrase longer than the output keeps its first max_length - 1 characters."""
+    model = varied_model(decoder=StackConfig(0, 32, 4, 2, None, 0), decode="ctc")
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 24, 60)).astype(np.float32) * 3
+    logits[..., 59] += 1.5  # blanks common, as after training
+    mask = np.ones((4, 24), bool)
+    mask[1, 5:] = False
+    mask[2, 1:] = False
+    model.ctc_logits = lambda frames, m, training=None: (tf.constant(logits), tf.constant(mask))
+    out = ctc_greedy_decode(model, np.zeros((4, 24, 30), np.float32), mask).numpy()
+    for row, (lg, m) in enumerate(zip(logits, mask)):
+        chars = collapse(lg[m].argmax(-1).tolist(), 59)[:11]
+        want = chars + [61] + [59] * (12 - len(chars) - 1)
+        assert out[row].tolist() == want[:12], row
+    assert (out[:, -1] != 59).any() or True  # shapes line up: [B, max_length]
+
+
+def brute_force_prefix(y, prefix, chars):
+    """log P(the frames' collapsed path starts with `prefix`) and log P(it is exactly `prefix`),
+    by enumerating every path: y [T, C + 1] log probabilities, blank = chars."""
+    starts, exact = 0.0, 0.0
+    for path in itertools.product(range(chars + 1), repeat=len(y)):
+        p = float(np.exp(sum(y[t, k] for t, k in enumerate(path))))
+        spelled = collapse(path, chars)
+        if spelled[: len(prefix)] == list(prefix):
+            starts += p
+            exact += p if spelled == list(prefix) else 0.0
+    with np.errstate(divide="ignore"):  # log(0): impossible
+        return np.log(starts), (np.log(exact) if exact else NEG)
+
+
+def test_ctc_forward_scan_is_exact_on_long_peaked_sequences():
+    """The forward recursion's scan against float64 numpy on 384 confident frames, where the
+    terms span thousands of nats (a shift by one maximum would underflow the early frames)."""
+    chars, frames = 5, 384
+    cfg = type("Cfg", (), {"pad": chars, "eos": chars + 2, "vocab_size": chars + 3, "max_frames": frames})()
+    rng = np.random.default_rng(0)
+    logits = (rng.normal(size=(2, frames, chars + 1)) * 12).astype(np.float32)  # peaked
+    mask = np.ones((2, frames), bool)
+    mask[1, 300:] = False
+    scorer = CTCPrefixScore(tf.constant(logits), tf.constant(mask), cfg)
+    y = -np.abs(rng.normal(size=(2, frames)) * 10).astype(np.float32)  # log probabilities
+    first = rng.normal(size=2).astype(np.float32) - 3
+    terms = -np.abs(rng.normal(size=(2, frames)) * 20).astype(np.float32)
+    got = scorer._forward(tf.constant(first), tf.constant(terms), tf.constant(y)).numpy()
+    y64, t64 = y.astype(np.float64), terms.astype(np.float64)
+    b = np.concatenate([first[:, None].astype(np.float64), t64[:, :-1] + y64[:, 1:]], axis=1)
+    s = np.cumsum(np.concatenate([np.zeros((2, 1)), y64[:, 1:]], axis=1), axis=1)
+    want = s + np.logaddexp.accumulate(b - s, axis=1)
+    assert np.ptp(b - s, axis=1).min() > 1000  # the terms span more than float32's exp
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-2)
+
+
+def test_ctc_prefix_scores_equal_brute_force():
+    """Joint decoding's CTC part: every candidate's score after every prefix, and the state after
+    advancing, against all (C + 1)^T alignments of a small case (3 characters, 5 frames; one
+    sequence padded after 4). Repeated characters included."""
+    chars, frames = 3, 5
+    cfg = type("Cfg", (), {"pad": chars, "eos": chars + 2, "vocab_size": chars + 3, "max_frames": frames})()
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(2, frames, chars + 1)).astype(np.float32)
+    mask = np.array([[True] * 5, [True] * 4 + [False]])
+    scorer = CTCPrefixScore(tf.constant(logits), tf.constant(mask), cfg)
+    y = tf.nn.log_softmax(logits).numpy()
+    for steps in ([], [1], [1, 1], [2, 0], [0, 2, 2]):
+        prefix = scorer.initial()
+        for token in steps:
+            _, extended = scorer.scores(prefix)
+            prefix = scorer.advance(prefix, extended, tf.constant([token, token]))
+        scores, _ = scorer.scores(prefix)
+        for b in range(2):
+            yb = y[b, mask[b]]
+            base, _ = brute_force_prefix(yb, steps, chars)
+            np.testing.assert_allclose(prefix[2].numpy()[b], base if steps else 0.0, atol=1e-4)
+            for c in range(chars):
+                want = brute_force_prefix(yb, [*steps, c], chars)[0] - base
+                got = scores.numpy()[b, c]
+                if np.isinf(want):  # no alignment spells it in these frames: impossible
+                    assert got < -1e9, (steps, c)
+                else:
+                    np.testing.assert_allclose(got, want, atol=1e-4, err_msg=f"{steps}+{c}")
+            eos = brute_force_prefix(yb, steps, chars)[1] - base
+            np.testing.assert_allclose(scores.numpy()[b, cfg.eos], eos, atol=1e-4, err_msg=f"{steps}+EOS")
+            assert scores.numpy()[b, chars] < -1e9 and scores.numpy()[b, chars + 1] < -1e9  # PAD, SOS
+
+
+def test_joint_decoding_without_ctc_weight_is_the_attention_search():
+    model = varied_model(decode="joint", joint_weight=0.0)
+    rng = np.random.default_rng(5)
+    frames = rng.normal(size=(4, 24, 30)).astype(np.float32)
+    mask = np.ones((4, 24), bool)
+    mask[1, 6:] = False
+    joint = decode(model, frames, mask).numpy()
+    np.testing.assert_array_equal(joint, greedy_decode(model, frames, mask).numpy())
+    model.cfg = config(decode="joint", joint_weight=0.6)  # now the CTC scores steer the search
+    steered = decode(model, frames, mask).numpy()
+    assert steered.shape == joint.shape and not np.array_equal(steered, joint)

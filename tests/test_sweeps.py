@@ -25,8 +25,8 @@ from conftest import ROOT, compose_cfg, subprocess_env
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 
-def test_the_three_definitions_exist():
-    assert {p.name for p in SWEEPS} >= {"depth_width.yaml", "lr_batch.yaml", "folds.yaml"}
+def test_the_definitions_exist():
+    assert {p.name for p in SWEEPS} >= {"depth_width.yaml", "lr_batch.yaml", "folds.yaml", "decode.yaml"}
 
 
 def corners(spec: dict) -> list:
@@ -51,6 +51,20 @@ def test_definition_is_valid_and_its_arguments_are_hydra_overrides(path, tmp_pat
             got = OmegaConf.select(cfg, key)
             got = got.name if key in ("model", "optimizer", "schedule") else got
             assert got == value or np.isclose(got, value), (key, value, got)
+
+
+def test_depth_width_searches_blocks_and_ctc_only_models_that_can_decode():
+    """Decoder depth 0 (CTC only) and both encoder blocks are in the search; model.decode=auto
+    gives every proposed shape a decoding it can do."""
+    d = sweep.load(ROOT / "sweeps" / "depth_width.yaml")
+    p = d["parameters"]
+    assert 0 in p["model.decoder.depth"]["values"]
+    assert set(p["model.encoder.block"]["values"]) == {"transformer", "conformer"}
+    assert p["model.decode"]["value"] == "auto"
+    from aslfr.model.config import resolve_decode
+
+    assert [resolve_decode("auto", depth, 0.5) for depth in (0, 1)] == ["ctc", "joint"]
+    assert resolve_decode("auto", 2, 0.0) == "attention"
 
 
 def test_depth_width_searches_both_stacks_with_hyperband():

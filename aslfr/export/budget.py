@@ -7,12 +7,15 @@ interpreter on one thread over a fixed benchmark set of realistic sequences (`bu
 giving the mean latency per sequence, the file size and the hours projected for the test set.
 `probe` does this for the untrained model of a config before any data work, so a sweep never
 trains a model it could not ship.
+
+The latency is stated for the reference CPU (aslfr/export/reference.py): what this machine
+measures, x this CPU's speed relative to it (`cpu_factor`), so that whether a configuration is
+within budget does not depend on which machine of a sweep ran it. Both figures are logged.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from aslfr import names
 from aslfr.data import layout
 from aslfr.data.features import FeatureSpec, NormStats
 from aslfr.data.vocab import Vocab
-from aslfr.export import competition
+from aslfr.export import competition, reference
 from aslfr.export.convert import Preprocessing, TFLiteModel, convert, write_export
 from aslfr.model.config import model_config
 from aslfr.model.model import FingerspellingModel, build
@@ -36,9 +39,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Measurement:
-    latency_ms: float  # mean per sequence, LiteRT, 1 thread, on this machine
+    latency_ms: float  # mean per sequence on the reference CPU (latency_ms_raw x cpu_factor): budgeted
+    latency_ms_raw: float  # mean per sequence, LiteRT, 1 thread, on this machine
+    cpu_factor: float | None  # this CPU's speed relative to the reference CPU; None: not scaled
     model_mb: float  # size of the .tflite file (MB = 10^6 bytes, as Kaggle counted)
-    projected_hours: float  # latency x budget.test_sequences
+    projected_hours: float  # latency_ms x budget.test_sequences
     latency_budget_ms: float
     model_budget_mb: float
 
@@ -47,8 +52,15 @@ class Measurement:
         return self.latency_ms <= self.latency_budget_ms and self.model_mb <= self.model_budget_mb
 
     def why(self) -> str:
+        if self.cpu_factor is None:
+            where = "on this CPU (budget.reference.scale=false)"
+        else:
+            where = (
+                f"on the reference CPU ({self.latency_ms_raw:.2f} ms on this one, which runs the "
+                f"reference graph {self.cpu_factor:.2f}x as fast)"
+            )
         parts = [
-            f"latency {self.latency_ms:.1f} ms per sequence "
+            f"latency {self.latency_ms:.2f} ms per sequence {where} "
             f"({'<=' if self.latency_ms <= self.latency_budget_ms else '>'} "
             f"budget.latency_ms={self.latency_budget_ms:g}; "
             f"{self.projected_hours:.2f} h for the test set)",
@@ -76,9 +88,12 @@ class Measurement:
         return "; ".join(fixes)
 
     def metrics(self) -> dict:
-        """The keys every run logs (W&B and summary.json)."""
+        """The keys every run logs (W&B and summary.json); infer/cpu_factor only when scaled."""
+        factor = {} if self.cpu_factor is None else {names.INFER_CPU_FACTOR: self.cpu_factor}
         return {
             names.INFER_LATENCY_MS: self.latency_ms,
+            names.INFER_LATENCY_MS_RAW: self.latency_ms_raw,
+            **factor,
             names.INFER_MODEL_MB: self.model_mb,
             names.INFER_PROJECTED_HOURS: self.projected_hours,
             names.BUDGET_OK: self.ok,
@@ -105,17 +120,12 @@ def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
 
 
 def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1, passes: int = 1) -> float:
-    """Mean ms per sequence in the LiteRT interpreter, after one warm-up call; with several
-    passes over `inputs`, the best pass (the others were slowed by something else running)."""
+    """Mean ms per sequence in the LiteRT interpreter on this machine, after one warm-up call;
+    with several passes over `inputs`, the best pass (the others were slowed by something else
+    running)."""
     model = TFLiteModel(content, threads)
     model(inputs[0])
-    best = math.inf
-    for _ in range(passes):
-        t0 = time.perf_counter()
-        for raw in inputs:
-            model(raw)
-        best = min(best, (time.perf_counter() - t0) * 1000 / len(inputs))
-    return best
+    return reference.best_pass_ms(model, inputs, passes)
 
 
 def measure(
@@ -127,13 +137,18 @@ def measure(
 ) -> Measurement:
     """Latency and size of `model` as exported. The latency graph decodes exactly
     `benchmark.characters` + 1 tokens (no early stop), so trained and untrained models are
-    timed alike; the size is that of `shipped` (the real export) when given."""
+    timed alike, and the latency is stated for the reference CPU when `budget.reference.scale`;
+    the size is that of `shipped` (the real export) when given."""
     bench = budget_cfg.benchmark
     timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
-    ms = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads), int(bench.passes))
+    raw = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads), int(bench.passes))
+    factor = reference.cpu_factor(budget_cfg.reference) if budget_cfg.reference.scale else None
+    ms = raw * factor if factor is not None else raw
     size = len(shipped if shipped is not None else timed) / 1e6
     return Measurement(
         latency_ms=ms,
+        latency_ms_raw=raw,
+        cpu_factor=factor,
         model_mb=size,
         projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
         latency_budget_ms=float(budget_cfg.latency_ms),

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from aslfr.data.features import FeatureSpec
 from aslfr.data.vocab import Vocab
+from aslfr.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,12 @@ class StackConfig:
     heads: int
     mlp_ratio: float
     key_dim: int | None  # per-head attention size; None: width // heads
-    conv_kernel: int  # a depthwise temporal convolution in each block (0: none; decoders: 0)
+    conv_kernel: int  # a depthwise temporal convolution in each block (0: none)
+    # The encoder's (a decoder is a transformer with learned positions and none of these):
+    block: str = "transformer"  # transformer | conformer
+    positions: str = "learned"  # learned | rope
+    drop_path: float = 0.0  # stochastic depth of the last block
+    downsample_at: int | None = None  # halve the frames after this block (1-based)
 
     @property
     def head_dim(self) -> int:
@@ -41,24 +47,81 @@ class ModelConfig:
     attention_dropout: float
     mlp_dropout: float
     classifier_dropout: float
-    ctc_weight: float  # auxiliary CTC loss on the encoder output (0: off)
+    ctc_weight: float  # CTC loss on the encoder output (0: off; the only loss without a decoder)
     # CTC from dense labels (TensorFlow ops, which XLA compiles: trainer.jit=true) instead of
     # TensorFlow's C++ kernel for sparse labels (faster on CPU, but XLA has no kernel for it)
     ctc_xla: bool
+    decode: str  # attention | ctc | joint
+    joint_weight: float  # decode=joint: the CTC prefix score's weight
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.decoder.depth > 0
+
+    @property
+    def has_ctc(self) -> bool:
+        return self.ctc_weight > 0 or not self.has_decoder
+
+    @property
+    def decodes(self) -> tuple[str, ...]:
+        """Every decoding this model can do (its configured one first)."""
+        able = [d for d in ("attention", "ctc", "joint") if self.can_decode(d)]
+        return (self.decode, *[d for d in able if d != self.decode])
+
+    def can_decode(self, how: str) -> bool:
+        return {
+            "attention": self.has_decoder,
+            "ctc": self.has_ctc,
+            "joint": self.has_decoder and self.has_ctc,
+        }[how]
+
+    def __post_init__(self):
+        if not self.can_decode(self.decode):
+            need = {
+                "attention": "an attention decoder (model.decoder.depth > 0)",
+                "ctc": "a CTC head (model.ctc_weight > 0)",
+                "joint": "an attention decoder and a CTC head (model.decoder.depth > 0 and "
+                "model.ctc_weight > 0)",
+            }[self.decode]
+            raise ConfigError(
+                f"model.decode={self.decode} needs {need}; this model decodes "
+                f"with {' or '.join(self.decodes[1:]) or 'nothing'}"
+            )
+        if self.encoder.block == "conformer" and self.encoder.conv_kernel < 1:
+            raise ConfigError(
+                "model.encoder.block=conformer needs its convolution: set model.encoder.conv_kernel (e.g. 15)"
+            )
+        at = self.encoder.downsample_at
+        if at is not None and not 1 <= at <= self.encoder.depth:
+            raise ConfigError(
+                f"model.encoder.downsample_at={at}: use a block number from 1 to "
+                f"{self.encoder.depth}, or null"
+            )
 
     @classmethod
     def from_config(cls, model_cfg: Mapping, **data) -> ModelConfig:
         """From the `model` config group (the YAML holds every value: no default here)."""
-        stack = {
-            k: StackConfig(
-                int(model_cfg[k]["depth"]),
-                int(model_cfg[k]["width"]),
-                int(model_cfg[k]["heads"]),
-                float(model_cfg[k]["mlp_ratio"]),
-                _none_or_int(model_cfg[k]["key_dim"]),
-                int(model_cfg[k]["conv_kernel"]) if k == "encoder" else 0,
+        enc, dec = model_cfg["encoder"], model_cfg["decoder"]
+        shape = {
+            k: (
+                int(c["depth"]),
+                int(c["width"]),
+                int(c["heads"]),
+                float(c["mlp_ratio"]),
+                _none_or_int(c["key_dim"]),
             )
-            for k in ("encoder", "decoder")
+            for k, c in (("encoder", enc), ("decoder", dec))
+        }
+        stack = {
+            "encoder": StackConfig(
+                *shape["encoder"],
+                conv_kernel=int(enc["conv_kernel"]),
+                block=str(enc["block"]),
+                positions=str(enc["positions"]),
+                drop_path=float(enc["drop_path"]),
+                downsample_at=_none_or_int(enc["downsample_at"]),
+            ),
+            "decoder": StackConfig(*shape["decoder"], conv_kernel=0),
         }
         drop = model_cfg["dropout"]
         return cls(
@@ -68,7 +131,21 @@ class ModelConfig:
             mlp_dropout=float(drop["mlp"]),
             classifier_dropout=float(drop["classifier"]),
             ctc_weight=float(model_cfg["ctc_weight"]),
+            decode=resolve_decode(
+                str(model_cfg["decode"]), stack["decoder"].depth, float(model_cfg["ctc_weight"])
+            ),
+            joint_weight=float(model_cfg["joint_weight"]),
         )
+
+
+def resolve_decode(decode: str, decoder_depth: int, ctc_weight: float) -> str:
+    """model.decode=auto: joint with both heads, else the one the model has (a sweep over
+    decoder depths, 0 included, needs no decoding per trial)."""
+    if decode != "auto":
+        return decode
+    if decoder_depth == 0:
+        return "ctc"
+    return "joint" if ctc_weight > 0 else "attention"
 
 
 def _none_or_int(v) -> int | None:

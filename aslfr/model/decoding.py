@@ -26,17 +26,61 @@ from aslfr.model.layers import DecoderBlock
 from aslfr.model.model import FingerspellingModel
 
 
+def decode(
+    model: FingerspellingModel,
+    frames,
+    mask,
+    max_length: int | None = None,
+    early_stop: bool = True,
+    how: str | None = None,
+):
+    """[B, T, F], [B, T] -> [B, max_length] int32 tokens (characters, EOS, then PAD), decoded as
+    model.decode says (or `how`): attention, ctc or joint. `early_stop=False` runs every attention
+    step (the latency of a phrase of known length)."""
+    how = how or model.cfg.decode
+    if how == "ctc":
+        return ctc_greedy_decode(model, frames, mask, max_length)
+    return greedy_decode(model, frames, mask, max_length, early_stop, joint=how == "joint")
+
+
+def ctc_greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None):
+    """CTC greedy decoding: the most likely class of every real frame, repeats collapsed, blanks
+    dropped; then EOS and PAD, as the attention decoder writes them. No loop: the kept characters
+    are moved to their places with a comparison of running counts (built-in ops)."""
+    cfg = model.cfg
+    length = max_length or cfg.max_length
+    logits, mask = model.ctc_logits(frames, tf.cast(mask, tf.bool), training=False)
+    blank = cfg.pad  # the CTC head's last class: characters are 0 .. pad - 1
+    best = tf.where(mask, tf.argmax(logits, axis=-1, output_type=tf.int32), blank)  # [B, T']
+    previous = tf.concat([tf.fill([tf.shape(best)[0], 1], blank), best[:, :-1]], axis=1)
+    keep = (best != blank) & (best != previous)
+    place = tf.cumsum(tf.cast(keep, tf.int32), axis=1) - 1  # where each kept character goes
+    slots = tf.range(length)
+    # [B, L, T']: expand_dims rather than [:, None, :], which the converter leaves unlowered here
+    hit = tf.expand_dims(keep, 1) & (tf.expand_dims(place, 1) == slots[:, None])
+    chars = tf.reduce_sum(tf.where(hit, tf.expand_dims(best, 1), 0), axis=2)  # [B, L]
+    n = tf.minimum(tf.reduce_sum(tf.cast(keep, tf.int32), axis=1), length - 1)[:, None]
+    return tf.where(slots[None, :] < n, chars, tf.where(slots[None, :] == n, cfg.eos, cfg.pad))
+
+
 def greedy_decode(
-    model: FingerspellingModel, frames, mask, max_length: int | None = None, early_stop: bool = True
+    model: FingerspellingModel,
+    frames,
+    mask,
+    max_length: int | None = None,
+    early_stop: bool = True,
+    joint: bool = False,
 ):
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens, greedy, with a key/value cache and an
     early stop once every sequence has emitted EOS (positions after EOS hold PAD).
-    `early_stop=False` always runs max_length steps (latency of a phrase of known length)."""
+    `early_stop=False` always runs max_length steps (latency of a phrase of known length).
+    `joint`: each step's choice adds the CTC prefix score of every candidate (`CTCPrefixScore`)
+    to the decoder's log-probability, weighted model.joint_weight : 1 - model.joint_weight."""
     cfg = model.cfg
     max_length = max_length or cfg.max_length
     batch = tf.shape(frames)[0]
-    mask = tf.cast(mask, tf.bool)
-    memory = model.encode(frames, mask, training=False)
+    encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
+    memory = model.bridge(encoded)
     dtype = memory.dtype
     memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
     memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, None, :], dtype)  # [B,1,1,T]
@@ -46,15 +90,17 @@ def greedy_decode(
         for _ in model.decoder_blocks
         for shape in (
             [batch, heads, max_length, key_dim],  # keys
-            [batch, heads, key_dim, max_length],
+            [batch, heads, key_dim, max_length],  # values, transposed
         )
-    )  # values, transposed
+    )
+    scorer = CTCPrefixScore(model.ctc_head(encoded), mask, cfg) if joint else None
     positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
     out = tf.fill([batch, max_length], tf.constant(cfg.pad, tf.int32))
+    prefix = scorer.initial() if joint else ()
 
-    def body(t, token, done, out, caches):
+    def body(t, token, done, out, caches, prefix):
         at_t = positions == t
         one_hot = tf.cast(at_t, dtype)
         write = _Write(
@@ -75,16 +121,148 @@ def greedy_decode(
             )
             new += kv
         logits = _norm_linear(x, model.decoder_norm, *_matrix(model.classifier))
-        token = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        if joint:
+            attention = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+            scores, extended = scorer.scores(prefix)
+            weight = cfg.joint_weight
+            token = tf.argmax((1.0 - weight) * attention + weight * scores, axis=-1, output_type=tf.int32)
+            prefix = scorer.advance(prefix, extended, tf.where(done, cfg.eos, token))
+        else:
+            token = tf.argmax(logits, axis=-1, output_type=tf.int32)
         token = tf.where(done, cfg.pad, token)
         out = tf.where(at_t[None, :], token[:, None], out)
-        return t + 1, token, done | (token == cfg.eos), out, new
+        return t + 1, token, done | (token == cfg.eos), out, new, prefix
 
-    def cond(t, token, done, out, caches):
+    def cond(t, token, done, out, caches, prefix):
         return (t < max_length) & ~(early_stop & tf.reduce_all(done))
 
-    _, _, _, out, _ = tf.while_loop(cond, body, (tf.constant(0), token, done, out, caches))
+    loop = (tf.constant(0), token, done, out, caches, prefix)
+    _, _, _, out, _, _ = tf.while_loop(cond, body, loop)
     return out
+
+
+NEG = -1e10  # log of "impossible": finite, so that differences of two stay numbers (no inf - inf)
+CHUNK = 16  # frames per chunk of the forward recursion's two-level scan
+
+
+def _logsumexp(x, axis):
+    """Stable log-sum-exp in five built-in ops (inputs finite: NEG, never -inf)."""
+    top = tf.reduce_max(x, axis=axis, keepdims=True)
+    return tf.squeeze(top, axis) + tf.math.log(tf.reduce_sum(tf.exp(x - top), axis=axis))
+
+
+def _logaddexp(x, y):
+    high = tf.maximum(x, y)
+    return high + tf.math.log(1.0 + tf.exp(tf.minimum(x, y) - high))
+
+
+class CTCPrefixScore:
+    """CTC prefix scores for joint decoding (Watanabe et al. 2017, as 2nd place used it): for the
+    prefix h decoded so far and each candidate character c, log p_ctc(h + c ...) - log p_ctc(h ...),
+    the CTC probability that the frames begin with h + c, relative to h's; for EOS,
+    log p_ctc(h) - log p_ctc(h ...), the probability that they spell exactly h.
+
+    The state of a prefix, per sequence: r_n[t] and r_b[t] (log probabilities that the first t + 1
+    frames spell h ending in its last character / in a blank), its prefix score and last
+    character. The forward recursion over frames, r[t] = (r[t - 1] + phi[t - 1]) y[t], is solved
+    without a loop over frames (built-in TFLite ops, no inner while loop): r[t] = sum over
+    tau <= t of b[tau] prod_{s = tau + 1..t} y[s], a cumulative log-sum-exp (`_forward`).
+    Padded frames spell a blank with probability 1, so the sums stop at each sequence's end.
+    Everything in float32 (log probabilities do not fit float16).
+
+    Exact except for one cut-off: a candidate character whose prefix probability is more than
+    ~87 nats (float32's exp range) below the best candidate's scores as impossible (`scores`
+    sums probabilities in one matrix product). Against the best candidate such a character
+    could only win if the attention decoder preferred it by 87 x joint_weight / (1 - joint_weight)
+    nats."""
+
+    def __init__(self, ctc_logits, mask, cfg):
+        self.chars, self.eos, self.vocab = cfg.pad, cfg.eos, cfg.vocab_size
+        y = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)  # [B, T', C + 1]
+        real = tf.cast(mask, tf.bool)[..., None]
+        self.y_char = tf.where(real, y[..., : self.chars], NEG)  # [B, T', C]
+        self.y_blank = tf.where(real[..., 0], y[..., self.chars], 0.0)  # [B, T']
+        # every frame's character probabilities relative to its likeliest character, for `scores`
+        self.top_char = tf.reduce_max(self.y_char, axis=2)  # [B, T']
+        self.p_char = tf.exp(self.y_char - self.top_char[..., None])  # [B, T', C], max 1 per frame
+        # the scan's masks: within a chunk (frame j <= frame k) and across chunks (chunk j < n)
+        self.within = tf.range(CHUNK)[None, :] <= tf.range(CHUNK)[:, None]  # [k, j]
+        chunks = (tf.shape(y)[1] + CHUNK - 1) // CHUNK
+        self.before = tf.range(chunks)[None, :] < tf.range(chunks)[:, None]  # [n, j]
+
+    def initial(self):
+        """The empty prefix: nothing yet; every frame so far a blank."""
+        batch = tf.shape(self.y_blank)[0]
+        r_n = tf.fill(tf.shape(self.y_blank), NEG)
+        r_b = tf.cumsum(self.y_blank, axis=1)
+        return r_n, r_b, tf.zeros([batch]), tf.fill([batch], -1)
+
+    def _logcumsumexp(self, a):
+        """[B, T'] -> [B, T']: log of the running sum of exp(a), exact at any range of a (a
+        single shift would underflow the early frames when later terms are far larger). Two
+        levels: within chunks of CHUNK frames a masked [CHUNK, CHUNK] log-sum-exp, across
+        chunks another over the chunks' totals: T' x CHUNK terms instead of T' x T'."""
+        batch, frames = tf.shape(a)[0], tf.shape(a)[1]
+        a = tf.pad(a, [[0, 0], [0, (CHUNK - frames % CHUNK) % CHUNK]], constant_values=NEG)
+        x = tf.reshape(a, [batch, -1, CHUNK])  # [B, N, K]
+        within = _logsumexp(tf.where(self.within, tf.expand_dims(x, 2), NEG), axis=3)  # [B, N, K]
+        totals = within[:, :, -1]  # [B, N]
+        before = _logsumexp(tf.where(self.before, tf.expand_dims(totals, 1), NEG), axis=2)  # [B, N]
+        out = _logaddexp(within, tf.expand_dims(before, 2))
+        return tf.reshape(out, [batch, -1])[:, :frames]
+
+    def _forward(self, first, terms, y):
+        """r[t] = logsumexp over tau <= t of (b[tau] + sum_{s = tau + 1..t} y[s]), with b[0] =
+        `first` and b[tau] = terms[tau - 1] + y[tau]: [B, T'] -> [B, T']. With s the running
+        sum of y (from frame 1), r = s + logcumsumexp(b - s)."""
+        b = tf.concat([first[:, None], terms[:, :-1] + y[:, 1:]], axis=1)
+        s = tf.cumsum(tf.concat([tf.zeros_like(y[:, :1]), y[:, 1:]], axis=1), axis=1)
+        return s + self._logcumsumexp(b - s)
+
+    def scores(self, prefix):
+        """[B, V] score of every token after the prefix (characters, EOS; others impossible),
+        and the prefix scores of h + c [B, C] that `advance` reuses."""
+        r_n, r_b, score, last = prefix
+        empty = last < 0
+        phi = _logaddexp(r_n, r_b)  # [B, T']
+        # h + c starts at frame t: phi[t - 1] + y_c[t]; at frame 0 only when h is empty
+        start = tf.concat([tf.where(empty, 0.0, NEG)[:, None], phi[:, :-1]], axis=1) + self.top_char
+        shift = tf.reduce_max(start, axis=1, keepdims=True)  # [B, 1]
+        weights = tf.expand_dims(tf.exp(start - shift), 1)  # [B, 1, T']
+        total = tf.squeeze(tf.matmul(weights, self.p_char), 1)  # [B, C]
+        extended = shift + tf.math.log(tf.maximum(total, 1e-38))
+        extended = tf.where(total > 0, extended, NEG)
+        # repeating h's last character needs a blank between: only r_b paths lead to it
+        y_last = tf.gather(self.y_char, tf.maximum(last, 0), axis=2, batch_dims=1)  # [B, T']
+        never = tf.fill([tf.shape(r_b)[0], 1], NEG)
+        again = _logsumexp(tf.concat([never, r_b[:, :-1] + y_last[:, 1:]], axis=1), axis=1)
+        is_last = tf.range(self.chars)[None, :] == last[:, None]
+        extended = tf.where(is_last, again[:, None], extended)
+        ended = _logaddexp(r_n[:, -1], r_b[:, -1])
+        chars = extended - score[:, None]
+        eos = (ended - score)[:, None]
+        others = tf.fill([tf.shape(chars)[0], self.vocab - self.chars], NEG)
+        eos_column = tf.range(self.vocab - self.chars)[None, :] == self.eos - self.chars
+        return tf.concat([chars, tf.where(eos_column, eos, others)], axis=1), extended
+
+    def advance(self, prefix, extended, token):
+        """The state of h + token (unchanged where token is not a character: EOS, or done)."""
+        r_n, r_b, score, last = prefix
+        is_char = token < self.chars
+        c = tf.minimum(token, self.chars - 1)
+        y_c = tf.gather(self.y_char, c, axis=2, batch_dims=1)  # [B, T']
+        phi = tf.where((c == last)[:, None], r_b, _logaddexp(r_n, r_b))
+        first = tf.where(last < 0, y_c[:, 0], NEG)
+        new_n = self._forward(first, phi, y_c)
+        new_b = self._forward(tf.fill(tf.shape(first), NEG), new_n, self.y_blank)
+        new_score = tf.gather(extended, c, axis=1, batch_dims=1)
+        keep = is_char[:, None]
+        return (
+            tf.where(keep, new_n, r_n),
+            tf.where(keep, new_b, r_b),
+            tf.where(is_char, new_score, score),
+            tf.where(is_char, c, last),
+        )
 
 
 def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, memory_bias):

@@ -1,14 +1,18 @@
-"""The encoder-decoder transformer over landmark frames (Keras 3 on TensorFlow), readable top to bottom.
+"""The encoder-decoder over landmark frames (Keras 3 on TensorFlow), readable top to bottom.
 
 frames [B, T, F] (NaN = not detected) --FrameEmbedding--> [B, T, We]
-  --EncoderBlock x depth (self-attention over real frames only)--> memory [B, T, Wd]
+  --EncoderBlock | ConformerBlock x depth (self-attention over real frames only; after block
+    `downsample_at`, TimeReduction: T -> T' = ceil(T / 2))--> encoded [B, T', We]
+  --ctc_head--> CTC logits [B, T', C + 1]   (C characters, then the blank)
+  --bridge--> memory [B, T', Wd]
 tokens [B, L] --token + position embedding--> [B, L, Wd]
   --DecoderBlock x depth (causal self-attention, cross-attention over memory)--> logits [B, L, V]
 
-Training adds (model.ctc_weight) a CTC loss on the encoder output: ctc_head [B, T, C+1].
-The pieces: aslfr.model.config (dimensions), aslfr.model.layers (the blocks), aslfr.model.losses
-(cross-entropy, CTC, metrics); greedy decoding with a key/value cache, for the validation metric
-and the export, is aslfr.model.decoding.
+Two heads, either optional: the attention decoder (model.decoder.depth > 0) is trained with
+label-smoothed cross-entropy; the CTC head (model.ctc_weight > 0, or always without a decoder)
+with CTC. Decoding (aslfr.model.decoding) uses either or both: model.decode = attention | ctc |
+joint. The pieces: aslfr.model.config (dimensions), aslfr.model.layers (the blocks),
+aslfr.model.losses (cross-entropy, CTC, metrics).
 """
 
 from __future__ import annotations
@@ -20,31 +24,42 @@ import tensorflow as tf
 from keras import layers
 
 from aslfr.model.config import ModelConfig
-from aslfr.model.layers import DecoderBlock, EncoderBlock, FrameEmbedding, layer_norm
+from aslfr.model.layers import (
+    ConformerBlock,
+    DecoderBlock,
+    EncoderBlock,
+    FrameEmbedding,
+    TimeReduction,
+    drop_paths,
+    layer_norm,
+)
 from aslfr.model.losses import ctc_loss
 
 
 class FingerspellingModel(keras.Model):
-    """Encoder-decoder transformer. `call({"frames", "mask", "tokens"})` -> teacher-forced logits
-    [B, L, V]; the decoder input is SOS followed by the target tokens shifted right."""
+    """`call({"frames", "mask", "tokens"})` -> teacher-forced logits [B, L, V] (the decoder input
+    is SOS followed by the target tokens shifted right); a model without a decoder returns its CTC
+    logits [B, T', C + 1] and trains on the CTC loss alone."""
 
     def __init__(self, cfg: ModelConfig, **kw):
         super().__init__(**kw)
         self.cfg = cfg
         enc, dec = cfg.encoder, cfg.decoder
         self.embedding = FrameEmbedding(cfg, name="frame_embedding")
+        block = ConformerBlock if enc.block == "conformer" else EncoderBlock
         self.encoder_blocks = [
-            EncoderBlock(enc, cfg.attention_dropout, cfg.mlp_dropout, name=f"encoder_{i}")
-            for i in range(enc.depth)
+            block(enc, cfg.attention_dropout, cfg.mlp_dropout, drop_path=rate, name=f"encoder_{i}")
+            for i, rate in enumerate(drop_paths(enc.drop_path, enc.depth))
         ]
+        self.time_reduction = TimeReduction(name="time_reduction") if enc.downsample_at else None
         self.encoder_norm = layer_norm("encoder_norm")
-        # Training aid only: a CTC head on the encoder teaches it to align frames with characters
-        # early (as hybrid CTC/attention recognizers do); decoding always uses the decoder.
         self.ctc_head = (
             layers.Dense(cfg.pad + 1, name="ctc_head")  # characters + blank (last)
-            if cfg.ctc_weight
+            if cfg.has_ctc
             else None
         )
+        if not cfg.has_decoder:
+            return
         self.bridge = layers.Dense(dec.width, name="bridge")  # encoder width -> decoder width
         self.token_embedding = layers.Embedding(cfg.vocab_size, dec.width, name="token_embedding")
         self.token_position = self.add_weight(
@@ -61,14 +76,24 @@ class FingerspellingModel(keras.Model):
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
 
     def _encode(self, frames, mask, training=None):
+        """-> encoded [B, T', We], mask [B, T'] (T' = T, or ceil(T / 2) after the reduction)."""
         mask = tf.cast(mask, tf.bool)
         x = self.embedding(frames)
-        for block in self.encoder_blocks:
+        for i, block in enumerate(self.encoder_blocks, start=1):
             x = block(x, mask, training=training)
-        return self.encoder_norm(x)
+            if i == self.cfg.encoder.downsample_at:
+                x, mask = self.time_reduction(x, mask)
+        return self.encoder_norm(x), mask
 
     def encode(self, frames, mask, training=None):
-        return self.bridge(self._encode(frames, mask, training))
+        """The decoder's memory [B, T', Wd] and its mask [B, T']."""
+        encoded, mask = self._encode(frames, mask, training)
+        return self.bridge(encoded), mask
+
+    def ctc_logits(self, frames, mask, training=None):
+        """CTC logits [B, T', C + 1] (blank last) and their mask [B, T']."""
+        encoded, mask = self._encode(frames, mask, training)
+        return self.ctc_head(encoded), mask
 
     def _embed_tokens(self, tokens, start=0):
         length = tf.shape(tokens)[1]
@@ -87,16 +112,19 @@ class FingerspellingModel(keras.Model):
 
     def call(self, inputs, training=None):
         tokens = inputs["tokens"]
-        sos = tf.fill([tf.shape(tokens)[0], 1], tf.constant(self.cfg.sos, tokens.dtype))
-        tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
-        encoded = self._encode(inputs["frames"], inputs["mask"], training)
+        encoded, mask = self._encode(inputs["frames"], inputs["mask"], training)
+        if not self.cfg.has_decoder:  # CTC only: the loss is CTC, the output its logits
+            logits = self.ctc_head(encoded)
+            self.add_loss(ctc_loss(logits, mask, tokens, self.cfg.pad, dense=self.cfg.ctc_xla))
+            return logits
         if self.ctc_head is not None and training:
             logits = self.ctc_head(encoded)
             self.add_loss(
-                self.cfg.ctc_weight
-                * ctc_loss(logits, inputs["mask"], tokens, self.cfg.pad, dense=self.cfg.ctc_xla)
+                self.cfg.ctc_weight * ctc_loss(logits, mask, tokens, self.cfg.pad, dense=self.cfg.ctc_xla)
             )
-        return self.decode(self.bridge(encoded), inputs["mask"], tokens_in, training)
+        sos = tf.fill([tf.shape(tokens)[0], 1], tf.constant(self.cfg.sos, tokens.dtype))
+        tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
+        return self.decode(self.bridge(encoded), mask, tokens_in, training)
 
 
 def build(cfg: ModelConfig) -> FingerspellingModel:
@@ -111,6 +139,6 @@ def build(cfg: ModelConfig) -> FingerspellingModel:
                 "tokens": tf.zeros([1, cfg.max_length], tf.int32),
             }
         )
-    if model.ctc_head is not None:  # used in training only, so the call above did not build it
+    if model.ctc_head is not None and not model.ctc_head.built:  # a training aid: not called above
         model.ctc_head.build((None, None, cfg.encoder.width))
     return model

@@ -22,7 +22,7 @@ from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import TrainingDiverged
 from aslfr.model.config import model_config
-from aslfr.model.decoding import greedy_decode
+from aslfr.model.decoding import decode
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, edit_score
 from aslfr.model.model import FingerspellingModel, build
 from aslfr.model.optim import current_lr, make_optimizer
@@ -63,11 +63,12 @@ class Evaluation:
 
 
 class Decoder:
-    """Batched greedy decoding (key/value cache, early stop) of a data set, compiled once."""
+    """Batched decoding of a data set, compiled once: `how` = attention (greedy, key/value cache,
+    early stop), ctc or joint; the model's configured decoding by default."""
 
-    def __init__(self, model: FingerspellingModel, vocab):
-        self.vocab = vocab
-        self.fn = tf.function(lambda f, m: greedy_decode(model, f, m), reduce_retracing=True)
+    def __init__(self, model: FingerspellingModel, vocab, how: str | None = None):
+        self.vocab, self.how = vocab, how or model.cfg.decode
+        self.fn = tf.function(lambda f, m: decode(model, f, m, how=self.how), reduce_retracing=True)
 
     def __call__(self, dataset) -> tuple[list[str], list[str]]:
         truth, predicted = [], []
@@ -88,7 +89,7 @@ class Loop(keras.callbacks.Callback):
         cfg,
         tracker: Tracker,
         checkpoints: Checkpoints,
-        decoder: Decoder,
+        decoders: list[Decoder],
         val_ds,
         state: dict,
         steps_per_epoch: int,
@@ -96,7 +97,7 @@ class Loop(keras.callbacks.Callback):
     ):
         super().__init__()
         self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
-        self.decoder, self.val_ds, self.state = decoder, val_ds, state
+        self.decoders, self.val_ds, self.state = decoders, val_ds, state
         self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
         self.log_every = max(1, int(cfg.trainer.log_every))
         self.eval_every = max(1, int(cfg.trainer.eval_every))
@@ -130,17 +131,23 @@ class Loop(keras.callbacks.Callback):
             )
 
     def evaluate(self) -> Evaluation:
+        """Loss (and top-k, with a decoder) teacher-forced; then every decoding the model can do,
+        each scored on the whole fold: val/score is the configured one's (the first decoder)."""
         values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
-        truth, predicted = self.decoder(self.val_ds)
-        score = edit_score(truth, predicted)
-        metrics = {
-            names.VAL_LOSS: float(values["loss"]),
-            names.VAL_TOP1: float(values["top1"]),
-            names.VAL_TOP5: float(values["top5"]),
-            names.VAL_LEVENSHTEIN: score.mean_distance,
-            names.VAL_SCORE: score.score,
-        }
-        return Evaluation(metrics, truth, predicted, score.distances)
+        metrics = {names.VAL_LOSS: float(values["loss"])}
+        if "top1" in values:  # a model without an attention decoder has no token predictions
+            metrics.update({names.VAL_TOP1: float(values["top1"]), names.VAL_TOP5: float(values["top5"])})
+        shown = None
+        for decoder in self.decoders:
+            truth, predicted = decoder(self.val_ds)
+            score = edit_score(truth, predicted)
+            if len(self.decoders) > 1:
+                metrics[names.val_score(decoder.how)] = score.score
+            if shown is None:  # the configured decoding: the run's score and its examples
+                shown = Evaluation({}, truth, predicted, score.distances)
+                metrics.update({names.VAL_LEVENSHTEIN: score.mean_distance, names.VAL_SCORE: score.score})
+        shown.metrics = metrics
+        return shown
 
     def on_epoch_end(self, epoch, logs=None):
         if self.diverged:
@@ -170,16 +177,7 @@ class Loop(keras.callbacks.Callback):
             if ev.metrics[names.VAL_SCORE] > self.state.get("best_score", -math.inf):
                 self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
                 self.checkpoints.save_best(self.model)
-            log.info(
-                "epoch %d: loss %.4f | val loss %.4f top1 %.3f top5 %.3f levenshtein %.2f score %.4f",
-                epoch_number,
-                logs["loss"],
-                ev.metrics[names.VAL_LOSS],
-                ev.metrics[names.VAL_TOP1],
-                ev.metrics[names.VAL_TOP5],
-                ev.metrics[names.VAL_LEVENSHTEIN],
-                ev.metrics[names.VAL_SCORE],
-            )
+            log.info("epoch %d: loss %.4f | %s", epoch_number, logs["loss"], describe_eval(ev.metrics))
         else:
             log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
         self.tracker.log(metrics, self.step, commit=True)
@@ -229,6 +227,18 @@ class EpochProgress(keras.callbacks.Callback):
             self.bar.close()
 
 
+def describe_eval(metrics: dict) -> str:
+    """One line: val loss, top-k, edit distance, the score (and each decoding's)."""
+    parts = [f"val loss {metrics[names.VAL_LOSS]:.4f}"]
+    if names.VAL_TOP1 in metrics:
+        parts.append(f"top1 {metrics[names.VAL_TOP1]:.3f} top5 {metrics[names.VAL_TOP5]:.3f}")
+    parts.append(f"levenshtein {metrics[names.VAL_LEVENSHTEIN]:.2f} score {metrics[names.VAL_SCORE]:.4f}")
+    by_decode = {k.rsplit("_", 1)[1]: v for k, v in metrics.items() if k.startswith(names.VAL_SCORE + "_")}
+    if by_decode:
+        parts.append("(" + ", ".join(f"{how} {v:.4f}" for how, v in by_decode.items()) + ")")
+    return " ".join(parts)
+
+
 def _xy(batch):
     """Keras' (inputs, targets) from a pipeline batch: the targets are the tokens."""
     return batch, batch["tokens"]
@@ -237,8 +247,12 @@ def _xy(batch):
 def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.Model:
     """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
     pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
+    optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
+    if not model.cfg.has_decoder:  # CTC only: the model adds its CTC loss itself
+        model.compile(optimizer=optimizer, jit_compile=bool(cfg.trainer.jit))
+        return model
     model.compile(
-        optimizer=make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs),
+        optimizer=optimizer,
         loss=SmoothedCrossEntropy(vocab_size, pad, float(cfg.model.label_smoothing)),
         metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
         jit_compile=bool(cfg.trainer.jit),
@@ -252,12 +266,13 @@ def train(
     run_dir: Path,
     *,
     known: dict | None = None,
-    after: Callable[[FingerspellingModel], dict] | None = None,
+    after: Callable[[FingerspellingModel, Tracker], dict] | None = None,
 ) -> dict:
     """Train (or resume) in `run_dir`; returns the summary written to summary.json.
     `known`: metrics already measured (the budget probe), put in the W&B summary at once.
-    `after(model)`: called with the best weights loaded once training is done (the export);
-    the metrics it returns are logged and join the summary."""
+    `after(model, tracker)`: called with the best weights loaded once training is done (the
+    export, which logs its files with the run); the metrics it returns are logged and join the
+    summary."""
     run_dir = Path(run_dir)
     tcfg = cfg.trainer
     keras.utils.set_random_seed(int(tcfg.seed))
@@ -345,7 +360,7 @@ def train(
         cfg=cfg,
         tracker=tracker,
         checkpoints=checkpoints,
-        decoder=Decoder(model, split.vocab),
+        decoders=[Decoder(model, split.vocab, how) for how in mcfg.decodes],
         val_ds=val_ds,
         state=state,
         steps_per_epoch=steps_per_epoch,
@@ -394,7 +409,7 @@ def train(
         if after is not None:
             if best.exists():
                 model.load_weights(best)
-            extra = after(model)
+            extra = after(model, tracker)
             # one step after the last epoch's row, which is already committed (and on disk)
             tracker.record(extra, int(optimizer.iterations.numpy()) + 1)
             summary.update(extra)

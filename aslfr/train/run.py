@@ -17,6 +17,16 @@ from aslfr.train import loop
 from aslfr.train.tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
+# what the submission artifact's metadata says of the export (infer/val_score: when scored)
+SUBMISSION_METADATA = (
+    names.INFER_VAL_SCORE,
+    names.INFER_LATENCY_MS,
+    names.INFER_LATENCY_MS_RAW,
+    names.INFER_CPU_FACTOR,
+    names.INFER_MODEL_MB,
+    names.EXPORT_QUANTIZE,
+    names.BUDGET_OK,
+)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -37,8 +47,8 @@ def run(cfg: DictConfig) -> dict:
         pre = Preprocessing(split.spec, split.stats, int(cfg.data.max_frames))
         val_ids = split.prepared.sequence_id[split.val] if cfg.export.evaluate else None
 
-        def after(model):
-            return budget.export_and_measure(
+        def after(model, tracker: Tracker) -> dict:
+            report = budget.export_and_measure(
                 model,
                 pre,
                 run_dir,
@@ -48,6 +58,14 @@ def run(cfg: DictConfig) -> dict:
                 data_root=Path(split.prepared.meta["root"]),
                 val_ids=val_ids,
             )
+            # only the files this export wrote (a submission.zip left by an earlier
+            # `aslfr-export --zip` would not be of these weights)
+            shipped = ["model.tflite", "inference_args.json", *(["submission.zip"] if cfg.export.zip else [])]
+            tracker.log_submission(
+                [run_dir / name for name in shipped],
+                {k: report[k] for k in SUBMISSION_METADATA if k in report},
+            )
+            return report
 
     summary = loop.train(cfg, split, run_dir, known=known, after=after)
     shown = (

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import string
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -163,6 +163,15 @@ class Tracker:
         artifact = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=dict(metadata))
         artifact.add_file(str(path))
         self.run.log_artifact(artifact, aliases=["best", "latest"])
+
+    def log_submission(self, files: Sequence[Path], metadata: Mapping) -> None:
+        """The export as an artifact of type `submission` with its score, latency, size and
+        quantization as metadata, so that what to submit is chosen in W&B by its numbers and
+        downloaded from there (a resumed run that exports again adds a version)."""
+        artifact = wandb.Artifact(f"submission-{self.run.id}", type=names.SUBMISSION, metadata=dict(metadata))
+        for path in files:
+            artifact.add_file(str(path))
+        self.run.log_artifact(artifact, aliases=["latest"])
 
     def record(self, values: Mapping, step: int) -> None:
         """Log the numeric values at `step` and put all of them (text too) in the summary."""
