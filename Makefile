@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train prepare test lint bench lock clean
+.PHONY: train prepare test lint bench lock clean sweep agent sync leet
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -20,6 +20,27 @@ train: $(VENV)/.installed
 
 prepare: $(VENV)/.installed
 	$(BIN)/aslfr-prepare $(ARGS)
+
+# W&B's CLI with this environment first on the PATH. `wandb agent` starts every trial as
+# `/usr/bin/env python train.py key=value ...`: that `python` must be this environment's (a plain
+# Debian PATH has none; another one lacks our dependencies). Same as `. .venv/bin/activate` first.
+#   make sweep SWEEP=sweeps/depth_width.yaml      make agent ID=ENTITY/PROJECT/SWEEP_ID
+#   make sync DIR=sweeps-out/NAME  (default: outputs, multirun, sweeps-out)   make leet DIR=...
+WANDB   ?= wandb
+IN_VENV := PATH="$(abspath $(BIN)):$$PATH"
+SWEEP   ?= sweeps/depth_width.yaml
+sweep: $(VENV)/.installed
+	$(IN_VENV) $(WANDB) sweep $(SWEEP)
+
+agent: $(VENV)/.installed
+	@test -n "$(ID)" || { echo "usage: make agent ID=ENTITY/PROJECT/SWEEP_ID (printed by make sweep)"; exit 2; }
+	$(IN_VENV) $(WANDB) agent $(ARGS) $(ID)
+
+sync: $(VENV)/.installed
+	$(IN_VENV) aslfr-sync $(DIR) $(ARGS)
+
+leet: $(VENV)/.installed
+	$(IN_VENV) $(WANDB) leet $(DIR)
 
 # The whole suite (CI), on every core; `make test ARGS='-m "not slow"'` is the inner loop.
 test: lint

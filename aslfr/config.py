@@ -14,13 +14,17 @@ milliseconds (names still sort by time) and six random characters.
 
 from __future__ import annotations
 
+import os
 import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import MISSING, OmegaConf
 
 
@@ -108,6 +112,7 @@ class Paths:
     data_dir: str = MISSING
     cache_dir: str = MISSING
     output_dir: str = MISSING
+    sweeps_dir: str = MISSING
 
 
 @dataclass
@@ -280,6 +285,7 @@ class Wandb:
     tags: list[str] = MISSING
     name: str | None = MISSING
     log_checkpoint: bool = MISSING
+    gather_dir: str | None = MISSING
 
 
 @dataclass
@@ -347,9 +353,23 @@ def stamp() -> str:
     return f"{now:%H-%M-%S}.{now.microsecond // 1000:03d}-{suffix}"
 
 
+def gather(sweeps_dir: str) -> str | None:
+    """`${gather:${paths.sweeps_dir}}`, the default of wandb.gather_dir (where a run links its W&B
+    folder beside its siblings'): under `wandb agent` (WANDB_SWEEP_ID) SWEEPS_DIR/<sweep id>; in a
+    Hydra multirun the multirun's directory; a single run gathers nowhere."""
+    sweep = os.environ.get("WANDB_SWEEP_ID")
+    if sweep:
+        return f"{sweeps_dir}/{sweep}"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(Path(HydraConfig.get().runtime.output_dir).parent)
+    return None
+
+
 def register() -> None:
-    """Before composing conf/: the schema (`schema` in Hydra's ConfigStore) and the `${stamp:}`
+    """Before composing conf/: the schema (`schema` in Hydra's ConfigStore), the `${stamp:}`
     resolver of conf/config.yaml's hydra.run.dir and hydra.sweep.dir, cached like Hydra's own
-    `now`, so every read in one run (and every job of one multirun) sees the same name."""
+    `now`, so every read in one run (and every job of one multirun) sees the same name, and
+    `${gather:}` (wandb.gather_dir)."""
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("stamp", stamp, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("gather", gather, replace=True)

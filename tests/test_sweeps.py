@@ -340,6 +340,10 @@ def test_two_runners_share_a_grid_sweep_and_run_each_point_once(tmp_path):
         assert (out / f"trial-{t.number:03d}" / "summary.json").exists()
         assert sum(o.count(f"[pair] trial {t.number} [") for o in outputs) == 1  # one runner ran it
     assert any("[pair] done: 4 trials finished" in o for o in outputs), outputs
+    # one W&B directory for the sweep (`wandb leet out/wandb`): a link to each trial's run
+    gathered = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(gathered) == 4 and all(link.is_symlink() for link in gathered)
+    assert {link.resolve().parent.parent.name for link in gathered} == {f"trial-{n:03d}" for n in range(4)}
 
 
 @pytest.mark.slow

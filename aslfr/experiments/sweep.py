@@ -556,7 +556,14 @@ def run_trial(
     params = {**params, **trial.params}
     params = {k: params[k] for k in definition["parameters"]}  # the definition's order
     run_dir = out / f"trial-{trial.number:03d}"
-    cmd = [sys.executable, "train.py", *agent_args(params), *overrides, f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        *agent_args(params),
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+        f"wandb.gather_dir={out}",  # out/wandb: every trial's W&B run, for `wandb leet`
+    ]
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("args", agent_args(params))
     env = {**os.environ, "WANDB_RUN_GROUP": name, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}

@@ -16,6 +16,7 @@ import netrc
 import os
 import secrets
 import shutil
+import socket
 import string
 import time
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,22 @@ def describe(cfg: DictConfig) -> dict:
     }
 
 
+def gather(folder: Path, into: Path) -> Path:
+    """Link the W&B run folder `folder` into `into`/wandb/, beside the other runs of its sweep or
+    multirun, so that W&B's own tools see them together: `wandb leet INTO/wandb` lists them,
+    `wandb sync INTO/wandb/offline-run-*` uploads them. The link is relative (the tree can move)
+    and made under a temporary name, then renamed: a reader never sees half of one."""
+    target = into / "wandb"
+    target.mkdir(parents=True, exist_ok=True)
+    link = target / folder.name
+    if not os.path.lexists(link):
+        tmp = target / f".{folder.name}.{socket.gethostname()}.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(folder.resolve(), target.resolve()), tmp)
+        os.replace(tmp, link)
+    return link
+
+
 class Tracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
         self.mode = resolve_mode(str(cfg.wandb.mode))
@@ -110,6 +127,13 @@ class Tracker:
         ):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
+        gather_dir = cfg.wandb.get("gather_dir")
+        if gather_dir and self.mode != "disabled":
+            try:
+                link = gather(Path(self.run.dir).parent, Path(gather_dir))
+                log.info("W&B run folder gathered in %s", link.parent)
+            except OSError as e:  # a shared filesystem without links, say: the run goes on
+                log.warning("could not link the W&B run folder into %s/wandb: %s", gather_dir, e)
 
     def log(self, metrics: Mapping, step: int, commit: bool | None = None) -> None:
         """`commit=True` closes the history row at `step` now instead of at the next step."""
