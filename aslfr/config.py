@@ -162,6 +162,12 @@ class PartDropout:
 
 
 @dataclass
+class TimeMask:
+    p: float = MISSING
+    max_fraction: float = MISSING
+
+
+@dataclass
 class Augment:
     enabled: bool = MISSING
     resample: Resample = MISSING
@@ -169,6 +175,7 @@ class Augment:
     finger_dropout: FingerDropout = MISSING
     hand_dropout: HandDropout = MISSING
     part_dropout: PartDropout = MISSING
+    time_mask: TimeMask = MISSING
 
 
 @dataclass
@@ -194,6 +201,7 @@ class Data:
     max_frames: int = MISSING
     length_step: int = MISSING
     bucket_by_length: bool = MISSING
+    length_pool: int = MISSING
     num_workers: int = MISSING
     features: Features = MISSING
     n_folds: int = MISSING
@@ -242,6 +250,7 @@ class Model:
     ctc_weight: float = MISSING
     decode: Decode = MISSING
     joint_weight: float = MISSING
+    token_noise: float = MISSING
 
 
 @dataclass
@@ -253,6 +262,7 @@ class Optimizer:
     beta_2: float = MISSING
     epsilon: float = MISSING
     clipnorm: float | None = MISSING
+    ema: float = MISSING
 
 
 @dataclass

@@ -365,6 +365,40 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     assert not np.allclose(np.nan_to_num(x_aug["frames"]), np.nan_to_num(x_plain["frames"]))
 
 
+def test_length_pools_group_batches_by_length_and_keep_the_shuffle(tmp_path):
+    """data.length_pool: every sequence still comes once per pass over the training set; within
+    a pool the batches are sorted by length (so far less padding), but the pools' batches come
+    in a random order and each pass draws other pools."""
+    cfg, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=512, batch_size=4, length_step=8, seed=3)
+    pools = 4
+
+    def stream(count=2 * pools, **extra):
+        ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True, **kw, **extra)
+        return list(ds.take(count))
+
+    grouped, plain = stream(length_pool=pools), stream()
+    lengths = [b["mask"].numpy().sum(1) for b in grouped]
+    pool_of = [np.concatenate(lengths[k : k + pools]) for k in (0, pools)]
+    for pool, batches in zip(pool_of, (lengths[:pools], lengths[pools:])):
+        # each batch holds a contiguous run of the pool's sorted lengths
+        spans = sorted((b.min(), b.max()) for b in batches)
+        assert all(hi <= lo2 for (_, hi), (lo2, _) in zip(spans, spans[1:])), spans
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.sort(pool))
+    # served in random order (not shortest first every time), and less padding than plain batches
+    firsts = [batches[0].mean() for batches in (lengths[:pools], lengths[pools:])]
+    assert any(lengths[k].mean() > lengths[k + 1].mean() for k in range(2 * pools - 1)), firsts
+    padded = sum(b["mask"].shape[1] * 4 for b in grouped) - sum(x.sum() for x in lengths)
+    padded_plain = sum(b["mask"].shape[1] * 4 for b in plain) - sum(b["mask"].numpy().sum() for b in plain)
+    assert padded < padded_plain
+    # the pools are the plain stream's sequences, regrouped: the same ones, none lost or repeated
+    n = len(split.train) // (4 * pools) * pools
+    regrouped = sorted(tuple(t) for b in stream(n, length_pool=pools) for t in b["tokens"].numpy())
+    assert regrouped == sorted(tuple(t) for b in stream(n) for t in b["tokens"].numpy())
+
+
 def test_each_augmentation_does_what_it_says(tmp_path):
     import tensorflow as tf
 
@@ -392,6 +426,14 @@ def test_each_augmentation_does_what_it_says(tmp_path):
     lips_gone = np.isnan(part[:, spec.group_points("lips")]).all()
     pose_gone = np.isnan(part[:, spec.group_points("pose")]).all()
     assert lips_gone != pose_gone
+    for k in range(20):  # temporal masking: one span of every landmark, up to half the frames
+        masked = np.isnan(augmenter.time_mask(x, tf.constant([k, 7], tf.int32)).numpy()).all(axis=(1, 2))
+        where = np.flatnonzero(masked)
+        assert masked.sum() <= 20 and (len(where) == 0 or where[-1] - where[0] + 1 == len(where)), k
+        assert not np.isnan(augmenter.time_mask(x, tf.constant([k, 7], tf.int32)).numpy()[~masked]).any()
+    masks = [np.isnan(augmenter.time_mask(x, tf.constant([k, 1])).numpy()) for k in range(20)]
+    spans = [m.all(axis=(1, 2)).sum() for m in masks]
+    assert max(spans) > 5
 
 
 def test_fit_length_resamples_long_and_pads_short():

@@ -149,6 +149,29 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
         assert time.perf_counter() - t < 60
 
 
+@pytest.mark.slow
+def test_the_weights_moving_average_is_validated_kept_as_best_and_exported(tmp_path):
+    """optimizer.ema: validation, best.weights.h5 and the export use the moving average, while
+    training (and its checkpoint, for a resume) goes on from the trained weights; the average
+    itself is in the checkpoint's optimizer state."""
+    from aslfr.export.convert import RunFiles
+
+    train(tmp_path, "optimizer.ema=0.9", "trainer.epochs=2", "trainer.eval_every=2", "export.enabled=true")
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best/epoch"] == 2
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+    model = RunFiles.load(run_dir).model()  # best.weights.h5
+    averaged = [v.numpy().copy() for v in model.trainable_variables]
+    model.load_weights(run_dir / "checkpoints" / "epoch-0002" / "model.weights.h5")
+    trained = [v.numpy() for v in model.trainable_variables]
+    assert any(not np.array_equal(a, t) for a, t in zip(averaged, trained))
+    with np.load(run_dir / "checkpoints" / "epoch-0002" / "optimizer.npz") as z:
+        state = [z[k] for k in z.files]
+    for a in averaged:  # every averaged variable is in the optimizer's state, exactly
+        assert any(s.shape == a.shape and np.array_equal(s, a) for s in state)
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     train(tmp_path, "trainer.epochs=1", run_dir=run_dir)

@@ -156,8 +156,20 @@ class Augmenter:
         branches = [lambda p=p: _blank_points(x, p, self.n_points) for p in self.parts]
         return tf.switch_case(choice, branches)
 
+    def time_mask(self, x, seed):
+        """One span of up to max_fraction of the frames masked (every landmark missing, as when
+        nothing is detected: the model's learned missing-frame embedding), as 3rd place did."""
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        n = tf.shape(x)[0]
+        longest = tf.cast(tf.cast(n, tf.float32) * float(self.cfg["time_mask"]["max_fraction"]), tf.int32)
+        length = tf.random.stateless_uniform([], seeds[0], 0, longest + 1, tf.int32)
+        start = tf.random.stateless_uniform([], seeds[1], 0, n - length + 1, tf.int32)
+        frames = tf.range(n)
+        masked = (frames >= start) & (frames < start + length)
+        return tf.where(masked[:, None, None], tf.constant(np.nan, tf.float32), x)
+
     def __call__(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout")
+        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask")
         seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
         for k, name in enumerate(steps):
             p = float(self.cfg[name]["p"])
@@ -213,6 +225,7 @@ def make_dataset(
     seed: int = 0,
     length_step: int = 0,
     bucket_by_length: bool = False,
+    length_pool: int = 0,
 ) -> tf.data.Dataset:
     """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
     tokens [N, L] from `Vocab.encode`).
@@ -222,7 +235,9 @@ def make_dataset(
     `length_step` > 0 cuts each batch to its longest sequence rounded up to a multiple of
     `length_step` frames (at most `max_frames`), so no work is spent on padding the model would
     mask anyway; validation then runs shortest first, and with `bucket_by_length` training
-    batches are grouped by length (buckets `length_step` frames wide)."""
+    batches are grouped by length (buckets `length_step` frames wide). `length_pool` = N > 0
+    groups them while keeping the shuffle: N batches' worth of shuffled (and augmented)
+    sequences are sorted by length, cut into N batches, and those are served in random order."""
     indices = np.asarray(indices, np.int64)
     if length_step and not training:
         lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
@@ -249,7 +264,9 @@ def make_dataset(
         return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training and length_step and bucket_by_length:
+    if training and length_step and length_pool > 0:
+        ds = _grouped_in_pools(ds, batch_size, int(length_pool), seed)
+    elif training and length_step and bucket_by_length:
         bounds = list(range(length_step + 1, max_frames + 1, length_step))
         ds = ds.bucket_by_sequence_length(
             lambda e: tf.cast(tf.reduce_sum(e["mask"]), tf.int32),
@@ -263,6 +280,24 @@ def make_dataset(
     if length_step:
         ds = ds.map(lambda b: cut_to_length(b, length_step, max_frames))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _grouped_in_pools(ds: tf.data.Dataset, batch_size: int, pool: int, seed: int) -> tf.data.Dataset:
+    """Batches of similar length without giving up the shuffle: `pool` batches' worth of
+    elements sorted by length, cut into `pool` batches, served in a random order (a new one
+    for every pool, from the run's seed)."""
+
+    def regroup(big, pair):
+        order = tf.argsort(tf.reduce_sum(big["mask"], axis=1), stable=True)
+        batches = {
+            key: tf.reshape(tf.gather(value, order), tf.concat([[pool, batch_size], tf.shape(value)[1:]], 0))
+            for key, value in big.items()
+        }
+        shuffled = tf.argsort(tf.random.stateless_uniform([pool], tf.cast(pair % (2**31 - 1), tf.int32)))
+        return tf.data.Dataset.from_tensor_slices({k: tf.gather(v, shuffled) for k, v in batches.items()})
+
+    pools = ds.batch(batch_size * pool, drop_remainder=True)
+    return tf.data.Dataset.zip(pools, tf.data.Dataset.random(seed=seed + 1).batch(2)).flat_map(regroup)
 
 
 def cut_to_length(batch: dict, step: int, max_frames: int) -> dict:

@@ -53,6 +53,7 @@ class ModelConfig:
     ctc_xla: bool
     decode: str  # attention | ctc | joint
     joint_weight: float  # decode=joint: the CTC prefix score's weight
+    token_noise: float = 0.0  # fraction of teacher-forced input characters replaced in training
 
     @property
     def has_decoder(self) -> bool:
@@ -135,6 +136,7 @@ class ModelConfig:
                 str(model_cfg["decode"]), stack["decoder"].depth, float(model_cfg["ctc_weight"])
             ),
             joint_weight=float(model_cfg["joint_weight"]),
+            token_noise=float(model_cfg["token_noise"]),
         )
 
 

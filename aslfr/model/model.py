@@ -74,6 +74,7 @@ class FingerspellingModel(keras.Model):
         self.decoder_norm = layer_norm("decoder_norm")
         self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
+        self.noise_seed = keras.random.SeedGenerator(name="token_noise")
 
     def _encode(self, frames, mask, training=None):
         """-> encoded [B, T', We], mask [B, T'] (T' = T, or ceil(T / 2) after the reduction)."""
@@ -124,7 +125,19 @@ class FingerspellingModel(keras.Model):
             )
         sos = tf.fill([tf.shape(tokens)[0], 1], tf.constant(self.cfg.sos, tokens.dtype))
         tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
+        if training and self.cfg.token_noise > 0:
+            tokens_in = self.noisy(tokens_in)
         return self.decode(self.bridge(encoded), mask, tokens_in, training)
+
+    def noisy(self, tokens_in):
+        """Decoder-input noise (2nd place: 20%): each teacher-forced input character is replaced
+        by a random character with probability model.token_noise, so the decoder learns not to
+        trust its own history blindly (at inference that history holds its mistakes). SOS, EOS
+        and PAD stay; the targets are unchanged."""
+        shape = tf.shape(tokens_in)
+        hit = keras.random.uniform(shape, seed=self.noise_seed) < self.cfg.token_noise
+        chars = tf.cast(keras.random.randint(shape, 0, self.cfg.pad, seed=self.noise_seed), tokens_in.dtype)
+        return tf.where(hit & (tokens_in < self.cfg.pad), chars, tokens_in)
 
 
 def build(cfg: ModelConfig) -> FingerspellingModel:

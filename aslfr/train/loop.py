@@ -103,6 +103,11 @@ class Loop(keras.callbacks.Callback):
         self.eval_every = max(1, int(cfg.trainer.eval_every))
         self.diverged: str | None = None
         self.last_eval: dict = state.get("last_eval", {})
+        self.ema = keras.callbacks.SwapEMAWeights()  # optimizer.ema: evaluate the averaged weights
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.ema.set_model(model)
 
     @property
     def step(self) -> int:
@@ -162,6 +167,9 @@ class Loop(keras.callbacks.Callback):
         evaluated = self.val_ds is not None and (
             epoch_number % self.eval_every == 0 or epoch_number == self.params["epochs"]
         )
+        averaged = evaluated and getattr(self.model.optimizer, "use_ema", False)
+        if averaged:  # the moving average in, for the metrics and the best checkpoint
+            self.ema.on_test_begin()
         if evaluated:
             t = time.perf_counter()
             ev = self.evaluate()
@@ -178,7 +186,9 @@ class Loop(keras.callbacks.Callback):
                 self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
                 self.checkpoints.save_best(self.model)
             log.info("epoch %d: loss %.4f | %s", epoch_number, logs["loss"], describe_eval(ev.metrics))
-        else:
+        if averaged:  # the trained weights back: training and its checkpoint go on from them
+            self.ema.on_test_end()
+        if not evaluated:
             log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
         self.tracker.log(metrics, self.step, commit=True)
         self.state.update(epoch=epoch_number, last_eval=self.last_eval)
@@ -298,6 +308,7 @@ def train(
         training=True,
         augment=cfg.data.augment,
         bucket_by_length=bucket,
+        length_pool=int(cfg.data.length_pool),
         **common,
     )
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
