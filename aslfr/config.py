@@ -162,6 +162,11 @@ class PartDropout:
 
 
 @dataclass
+class Flip:
+    p: float = MISSING
+
+
+@dataclass
 class TimeMask:
     p: float = MISSING
     max_fraction: float = MISSING
@@ -176,6 +181,7 @@ class Augment:
     hand_dropout: HandDropout = MISSING
     part_dropout: PartDropout = MISSING
     time_mask: TimeMask = MISSING
+    flip: Flip = MISSING
 
 
 @dataclass

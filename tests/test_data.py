@@ -434,6 +434,16 @@ def test_each_augmentation_does_what_it_says(tmp_path):
     masks = [np.isnan(augmenter.time_mask(x, tf.constant([k, 1])).numpy()) for k in range(20)]
     spans = [m.all(axis=(1, 2)).sum() for m in masks]
     assert max(spans) > 5
+    flipped = augmenter.flip(x, seed).numpy()  # a mirror: x -> 1 - x, partners swapped
+    mirror = spec.mirror_permutation
+    np.testing.assert_allclose(flipped[:, :, 0], 1 - x.numpy()[:, mirror, 0], atol=1e-6)
+    np.testing.assert_allclose(augmenter.flip(flipped, seed).numpy(), x.numpy(), atol=1e-6)  # twice: none
+    corner = spec.points.index(("lips", "face", 61))  # the mouth's corners swap, as do the wrists
+    assert spec.points[mirror[corner]] == ("lips", "face", 291)
+    assert spec.points[mirror[spec.points.index(("pose", "pose", 15))]] == ("pose", "pose", 16)
+    both = FeatureSpec.from_config({**compose_cfg([], tmp_path).data.features, "hands": "both"})
+    hand, other = both.group_points("hand"), both.group_points("other_hand")
+    np.testing.assert_array_equal(both.mirror_permutation[hand], other)  # the two hands swap
 
 
 def test_fit_length_resamples_long_and_pads_short():

@@ -106,6 +106,7 @@ class Augmenter:
             tf.constant(spec.group_points(g), tf.int32) for g in ("lips", "pose") if len(spec.group_points(g))
         ]
         self.n_points = spec.n_points
+        self.mirror = tf.constant(spec.mirror_permutation, tf.int32)
 
     def _coin(self, p: float, seed) -> tf.Tensor:
         return tf.random.stateless_uniform([], seed) < p
@@ -156,6 +157,13 @@ class Augmenter:
         branches = [lambda p=p: _blank_points(x, p, self.n_points) for p in self.parts]
         return tf.switch_case(choice, branches)
 
+    def flip(self, x, seed):
+        """A horizontal mirror of the whole clip: x -> 1 - x, hands and the left/right partners
+        of lips and pose swapped. On top of the mirroring to the dominant side, so the model
+        also sees the other hand's chirality."""
+        x = tf.gather(x, self.mirror, axis=1)
+        return tf.concat([1.0 - x[..., :1], x[..., 1:]], axis=-1)
+
     def time_mask(self, x, seed):
         """One span of up to max_fraction of the frames masked (every landmark missing, as when
         nothing is detected: the model's learned missing-frame embedding), as 3rd place did."""
@@ -169,7 +177,7 @@ class Augmenter:
         return tf.where(masked[:, None, None], tf.constant(np.nan, tf.float32), x)
 
     def __call__(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask")
+        steps = ("resample", "flip", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask")
         seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
         for k, name in enumerate(steps):
             p = float(self.cfg[name]["p"])
