@@ -347,6 +347,12 @@ class Resume:
 
 
 @dataclass
+class Fallback:
+    min_hand_frames: int = MISSING
+    phrase: str | None = MISSING
+
+
+@dataclass
 class Config:
     data: Data = MISSING
     model: Model = MISSING
@@ -358,6 +364,7 @@ class Config:
     export: Export = MISSING
     paths: Paths = MISSING
     resume: Resume = MISSING
+    fallback: Fallback = MISSING
 
 
 # -- registration -------------------------------------------------------------------------------

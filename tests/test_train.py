@@ -150,6 +150,23 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_fallback_phrase_is_chosen_logged_and_exported(tmp_path):
+    """fallback.min_hand_frames above every clip's count: every validation clip gets the phrase
+    chosen on the training folds, the run logs it and how many clips used it, and the export
+    scores by the competition's rules exactly what the run reported."""
+    train(tmp_path, "fallback.min_hand_frames=100000", "trainer.epochs=1", "export.enabled=true")
+    run_dir = tmp_path / "run"
+    rule = json.loads((run_dir / "fallback.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run,) = read_runs(run_dir)
+    n_val = run.summary["val/sequences"]
+    assert rule["phrase"] and summary["val/fallbacks"] == n_val > 0
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+    assert run.summary["fallback/phrase"] == rule["phrase"]
+    assert [row for row in run.history if "val/fallbacks" in row][-1]["val/fallbacks"] == n_val
+
+
+@pytest.mark.slow
 def test_the_weights_moving_average_is_validated_kept_as_best_and_exported(tmp_path):
     """optimizer.ema: validation, best.weights.h5 and the export use the moving average, while
     training (and its checkpoint, for a resume) goes on from the trained weights; the average

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from aslfr import names
 from aslfr.atomic import replacing, write_json
 from aslfr.data import pipeline
 from aslfr.data.features import FeatureSpec, NormStats
@@ -195,7 +196,10 @@ class RunFiles:
         )
 
     def model(self) -> FingerspellingModel:
-        model = build(model_config(self.cfg, self.pre.spec, self.vocab))
+        """The run's model with its best weights, and its fallback rule (fallback.json)."""
+        rule = self.dir / names.FALLBACK_FILE
+        phrase = json.loads(rule.read_text())["phrase"] if rule.exists() else ""
+        model = build(model_config(self.cfg, self.pre.spec, self.vocab, phrase))
         model.load_weights(self.weights)
         return model
 

@@ -39,8 +39,22 @@ def decode(
     step (the latency of a phrase of known length)."""
     how = how or model.cfg.decode
     if how == "ctc":
-        return ctc_greedy_decode(model, frames, mask, max_length)
-    return greedy_decode(model, frames, mask, max_length, early_stop, joint=how == "joint")
+        tokens = ctc_greedy_decode(model, frames, mask, max_length)
+    else:
+        tokens = greedy_decode(model, frames, mask, max_length, early_stop, joint=how == "joint")
+    if not model.cfg.fallback_frames:
+        return tokens
+    phrase = tf.constant(model.cfg.fallback_tokens[: tokens.shape[1]], tf.int32)[None, :]
+    return tf.where(uses_fallback(model.cfg, frames, mask)[:, None], phrase, tokens)
+
+
+def uses_fallback(cfg, frames, mask):
+    """[B] bool: the clips whose signing hand is seen in fewer than cfg.fallback_frames real
+    frames (its features all NaN: not detected). The export graph drops the frames without a
+    hand as the prepared data does, so both count alike."""
+    hand = tf.reduce_any(~tf.math.is_nan(frames[..., : cfg.hand_features]), axis=-1)
+    seen = tf.reduce_sum(tf.cast(hand & tf.cast(mask, tf.bool), tf.int32), axis=1)
+    return seen < cfg.fallback_frames
 
 
 def ctc_greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None):
