@@ -167,6 +167,11 @@ class Flip:
 
 
 @dataclass
+class CutMix:
+    p: float = MISSING
+
+
+@dataclass
 class TimeMask:
     p: float = MISSING
     max_fraction: float = MISSING
@@ -182,6 +187,7 @@ class Augment:
     part_dropout: PartDropout = MISSING
     time_mask: TimeMask = MISSING
     flip: Flip = MISSING
+    cutmix: CutMix = MISSING
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from aslfr import atomic
 from aslfr.data import cache, folds, layout, pipeline, prepare
@@ -397,6 +398,69 @@ def test_length_pools_group_batches_by_length_and_keep_the_shuffle(tmp_path):
     n = len(split.train) // (4 * pools) * pools
     regrouped = sorted(tuple(t) for b in stream(n, length_pool=pools) for t in b["tokens"].numpy())
     assert regrouped == sorted(tuple(t) for b in stream(n) for t in b["tokens"].numpy())
+
+
+def test_cutmix_splices_two_clips_of_one_signer_and_their_phrases(tmp_path):
+    """augment.cutmix p=1: every training sequence is the head of one clip and the tail of
+    another clip of the same participant (the phrase: a's head and b's tail); validation never."""
+    cfg, split = prepared_for(TINY, tmp_path)
+    p, vocab = split.prepared, split.vocab
+    tokens = vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
+    # CutMix alone: every other augmentation off, so the frames and phrases can be traced
+    aug = {
+        k: ({**v, "p": 0.0} if isinstance(v, dict) else v)
+        for k, v in OmegaConf.to_container(cfg.data.augment).items()
+    }
+    aug["cutmix"] = {"p": 1.0}
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=512, batch_size=4, seed=5)
+    mixed = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.train,
+        training=True,
+        augment=aug,
+        participants=p.participant_id,
+        pad=vocab.pad,
+        eos=vocab.eos,
+        **kw,
+    )
+    by_signer = {}
+    for i in split.train:
+        by_signer.setdefault(p.participant_id[i], []).append(p.phrase[i])
+    longest = int(cfg.data.max_phrase_length)
+
+    def splice_of(phrase, a, b):  # phrase == (a[:k] + b[m:]) cut to the longest phrase
+        for k in range(len(a) + 1):
+            if a[:k] != phrase[:k]:
+                break
+            rest = phrase[k:]
+            for m in range(len(b) + 1):
+                tail = b[m:]
+                if tail == rest or (len(phrase) == longest and tail.startswith(rest)):
+                    return True
+        return False
+
+    spliced = 0
+    for batch in mixed.take(10):
+        for row in batch["tokens"].numpy():
+            phrase = vocab.decode(row)
+            assert any(splice_of(phrase, a, b) for ps in by_signer.values() for a in ps for b in ps), phrase
+            spliced += phrase not in set(p.phrase)
+    assert spliced > 20  # (a splice of two clips is almost never a phrase of the set)
+    val = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.val,
+        training=False,
+        augment=aug,
+        participants=p.participant_id,
+        pad=vocab.pad,
+        eos=vocab.eos,
+        **kw,
+    )
+    assert [vocab.decode(r) for b in val for r in b["tokens"].numpy()] == list(p.phrase[split.val])
 
 
 def test_each_augmentation_does_what_it_says(tmp_path):

@@ -149,6 +149,26 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
         assert time.perf_counter() - t < 60
 
 
+RECIPE = [
+    "data.augment.cutmix.p=0.5",
+    "data.augment.flip.p=0.5",
+    "data.augment.time_mask.p=0.5",
+    "model.token_noise=0.2",
+    "optimizer.ema=0.9",
+    "data.length_pool=4",
+    "fallback.min_hand_frames=2",
+]
+
+
+@pytest.mark.slow
+def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
+    """Every trick of the recipe at once, on Kaggle-layout files: the run finishes and the
+    export scores by the competition's rules what the run reported."""
+    train(tmp_path, *RECIPE, "trainer.epochs=2", "export.enabled=true")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+
+
 @pytest.mark.slow
 def test_the_fallback_phrase_is_chosen_logged_and_exported(tmp_path):
     """fallback.min_hand_frames above every clip's count: every validation clip gets the phrase

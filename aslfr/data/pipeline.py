@@ -188,6 +188,53 @@ class Augmenter:
         return x
 
 
+class CutMix:
+    """CutMix within a signer (1st place: +0.005; 5th on CTC alignments: ~+0.02): with
+    probability p, a sequence is spliced with another of the same participant at corresponding
+    cut points: the first fraction f of sequence A's frames and of its characters, then sequence
+    B's frames and characters from its own fraction g on (f, g uniform in 0.2..0.8). Same hands,
+    same camera, so the seam is plausible; the phrase follows the frames roughly, as fingerspelling
+    is close to uniform in time. Phrases longer than the token row are cut."""
+
+    def __init__(self, p, participants, indices, load, table, pad: int, eos: int):
+        self.p, self.load, self.table, self.pad, self.eos = p, load, table, pad, eos
+        indices = np.asarray(indices, np.int64)
+        order = indices[np.argsort(np.asarray(participants)[indices], kind="stable")]
+        groups = np.asarray(participants)[order]
+        first = np.searchsorted(groups, groups, side="left")
+        last = np.searchsorted(groups, groups, side="right")
+        start, size = np.zeros(len(participants), np.int64), np.ones(len(participants), np.int64)
+        start[order], size[order] = first, last - first
+        self.order, self.start, self.size = (tf.constant(a) for a in (order, start, size))
+
+    def __call__(self, i, x, tokens, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        use = tf.random.stateless_uniform([], seeds[0]) < self.p
+        pick = tf.random.stateless_uniform([], seeds[1], 0, tf.gather(self.size, i), tf.int64)
+        j = tf.gather(self.order, tf.gather(self.start, i) + pick)
+        return tf.cond(
+            use & (j != i),
+            lambda: self.splice(x, tokens, self.load(j), tf.gather(self.table, j), seeds[2], seeds[3]),
+            lambda: (x, tokens),
+        )
+
+    def splice(self, xa, ta, xb, tb, seed_a, seed_b):
+        fa = tf.random.stateless_uniform([], seed_a, 0.2, 0.8)
+        fb = tf.random.stateless_uniform([], seed_b, 0.2, 0.8)
+
+        def cut(n, f):
+            return tf.cast(tf.round(tf.cast(n, tf.float32) * f), tf.int32)
+
+        na = tf.reduce_sum(tf.cast(ta < self.pad, tf.int32))  # characters come first
+        nb = tf.reduce_sum(tf.cast(tb < self.pad, tf.int32))
+        frames = tf.concat([xa[: cut(tf.shape(xa)[0], fa)], xb[cut(tf.shape(xb)[0], fb) :]], axis=0)
+        length = tf.shape(ta)[0]
+        chars = tf.concat([ta[: cut(na, fa)], tb[cut(nb, fb) : nb]], axis=0)[: length - 1]
+        row = tf.concat([chars, [self.eos]], axis=0)
+        row = tf.pad(row, [[0, length - tf.shape(row)[0]]], constant_values=self.pad)
+        return frames, tf.ensure_shape(row, ta.shape)
+
+
 def _nanmean(v: tf.Tensor) -> tf.Tensor:
     ok = ~tf.math.is_nan(v)
     total = tf.reduce_sum(tf.where(ok, v, 0.0), axis=0)
@@ -234,6 +281,9 @@ def make_dataset(
     length_step: int = 0,
     bucket_by_length: bool = False,
     length_pool: int = 0,
+    participants: np.ndarray | None = None,
+    pad: int = 0,
+    eos: int = 0,
 ) -> tf.data.Dataset:
     """Batches of the sequences `indices` of a prepared set (frames/offsets as in the cache,
     tokens [N, L] from `Vocab.encode`).
@@ -245,7 +295,9 @@ def make_dataset(
     mask anyway; validation then runs shortest first, and with `bucket_by_length` training
     batches are grouped by length (buckets `length_step` frames wide). `length_pool` = N > 0
     groups them while keeping the shuffle: N batches' worth of shuffled (and augmented)
-    sequences are sorted by length, cut into N batches, and those are served in random order."""
+    sequences are sorted by length, cut into N batches, and those are served in random order.
+    CutMix within a signer (`augment.cutmix`) needs each sequence's `participants` (row-aligned
+    with `offsets`) and the PAD and EOS tokens."""
     indices = np.asarray(indices, np.int64)
     if length_step and not training:
         lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
@@ -263,13 +315,22 @@ def make_dataset(
     augmenter = Augmenter(augment, spec) if training and augment and augment["enabled"] else None
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
 
+    cutmix = None
+    if augmenter is not None and float(augment["cutmix"]["p"]) > 0:
+        if participants is None:
+            raise ValueError("augment.cutmix needs the sequences' participants")
+        cutmix = CutMix(float(augment["cutmix"]["p"]), participants, indices, load, table, pad, eos)
+
     def element(i, pair):
-        x = load(i)
+        seed = tf.cast(pair % (2**31 - 1), tf.int32)
+        x, tokens = load(i), tf.gather(table, i)
+        if cutmix is not None:
+            x, tokens = cutmix(i, x, tokens, tf.random.experimental.stateless_fold_in(seed, 1))
         if augmenter is not None:
-            x = augmenter(x, tf.cast(pair % (2**31 - 1), tf.int32))
+            x = augmenter(x, seed)
         x, mask = fit_length(normalize(frame_features(x, spec), stats), max_frames)
         # The mask travels as float32: tf.distribute cannot aggregate bool tensors across replicas.
-        return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tf.gather(table, i)}
+        return {"frames": x, "mask": tf.cast(mask, tf.float32), "tokens": tokens}
 
     ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training and length_step and length_pool > 0:

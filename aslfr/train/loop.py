@@ -342,6 +342,9 @@ def train(
         augment=cfg.data.augment,
         bucket_by_length=bucket,
         length_pool=int(cfg.data.length_pool),
+        participants=p.participant_id,
+        pad=split.vocab.pad,
+        eos=split.vocab.eos,
         **common,
     )
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
