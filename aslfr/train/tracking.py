@@ -60,7 +60,7 @@ def resolve_mode(mode: str) -> str:
         return "online"
     print(
         "wandb: not logged in, logging offline to the run directory "
-        "(`wandb login` to go online; `wandb sync <run dir>/wandb/offline-run-*` uploads later)",
+        "(`wandb login` to go online; `make sync DIR=<run dir>` or `aslfr-sync <run dir>` uploads later)",
         flush=True,
     )
     return "offline"
