@@ -275,6 +275,8 @@ class Optimizer:
     epsilon: float = MISSING
     clipnorm: float | None = MISSING
     ema: float = MISSING
+    awp: float = MISSING
+    awp_from: float = MISSING
 
 
 @dataclass

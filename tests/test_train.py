@@ -149,6 +149,47 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
         assert time.perf_counter() - t < 60
 
 
+@pytest.mark.slow
+def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tmp_path):
+    """optimizer.awp: from awp_from of training on, the step's gradients are taken at weights
+    pushed up the loss gradient (then the push is taken back); before that, Keras' own step."""
+    import keras
+    import tensorflow as tf
+
+    from aslfr.data.features import FeatureSpec
+    from aslfr.data.layout import CHARACTERS
+    from aslfr.data.vocab import Vocab
+    from aslfr.model.config import model_config
+    from aslfr.model.model import build
+    from aslfr.train.loop import compile_model
+
+    from conftest import compose_cfg
+
+    def trained(*overrides: str) -> list[np.ndarray]:
+        cfg = compose_cfg([*DEBUG, "optimizer.awp=0.05", *overrides], tmp_path)
+        mcfg = model_config(cfg, FeatureSpec.from_config(cfg.data.features), Vocab(CHARACTERS))
+        rng = np.random.default_rng(0)
+        batch = {
+            "frames": tf.constant(rng.normal(size=(4, mcfg.max_frames, mcfg.n_features)), tf.float32),
+            "mask": tf.ones([4, mcfg.max_frames]),
+            "tokens": tf.constant(rng.integers(0, mcfg.pad, (4, mcfg.max_length)), tf.int32),
+        }
+        keras.utils.set_random_seed(0)
+        model = compile_model(build(mcfg), cfg, 10, 10)  # 100 steps in all
+        for _ in range(2):
+            model.train_on_batch(batch, batch["tokens"])
+        return [w.numpy() for w in model.trainable_weights]
+
+    plain, late, awp = (
+        trained("optimizer.awp=0"),
+        trained("optimizer.awp_from=0.99"),
+        trained("optimizer.awp_from=0"),
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(plain, late))  # not yet: Keras' own step
+    assert not all(np.allclose(a, b) for a, b in zip(plain, awp))
+    assert all(np.isfinite(w).all() for w in awp)
+
+
 RECIPE = [
     "data.augment.cutmix.p=0.5",
     "data.augment.flip.p=0.5",
@@ -157,6 +198,8 @@ RECIPE = [
     "optimizer.ema=0.9",
     "data.length_pool=4",
     "fallback.min_hand_frames=2",
+    "optimizer.awp=0.05",
+    "optimizer.awp_from=0.5",
 ]
 
 

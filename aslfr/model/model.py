@@ -75,6 +75,8 @@ class FingerspellingModel(keras.Model):
         self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
         self.noise_seed = keras.random.SeedGenerator(name="token_noise")
+        # Adversarial weight perturbation (set by the trainer: optimizer.awp, optimizer.awp_from)
+        self.awp_epsilon, self.awp_from_step = 0.0, 0
 
     def _encode(self, frames, mask, training=None):
         """-> encoded [B, T', We], mask [B, T'] (T' = T, or ceil(T / 2) after the reduction)."""
@@ -128,6 +130,37 @@ class FingerspellingModel(keras.Model):
         if training and self.cfg.token_noise > 0:
             tokens_in = self.noisy(tokens_in)
         return self.decode(self.bridge(encoded), mask, tokens_in, training)
+
+    def train_step(self, data):
+        """Keras' own step, or with adversarial weight perturbation (1st place, from part way
+        through training): every weight matrix is first pushed up its loss gradient by
+        awp_epsilon x its norm, the step's gradients are taken there and applied, and the push is
+        taken back, so the update favours weights whose loss stays low nearby (flat minima)."""
+        if self.awp_epsilon <= 0:
+            return super().train_step(data)
+        weights = [w for w in self.trainable_weights if len(w.shape) >= 2]
+        active = self.optimizer.iterations >= self.awp_from_step
+
+        def push():
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+                loss = self.optimizer.scale_loss(loss)
+            grads = tape.gradient(loss, weights)
+            deltas = []
+            for w, g in zip(weights, grads):
+                g = tf.zeros_like(w) if g is None else tf.cast(g, w.dtype)
+                d = self.awp_epsilon * tf.norm(w) / (tf.norm(g) + 1e-12) * g
+                w.assign_add(d)
+                deltas.append(d)
+            return deltas
+
+        deltas = tf.cond(active, push, lambda: [tf.zeros_like(w) for w in weights])
+        metrics = super().train_step(data)
+        for w, d in zip(weights, deltas):
+            w.assign_sub(d)
+        return metrics
 
     def noisy(self, tokens_in):
         """Decoder-input noise (2nd place: 20%): each teacher-forced input character is replaced

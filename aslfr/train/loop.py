@@ -290,6 +290,8 @@ def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epo
     """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
     pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
     optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
+    model.awp_epsilon = float(cfg.optimizer.awp)
+    model.awp_from_step = int(float(cfg.optimizer.awp_from) * steps_per_epoch * epochs)
     if not model.cfg.has_decoder:  # CTC only: the model adds its CTC loss itself
         model.compile(optimizer=optimizer, jit_compile=bool(cfg.trainer.jit))
         return model
