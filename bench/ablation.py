@@ -31,12 +31,16 @@ TRICKS = {  # name -> (what it is, its overrides)
     "token_noise": ("decoder-input noise, 20% of the input characters", ["model.token_noise=0.2"]),
     "ema": ("weights' moving average, momentum 0.99", ["optimizer.ema=0.99"]),
 }
+TRICKS["cutmix"] = ("CutMix within a signer, p 0.5", ["data.augment.cutmix.p=0.5"])
+TRICKS["flip"] = ("horizontal flip, p 0.5", ["data.augment.flip.p=0.5"])
+TRICKS["awp"] = ("adversarial weight perturbation 0.05 from half-way", ["optimizer.awp=0.05"])
+TRICKS["fallback"] = ("fallback phrase under 5 hand frames", ["fallback.min_hand_frames=5"])
 TRICKS["length_pool"] = (
     "length-grouped batches in pools of 8 (speed)",
     ["data.length_pool=8"],
 )
 TRICKS["combined"] = (
-    "all of the above",
+    "time mask + decoder-input noise + EMA together",
     [o for name in ("time_mask", "token_noise", "ema") for o in TRICKS[name][1]],
 )
 
