@@ -177,7 +177,9 @@ class Augmenter:
         return tf.where(masked[:, None, None], tf.constant(np.nan, tf.float32), x)
 
     def __call__(self, x: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        steps = ("resample", "flip", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask")
+        # New steps go last: a stateless split's first rows do not depend on how many are drawn,
+        # so the older steps keep their seeds and a default run its results.
+        steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask", "flip")
         seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
         for k, name in enumerate(steps):
             p = float(self.cfg[name]["p"])

@@ -74,7 +74,9 @@ class FingerspellingModel(keras.Model):
         self.decoder_norm = layer_norm("decoder_norm")
         self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
-        self.noise_seed = keras.random.SeedGenerator(name="token_noise")
+        # only with the noise on: a seed generator draws from the global seed at creation (the
+        # weights' initialization would change with it) and adds a variable to the checkpoint
+        self.noise_seed = keras.random.SeedGenerator(name="token_noise") if cfg.token_noise > 0 else None
         # Adversarial weight perturbation (set by the trainer: optimizer.awp, optimizer.awp_from)
         self.awp_epsilon, self.awp_from_step = 0.0, 0
 
