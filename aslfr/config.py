@@ -162,6 +162,22 @@ class PartDropout:
 
 
 @dataclass
+class Flip:
+    p: float = MISSING
+
+
+@dataclass
+class CutMix:
+    p: float = MISSING
+
+
+@dataclass
+class TimeMask:
+    p: float = MISSING
+    max_fraction: float = MISSING
+
+
+@dataclass
 class Augment:
     enabled: bool = MISSING
     resample: Resample = MISSING
@@ -169,6 +185,9 @@ class Augment:
     finger_dropout: FingerDropout = MISSING
     hand_dropout: HandDropout = MISSING
     part_dropout: PartDropout = MISSING
+    time_mask: TimeMask = MISSING
+    flip: Flip = MISSING
+    cutmix: CutMix = MISSING
 
 
 @dataclass
@@ -194,6 +213,7 @@ class Data:
     max_frames: int = MISSING
     length_step: int = MISSING
     bucket_by_length: bool = MISSING
+    length_pool: int = MISSING
     num_workers: int = MISSING
     features: Features = MISSING
     n_folds: int = MISSING
@@ -242,6 +262,7 @@ class Model:
     ctc_weight: float = MISSING
     decode: Decode = MISSING
     joint_weight: float = MISSING
+    token_noise: float = MISSING
 
 
 @dataclass
@@ -253,6 +274,9 @@ class Optimizer:
     beta_2: float = MISSING
     epsilon: float = MISSING
     clipnorm: float | None = MISSING
+    ema: float = MISSING
+    awp: float = MISSING
+    awp_from: float = MISSING
 
 
 @dataclass
@@ -331,6 +355,12 @@ class Resume:
 
 
 @dataclass
+class Fallback:
+    min_hand_frames: int = MISSING
+    phrase: str | None = MISSING
+
+
+@dataclass
 class Config:
     data: Data = MISSING
     model: Model = MISSING
@@ -342,6 +372,7 @@ class Config:
     export: Export = MISSING
     paths: Paths = MISSING
     resume: Resume = MISSING
+    fallback: Fallback = MISSING
 
 
 # -- registration -------------------------------------------------------------------------------

@@ -25,6 +25,10 @@ def val_score(decode: str) -> str:
 
 
 VAL_SECONDS = "val/seconds"
+VAL_FALLBACKS = "val/fallbacks"  # validation clips given the fallback phrase
+FALLBACK_PHRASE = "fallback/phrase"
+FALLBACK_EXPECTED = "fallback/expected_score"  # the phrase's expected N - D per clip (train folds)
+FALLBACK_FILE = "fallback.json"  # in the run directory: the phrase the run chose
 VAL_SEQUENCES = "val/sequences"
 VAL_EXAMPLES = "val/examples"
 VAL_DISTANCE_HISTOGRAM = "val/distance_histogram"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from aslfr import atomic
 from aslfr.data import cache, folds, layout, pipeline, prepare
@@ -365,6 +366,103 @@ def test_tf_data_batches_masks_and_augmentation(tmp_path):
     assert not np.allclose(np.nan_to_num(x_aug["frames"]), np.nan_to_num(x_plain["frames"]))
 
 
+def test_length_pools_group_batches_by_length_and_keep_the_shuffle(tmp_path):
+    """data.length_pool: every sequence still comes once per pass over the training set; within
+    a pool the batches are sorted by length (so far less padding), but the pools' batches come
+    in a random order and each pass draws other pools."""
+    cfg, split = prepared_for(TINY, tmp_path)
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=512, batch_size=4, length_step=8, seed=3)
+    pools = 4
+
+    def stream(count=2 * pools, **extra):
+        ds = pipeline.make_dataset(p.frames, p.offsets, tokens, split.train, training=True, **kw, **extra)
+        return list(ds.take(count))
+
+    grouped, plain = stream(length_pool=pools), stream()
+    lengths = [b["mask"].numpy().sum(1) for b in grouped]
+    pool_of = [np.concatenate(lengths[k : k + pools]) for k in (0, pools)]
+    for pool, batches in zip(pool_of, (lengths[:pools], lengths[pools:])):
+        # each batch holds a contiguous run of the pool's sorted lengths
+        spans = sorted((b.min(), b.max()) for b in batches)
+        assert all(hi <= lo2 for (_, hi), (lo2, _) in zip(spans, spans[1:])), spans
+        assert np.array_equal(np.sort(np.concatenate(batches)), np.sort(pool))
+    # served in random order (not shortest first every time), and less padding than plain batches
+    firsts = [batches[0].mean() for batches in (lengths[:pools], lengths[pools:])]
+    assert any(lengths[k].mean() > lengths[k + 1].mean() for k in range(2 * pools - 1)), firsts
+    padded = sum(b["mask"].shape[1] * 4 for b in grouped) - sum(x.sum() for x in lengths)
+    padded_plain = sum(b["mask"].shape[1] * 4 for b in plain) - sum(b["mask"].numpy().sum() for b in plain)
+    assert padded < padded_plain
+    # the pools are the plain stream's sequences, regrouped: the same ones, none lost or repeated
+    n = len(split.train) // (4 * pools) * pools
+    regrouped = sorted(tuple(t) for b in stream(n, length_pool=pools) for t in b["tokens"].numpy())
+    assert regrouped == sorted(tuple(t) for b in stream(n) for t in b["tokens"].numpy())
+
+
+def test_cutmix_splices_two_clips_of_one_signer_and_their_phrases(tmp_path):
+    """augment.cutmix p=1: every training sequence is the head of one clip and the tail of
+    another clip of the same participant (the phrase: a's head and b's tail); validation never."""
+    cfg, split = prepared_for(TINY, tmp_path)
+    p, vocab = split.prepared, split.vocab
+    tokens = vocab.encode(list(p.phrase), int(cfg.data.max_phrase_length) + 1)
+    # CutMix alone: every other augmentation off, so the frames and phrases can be traced
+    aug = {
+        k: ({**v, "p": 0.0} if isinstance(v, dict) else v)
+        for k, v in OmegaConf.to_container(cfg.data.augment).items()
+    }
+    aug["cutmix"] = {"p": 1.0}
+    kw = dict(spec=split.spec, stats=split.stats, max_frames=512, batch_size=4, seed=5)
+    mixed = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.train,
+        training=True,
+        augment=aug,
+        participants=p.participant_id,
+        pad=vocab.pad,
+        eos=vocab.eos,
+        **kw,
+    )
+    by_signer = {}
+    for i in split.train:
+        by_signer.setdefault(p.participant_id[i], []).append(p.phrase[i])
+    longest = int(cfg.data.max_phrase_length)
+
+    def splice_of(phrase, a, b):  # phrase == (a[:k] + b[m:]) cut to the longest phrase
+        for k in range(len(a) + 1):
+            if a[:k] != phrase[:k]:
+                break
+            rest = phrase[k:]
+            for m in range(len(b) + 1):
+                tail = b[m:]
+                if tail == rest or (len(phrase) == longest and tail.startswith(rest)):
+                    return True
+        return False
+
+    spliced = 0
+    for batch in mixed.take(10):
+        for row in batch["tokens"].numpy():
+            phrase = vocab.decode(row)
+            assert any(splice_of(phrase, a, b) for ps in by_signer.values() for a in ps for b in ps), phrase
+            spliced += phrase not in set(p.phrase)
+    assert spliced > 20  # (a splice of two clips is almost never a phrase of the set)
+    val = pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.val,
+        training=False,
+        augment=aug,
+        participants=p.participant_id,
+        pad=vocab.pad,
+        eos=vocab.eos,
+        **kw,
+    )
+    assert [vocab.decode(r) for b in val for r in b["tokens"].numpy()] == list(p.phrase[split.val])
+
+
 def test_each_augmentation_does_what_it_says(tmp_path):
     import tensorflow as tf
 
@@ -392,6 +490,24 @@ def test_each_augmentation_does_what_it_says(tmp_path):
     lips_gone = np.isnan(part[:, spec.group_points("lips")]).all()
     pose_gone = np.isnan(part[:, spec.group_points("pose")]).all()
     assert lips_gone != pose_gone
+    for k in range(20):  # temporal masking: one span of every landmark, up to half the frames
+        masked = np.isnan(augmenter.time_mask(x, tf.constant([k, 7], tf.int32)).numpy()).all(axis=(1, 2))
+        where = np.flatnonzero(masked)
+        assert masked.sum() <= 20 and (len(where) == 0 or where[-1] - where[0] + 1 == len(where)), k
+        assert not np.isnan(augmenter.time_mask(x, tf.constant([k, 7], tf.int32)).numpy()[~masked]).any()
+    masks = [np.isnan(augmenter.time_mask(x, tf.constant([k, 1])).numpy()) for k in range(20)]
+    spans = [m.all(axis=(1, 2)).sum() for m in masks]
+    assert max(spans) > 5
+    flipped = augmenter.flip(x, seed).numpy()  # a mirror: x -> 1 - x, partners swapped
+    mirror = spec.mirror_permutation
+    np.testing.assert_allclose(flipped[:, :, 0], 1 - x.numpy()[:, mirror, 0], atol=1e-6)
+    np.testing.assert_allclose(augmenter.flip(flipped, seed).numpy(), x.numpy(), atol=1e-6)  # twice: none
+    corner = spec.points.index(("lips", "face", 61))  # the mouth's corners swap, as do the wrists
+    assert spec.points[mirror[corner]] == ("lips", "face", 291)
+    assert spec.points[mirror[spec.points.index(("pose", "pose", 15))]] == ("pose", "pose", 16)
+    both = FeatureSpec.from_config({**compose_cfg([], tmp_path).data.features, "hands": "both"})
+    hand, other = both.group_points("hand"), both.group_points("other_hand")
+    np.testing.assert_array_equal(both.mirror_permutation[hand], other)  # the two hands swap
 
 
 def test_fit_length_resamples_long_and_pads_short():

@@ -194,6 +194,55 @@ def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_path):
+    """Two runs (seeds) and a member that selects fewer columns (no pose): one TFLite file over
+    the union of their columns decodes the validation fold string for string as Keras' ensemble
+    decoding does, is measured against the budget and scored by the competition's rules."""
+    from aslfr.export.ensemble import ensemble_module, union_columns
+    from aslfr.model.decoding import ensemble_decode
+
+    other = tmp_path / "other"
+    same_data = f"paths.data_dir={debug_run.parent / 'data'}"  # the same files and folds
+    train(
+        tmp_path, "trainer.epochs=2", "trainer.seed=1", "data.features.pose=false", same_data, run_dir=other
+    )
+    out = tmp_path / "ensemble"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aslfr.export", str(debug_run), str(other), "--ensemble", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "ensemble.json").read_text())
+    assert report["budget/ok"] is True and report["infer/val_score"] <= 1  # (debug models: may be < 0)
+    runs = [export.RunFiles.load(d) for d in (debug_run, other)]
+    columns = json.loads((out / "inference_args.json").read_text())["selected_columns"]
+    assert columns == union_columns(runs) and len(columns) > len(runs[1].pre.spec.columns)
+    models = [run.model() for run in runs]
+    module = ensemble_module(runs, models)
+    lite = export.TFLiteModel((out / "model.tflite").read_bytes())
+    root = Path(json.loads((debug_run / "features.json").read_text())["data_root"])
+    ids = competition.validation_ids(debug_run)[:12]
+    result = competition.score(out / "model.tflite", out / "inference_args.json", root, ids)
+    index = pd.read_csv(root / "train.csv").set_index("sequence_id")
+    vocab = runs[0].vocab
+    for sid, predicted in zip(result.sequence_ids, result.predicted):
+        raw = pd.read_parquet(root / index.loc[sid, "path"], columns=columns).loc[[sid]].to_numpy(np.float32)
+        keras_tokens = module.serve(tf.constant(raw))["outputs"].numpy().argmax(1)
+        assert vocab.decode(keras_tokens) == predicted == vocab.decode(lite(raw)), sid
+    # the graph's own decoding is ensemble_decode: one member alone is that member's own decoding
+    frames, mask = export.preprocess(
+        tf.constant(raw[:, [columns.index(c) for c in runs[0].pre.spec.columns]]), runs[0].pre
+    )
+    np.testing.assert_array_equal(
+        ensemble_decode(models[:1], [(frames, mask)]), decode(models[0], frames, mask)
+    )
+
+
 def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(debug_run, copy)

@@ -48,6 +48,32 @@ ENCODERS = {  # the default transformer, rotary positions, a conformer that halv
 }
 
 
+def test_decoder_input_noise_replaces_characters_only_and_only_in_training():
+    """model.token_noise: about that fraction of the teacher-forced input characters become
+    other characters; SOS, EOS and PAD stay; the targets (and evaluation) are untouched."""
+    model = build(config(token_noise=0.3))
+    rng = np.random.default_rng(0)
+    chars = rng.integers(0, 59, (64, 11))
+    tokens_in = np.concatenate([np.full((64, 1), 60), chars], axis=1)
+    tokens_in[:, 8] = 61  # EOS
+    tokens_in[:, 9:] = 59  # PAD
+    noisy = model.noisy(tf.constant(tokens_in, tf.int32)).numpy()
+    changed = noisy != tokens_in
+    assert not changed[:, 0].any() and not changed[:, 8:].any()  # SOS, EOS, PAD
+    assert 0.2 < changed[:, 1:8].mean() < 0.35  # 0.3 x 58/59 replaced by another character
+    assert (noisy[:, 1:8] < 59).all()
+    batch = {
+        "frames": tf.random.normal([4, 24, 30]),
+        "mask": tf.ones([4, 24], tf.bool),
+        "tokens": tf.constant(tokens_in[:4, 1:], tf.int32),
+    }
+    # evaluation sees the true history: the decoder run on the unaltered input tokens
+    encoded, real = model._encode(batch["frames"], batch["mask"], training=False)
+    clean_in = np.concatenate([np.full((4, 1), 60), tokens_in[:4, 1:-1]], axis=1)
+    expected = model.decode(model.bridge(encoded), real, tf.constant(clean_in, tf.int32), training=False)
+    np.testing.assert_allclose(model(batch, training=False).numpy(), expected.numpy(), atol=1e-6)
+
+
 def naive_decode(model, frames, mask, length):
     """The decoder re-run over the whole prefix for every token (seed 001's way)."""
     memory, mask = model.encode(frames, mask)

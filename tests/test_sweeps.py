@@ -563,6 +563,26 @@ def test_pareto_front_keeps_runs_no_other_beats_on_both():
     assert [r.name for r in pareto_front(rows)] == ["a", "b", "d"]
 
 
+def test_the_proposed_ensemble_takes_the_best_runs_of_one_fold_that_fit_the_budget_together():
+    from aslfr.experiments.compare import Row, propose_ensemble
+
+    def row(name, score, ms, fold=0, ok=True):
+        return Row(name, score, ms, 1.0, 1, "1x1", "1x1", ok, fold, 100.0, path=f"runs/{name}")
+
+    rows = [
+        row("a", 0.80, 40),
+        row("b", 0.78, 70),  # would not fit beside a
+        row("c", 0.75, 30),
+        row("d", 0.74, 20),
+        row("e", 0.90, 10, fold=1),  # the best run, alone on its fold...
+        row("f", 0.95, 5, ok=False),  # over budget
+    ]
+    members, total = propose_ensemble(rows[:4] + rows[5:])
+    assert [m.name for m in members] == ["a", "c", "d"] and total == 90
+    assert [m.name for m in propose_ensemble(rows[:4], most=2)[0]] == ["a", "c"]
+    assert propose_ensemble(rows[4:]) is None  # ... so nothing to ensemble with
+
+
 def test_online_comparison_reads_runs_through_the_wandb_api(monkeypatch, tmp_path, capsys):
     """The W&B server is not reachable here: the public API is replaced by an object shaped as
     its answers are (run.config unwrapped and nested, run.summary with the metric's max)."""

@@ -149,6 +149,109 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
         assert time.perf_counter() - t < 60
 
 
+@pytest.mark.slow
+def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tmp_path):
+    """optimizer.awp: from awp_from of training on, the step's gradients are taken at weights
+    pushed up the loss gradient (then the push is taken back); before that, Keras' own step."""
+    import keras
+    import tensorflow as tf
+
+    from aslfr.data.features import FeatureSpec
+    from aslfr.data.layout import CHARACTERS
+    from aslfr.data.vocab import Vocab
+    from aslfr.model.config import model_config
+    from aslfr.model.model import build
+    from aslfr.train.loop import compile_model
+
+    from conftest import compose_cfg
+
+    def trained(*overrides: str) -> list[np.ndarray]:
+        cfg = compose_cfg([*DEBUG, "optimizer.awp=0.05", *overrides], tmp_path)
+        mcfg = model_config(cfg, FeatureSpec.from_config(cfg.data.features), Vocab(CHARACTERS))
+        rng = np.random.default_rng(0)
+        batch = {
+            "frames": tf.constant(rng.normal(size=(4, mcfg.max_frames, mcfg.n_features)), tf.float32),
+            "mask": tf.ones([4, mcfg.max_frames]),
+            "tokens": tf.constant(rng.integers(0, mcfg.pad, (4, mcfg.max_length)), tf.int32),
+        }
+        keras.utils.set_random_seed(0)
+        model = compile_model(build(mcfg), cfg, 10, 10)  # 100 steps in all
+        for _ in range(2):
+            model.train_on_batch(batch, batch["tokens"])
+        return [w.numpy() for w in model.trainable_weights]
+
+    plain, late, awp = (
+        trained("optimizer.awp=0"),
+        trained("optimizer.awp_from=0.99"),
+        trained("optimizer.awp_from=0"),
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(plain, late))  # not yet: Keras' own step
+    assert not all(np.allclose(a, b) for a, b in zip(plain, awp))
+    assert all(np.isfinite(w).all() for w in awp)
+
+
+RECIPE = [
+    "data.augment.cutmix.p=0.5",
+    "data.augment.flip.p=0.5",
+    "data.augment.time_mask.p=0.5",
+    "model.token_noise=0.2",
+    "optimizer.ema=0.9",
+    "data.length_pool=4",
+    "fallback.min_hand_frames=2",
+    "optimizer.awp=0.05",
+    "optimizer.awp_from=0.5",
+]
+
+
+@pytest.mark.slow
+def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
+    """Every trick of the recipe at once, on Kaggle-layout files: the run finishes and the
+    export scores by the competition's rules what the run reported."""
+    train(tmp_path, *RECIPE, "trainer.epochs=2", "export.enabled=true")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+
+
+@pytest.mark.slow
+def test_the_fallback_phrase_is_chosen_logged_and_exported(tmp_path):
+    """fallback.min_hand_frames above every clip's count: every validation clip gets the phrase
+    chosen on the training folds, the run logs it and how many clips used it, and the export
+    scores by the competition's rules exactly what the run reported."""
+    train(tmp_path, "fallback.min_hand_frames=100000", "trainer.epochs=1", "export.enabled=true")
+    run_dir = tmp_path / "run"
+    rule = json.loads((run_dir / "fallback.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run,) = read_runs(run_dir)
+    n_val = run.summary["val/sequences"]
+    assert rule["phrase"] and summary["val/fallbacks"] == n_val > 0
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+    assert run.summary["fallback/phrase"] == rule["phrase"]
+    assert [row for row in run.history if "val/fallbacks" in row][-1]["val/fallbacks"] == n_val
+
+
+@pytest.mark.slow
+def test_the_weights_moving_average_is_validated_kept_as_best_and_exported(tmp_path):
+    """optimizer.ema: validation, best.weights.h5 and the export use the moving average, while
+    training (and its checkpoint, for a resume) goes on from the trained weights; the average
+    itself is in the checkpoint's optimizer state."""
+    from aslfr.export.convert import RunFiles
+
+    train(tmp_path, "optimizer.ema=0.9", "trainer.epochs=2", "trainer.eval_every=2", "export.enabled=true")
+    run_dir = tmp_path / "run"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best/epoch"] == 2
+    assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
+    model = RunFiles.load(run_dir).model()  # best.weights.h5
+    averaged = [v.numpy().copy() for v in model.trainable_variables]
+    model.load_weights(run_dir / "checkpoints" / "epoch-0002" / "model.weights.h5")
+    trained = [v.numpy() for v in model.trainable_variables]
+    assert any(not np.array_equal(a, t) for a, t in zip(averaged, trained))
+    with np.load(run_dir / "checkpoints" / "epoch-0002" / "optimizer.npz") as z:
+        state = [z[k] for k in z.files]
+    for a in averaged:  # every averaged variable is in the optimizer's state, exactly
+        assert any(s.shape == a.shape and np.array_equal(s, a) for s in state)
+
+
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     train(tmp_path, "trainer.epochs=1", run_dir=run_dir)

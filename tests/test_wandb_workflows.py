@@ -128,7 +128,7 @@ def leet_listing(wandb_dir: Path, timeout: float = 60.0) -> str:
     """What `wandb leet WANDB_DIR` (W&B's terminal viewer) shows, read from a pseudo-terminal
     until its run list is drawn; escape sequences removed."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: W&B's CLI from this environment
+    if pid == 0:  # the child: W&B's CLI from this environment (its viewer is a child of it)
         os.execv(str(VENV_BIN / "wandb"), ["wandb", "leet", str(wandb_dir)])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     screen, deadline = b"", time.monotonic() + timeout
@@ -147,7 +147,9 @@ def leet_listing(wandb_dir: Path, timeout: float = 60.0) -> str:
             except OSError:
                 break
     finally:
-        os.kill(pid, signal.SIGKILL)
+        # pty.fork made the child a session (and process group) leader: end the viewer it
+        # started too, not only the CLI
+        os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(fd)
     return re.sub(

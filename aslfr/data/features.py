@@ -87,6 +87,20 @@ class FeatureSpec:
         """Indices (into the point axis) of one group: hand, other_hand, lips or pose."""
         return np.array([k for k, (g, _, _) in enumerate(self.points) if g == group], np.int64)
 
+    @cached_property
+    def mirror_permutation(self) -> np.ndarray:
+        """[n_points]: the point each output point becomes under a horizontal mirror. The two
+        hand slots swap (hands=both; a single signing hand stays in its slot and only changes
+        chirality with x), lips and pose swap with their left/right partners; a point whose
+        partner is not selected stays where it is."""
+        swap_slot = {"hand": "other_hand", "other_hand": "hand"}
+        where = {(g, i): k for k, (g, _, i) in enumerate(self.points)}
+        out = []
+        for k, (g, part, i) in enumerate(self.points):
+            target = (swap_slot[g], i) if g in HAND_GROUPS else (g, layout.MIRROR[part][i])
+            out.append(where.get(target, k))
+        return np.array(out, np.int64)
+
     @property
     def hand_points(self) -> np.ndarray:
         return np.array([k for k, (g, _, _) in enumerate(self.points) if g in HAND_GROUPS], np.int64)

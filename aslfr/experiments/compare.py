@@ -59,6 +59,7 @@ class Row:
     status: str = "finished"  # finished | failed | interrupted | running
     epochs: int | None = None
     configuration: str = ""  # runs with equal strings differ only in their fold
+    path: str | None = None  # the run directory (offline runs)
 
     @classmethod
     def from_run(cls, name: str, config: Mapping, summary: Mapping, status: str = "finished") -> Row:
@@ -124,7 +125,9 @@ def run_row(run_dir: Path) -> Row:
     if status == "unknown":  # a run from before status.json: finished if it has a summary
         status = "finished" if own else "interrupted"
     name = logged.name if logged and logged.name else describe_name(config)
-    return Row.from_run(f"{name} {run_dir.name}", config, summary, status)
+    row = Row.from_run(f"{name} {run_dir.name}", config, summary, status)
+    row.path = str(run_dir)
+    return row
 
 
 def describe_name(config: Mapping) -> str:
@@ -435,10 +438,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, help="PNG path (default: DIR/pareto.png)")
     ap.add_argument("--no-wandb", action="store_true", help="do not log the chart to W&B")
     ap.add_argument("--project", default="aslfr")
+    ap.add_argument("--ensemble-size", type=int, default=3, help="most members of the proposed ensemble")
     args = ap.parse_args(argv)
     if not args.dirs and not args.wandb_path:
         ap.error("give run directories or --wandb-path")
     exit_on_error(compare)(args)
+
+
+def propose_ensemble(rows: list[Row], most: int = 3) -> tuple[list[Row], float] | None:
+    """The best ensemble the budget allows as far as the runs' own figures tell: finished runs
+    within budget, of the best run's fold (an ensemble is scored on the sequences its members
+    held out), taken best first while the sum of their latencies (an ensemble runs every
+    member's encoder and decoder) stays within the budget; at most `most` members. -> the members
+    and their summed latency, or None when fewer than two fit."""
+    ok = [
+        r
+        for r in rows
+        if r.status == "finished" and r.path and r.score is not None and r.latency_ms and r.budget_ms
+        if r.budget_ok
+    ]
+    if len(ok) < 2:
+        return None
+    best = max(ok, key=lambda r: r.score)
+    chosen, total = [], 0.0
+    for r in sorted((r for r in ok if r.fold == best.fold), key=lambda r: -r.score):
+        if len(chosen) < most and total + r.latency_ms <= best.budget_ms:
+            chosen.append(r)
+            total += r.latency_ms
+    return (chosen, total) if len(chosen) >= 2 else None
 
 
 def compare(args) -> None:
@@ -453,6 +480,14 @@ def compare(args) -> None:
     print(leaderboard(rows))
     front = pareto_front(rows)
     print(f"\nPareto front (within budget): {', '.join(r.name for r in front) or 'none'}")
+    proposal = propose_ensemble(rows, args.ensemble_size)
+    if proposal:
+        members, total = proposal
+        print(
+            f"ensemble proposal: {len(members)} runs of fold {members[0].fold}, latencies summing to "
+            f"{total:.1f} of {members[0].budget_ms:.0f} ms; build, measure and score it with\n"
+            f"  aslfr-export {' '.join(m.path for m in members)} --ensemble {base / 'ensemble'}"
+        )
     print(f"plot: {plot(rows, out)}")
     if not args.no_wandb:
         log_to_wandb(rows, out, base / ".compare", args.project, group=base.name)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from omegaconf import DictConfig
@@ -141,7 +142,17 @@ def measure(
     the size is that of `shipped` (the real export) when given."""
     bench = budget_cfg.benchmark
     timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
-    raw = latency_ms(timed, benchmark_inputs(pre.spec, bench), int(budget_cfg.threads), int(bench.passes))
+    return measure_graph(timed, pre.spec.columns, budget_cfg, shipped)
+
+
+def measure_graph(
+    timed: bytes, columns: Sequence[str], budget_cfg: Mapping, shipped: bytes | None = None
+) -> Measurement:
+    """`measure` of a converted latency graph (`benchmark.characters` + 1 decoder steps) whose
+    input holds `columns`."""
+    bench = budget_cfg.benchmark
+    inputs = benchmark_inputs(SimpleNamespace(columns=list(columns)), bench)
+    raw = latency_ms(timed, inputs, int(budget_cfg.threads), int(bench.passes))
     factor = reference.cpu_factor(budget_cfg.reference) if budget_cfg.reference.scale else None
     ms = raw * factor if factor is not None else raw
     size = len(shipped if shipped is not None else timed) / 1e6

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
+from aslfr import names
 from aslfr.atomic import replacing, write_json
 from aslfr.data import pipeline
 from aslfr.data.features import FeatureSpec, NormStats
@@ -195,21 +196,25 @@ class RunFiles:
         )
 
     def model(self) -> FingerspellingModel:
-        model = build(model_config(self.cfg, self.pre.spec, self.vocab))
+        """The run's model with its best weights, and its fallback rule (fallback.json)."""
+        rule = self.dir / names.FALLBACK_FILE
+        phrase = json.loads(rule.read_text())["phrase"] if rule.exists() else ""
+        model = build(model_config(self.cfg, self.pre.spec, self.vocab, phrase))
         model.load_weights(self.weights)
         return model
 
 
-def inference_args(pre: Preprocessing) -> dict:
-    return {"selected_columns": list(pre.spec.columns)}
-
-
 def write_export(run_dir: Path, content: bytes, pre: Preprocessing, zip_: bool = False) -> Path:
     """model.tflite + inference_args.json (+ submission.zip) in run_dir, each written whole."""
+    return write_files(run_dir, content, pre.spec.columns, zip_)
+
+
+def write_files(run_dir: Path, content: bytes, columns, zip_: bool = False) -> Path:
+    """`write_export` for a graph whose input holds `columns`."""
     run_dir = Path(run_dir)
     with replacing(run_dir / "model.tflite") as tmp:
         tmp.write_bytes(content)
-    write_json(run_dir / "inference_args.json", inference_args(pre))
+    write_json(run_dir / "inference_args.json", {"selected_columns": list(columns)})
     if zip_:
         with (
             replacing(run_dir / "submission.zip") as tmp,

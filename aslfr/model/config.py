@@ -53,6 +53,10 @@ class ModelConfig:
     ctc_xla: bool
     decode: str  # attention | ctc | joint
     joint_weight: float  # decode=joint: the CTC prefix score's weight
+    token_noise: float = 0.0  # fraction of teacher-forced input characters replaced in training
+    # clips whose signing hand is seen in fewer frames decode as fallback_tokens (0: never)
+    fallback_frames: int = 0
+    fallback_tokens: tuple[int, ...] = ()
 
     @property
     def has_decoder(self) -> bool:
@@ -135,6 +139,7 @@ class ModelConfig:
                 str(model_cfg["decode"]), stack["decoder"].depth, float(model_cfg["ctc_weight"])
             ),
             joint_weight=float(model_cfg["joint_weight"]),
+            token_noise=float(model_cfg["token_noise"]),
         )
 
 
@@ -152,9 +157,13 @@ def _none_or_int(v) -> int | None:
     return None if v in (None, "None", "null") else int(v)
 
 
-def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab) -> ModelConfig:
+def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab, fallback_phrase: str = "") -> ModelConfig:
     """The model's dimensions: the `model` group plus what the features, data and vocabulary fix
-    (and, for the CTC loss, whether the train step is XLA-compiled)."""
+    (and, for the CTC loss, whether the train step is XLA-compiled), and the fallback rule
+    (`fallback.min_hand_frames`; the phrase as chosen for the run)."""
+    min_frames = int(cfg.fallback.min_hand_frames) if "fallback" in cfg else 0
+    max_length = int(cfg.data.max_phrase_length) + 1
+    tokens = tuple(int(t) for t in vocab.encode([fallback_phrase], max_length)[0]) if min_frames else ()
     return ModelConfig.from_config(
         cfg.model,
         n_features=spec.n_features,
@@ -166,4 +175,6 @@ def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab) -> ModelConfi
         sos=vocab.sos,
         eos=vocab.eos,
         ctc_xla=bool(cfg.trainer.jit),
+        fallback_frames=min_frames,
+        fallback_tokens=tokens,
     )

@@ -37,19 +37,72 @@ def decode(
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens (characters, EOS, then PAD), decoded as
     model.decode says (or `how`): attention, ctc or joint. `early_stop=False` runs every attention
     step (the latency of a phrase of known length)."""
-    how = how or model.cfg.decode
+    return ensemble_decode([model], [(frames, mask)], max_length, early_stop, how)
+
+
+def ensemble_decode(
+    models: list[FingerspellingModel],
+    inputs: list[tuple],
+    max_length: int | None = None,
+    early_stop: bool = True,
+    how: str | None = None,
+):
+    """`decode` for several models at once, each on its own input (frames, mask): attention
+    decoding averages the members' per-step log-probabilities, CTC their frame log-probabilities
+    (the members must then see as many frames: the same max_frames and time reduction), joint
+    both. One model is the plain `decode`. The first member's fallback rule applies."""
+    first = models[0].cfg
+    how = how or first.decode
+    for model in models[1:]:
+        if (model.cfg.vocab_size, model.cfg.max_length) != (first.vocab_size, first.max_length):
+            raise ValueError("ensemble members must share the vocabulary and data.max_phrase_length")
+        if how != "attention" and (
+            model.cfg.max_frames != first.max_frames
+            or (model.cfg.encoder.downsample_at is None) != (first.encoder.downsample_at is None)
+        ):
+            raise ValueError(
+                f"decode={how} averages frame log-probabilities: every member needs the same "
+                "data.max_frames and the same time reduction (or decode with attention)"
+            )
     if how == "ctc":
-        return ctc_greedy_decode(model, frames, mask, max_length)
-    return greedy_decode(model, frames, mask, max_length, early_stop, joint=how == "joint")
+        tokens = ctc_greedy_decode_ensemble(models, inputs, max_length)
+    else:
+        tokens = greedy_decode_ensemble(models, inputs, max_length, early_stop, joint=how == "joint")
+    if not first.fallback_frames:
+        return tokens
+    phrase = tf.constant(first.fallback_tokens[: tokens.shape[1]], tf.int32)[None, :]
+    return tf.where(uses_fallback(first, *inputs[0])[:, None], phrase, tokens)
+
+
+def uses_fallback(cfg, frames, mask):
+    """[B] bool: the clips whose signing hand is seen in fewer than cfg.fallback_frames real
+    frames (its features all NaN: not detected). The export graph drops the frames without a
+    hand as the prepared data does, so both count alike."""
+    hand = tf.reduce_any(~tf.math.is_nan(frames[..., : cfg.hand_features]), axis=-1)
+    seen = tf.reduce_sum(tf.cast(hand & tf.cast(mask, tf.bool), tf.int32), axis=1)
+    return seen < cfg.fallback_frames
+
+
+def _ctc_scores(models, inputs):
+    """The CTC head's logits (one model) or the members' mean log-probabilities, and the mask."""
+    outs = [m.ctc_logits(f, tf.cast(k, tf.bool), training=False) for m, (f, k) in zip(models, inputs)]
+    if len(outs) == 1:
+        return outs[0]
+    logp = [tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1) for logits, _ in outs]
+    return tf.add_n(logp) / len(logp), outs[0][1]
 
 
 def ctc_greedy_decode(model: FingerspellingModel, frames, mask, max_length: int | None = None):
     """CTC greedy decoding: the most likely class of every real frame, repeats collapsed, blanks
     dropped; then EOS and PAD, as the attention decoder writes them. No loop: the kept characters
     are moved to their places with a comparison of running counts (built-in ops)."""
-    cfg = model.cfg
+    return ctc_greedy_decode_ensemble([model], [(frames, mask)], max_length)
+
+
+def ctc_greedy_decode_ensemble(models, inputs, max_length: int | None = None):
+    cfg = models[0].cfg
     length = max_length or cfg.max_length
-    logits, mask = model.ctc_logits(frames, tf.cast(mask, tf.bool), training=False)
+    logits, mask = _ctc_scores(models, inputs)
     blank = cfg.pad  # the CTC head's last class: characters are 0 .. pad - 1
     best = tf.where(mask, tf.argmax(logits, axis=-1, output_type=tf.int32), blank)  # [B, T']
     previous = tf.concat([tf.fill([tf.shape(best)[0], 1], blank), best[:, :-1]], axis=1)
@@ -76,24 +129,42 @@ def greedy_decode(
     `early_stop=False` always runs max_length steps (latency of a phrase of known length).
     `joint`: each step's choice adds the CTC prefix score of every candidate (`CTCPrefixScore`)
     to the decoder's log-probability, weighted model.joint_weight : 1 - model.joint_weight."""
-    cfg = model.cfg
+    return greedy_decode_ensemble([model], [(frames, mask)], max_length, early_stop, joint)
+
+
+class _Member(NamedTuple):
+    """One model's part of a decoding: its memory's keys/values (per decoder block) and mask."""
+
+    model: FingerspellingModel
+    memory_kv: list
+    memory_bias: tf.Tensor
+    dtype: tf.DType
+
+
+def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joint=False):
+    """`greedy_decode` over several models: each step, every member runs its cached decoder step
+    and the members' log-probabilities are averaged (one model: its logits, as they are)."""
+    cfg = models[0].cfg
     max_length = max_length or cfg.max_length
-    batch = tf.shape(frames)[0]
-    encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
-    memory = model.bridge(encoded)
-    dtype = memory.dtype
-    memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
-    memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, None, :], dtype)  # [B,1,1,T]
-    heads, key_dim = cfg.decoder.heads, cfg.decoder.head_dim
-    caches = tuple(
-        tf.zeros(shape, dtype)
-        for _ in model.decoder_blocks
-        for shape in (
-            [batch, heads, max_length, key_dim],  # keys
-            [batch, heads, key_dim, max_length],  # values, transposed
+    batch = tf.shape(inputs[0][0])[0]
+    members, caches = [], ()
+    for model, (frames, mask) in zip(models, inputs):
+        encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
+        memory = model.bridge(encoded)
+        dtype = memory.dtype
+        memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
+        memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, None, :], dtype)  # [B,1,1,T]
+        members.append(_Member(model, memory_kv, memory_bias, dtype))
+        heads, key_dim = model.cfg.decoder.heads, model.cfg.decoder.head_dim
+        caches += tuple(
+            tf.zeros(shape, dtype)
+            for _ in model.decoder_blocks
+            for shape in (
+                [batch, heads, max_length, key_dim],  # keys
+                [batch, heads, key_dim, max_length],  # values, transposed
+            )
         )
-    )
-    scorer = CTCPrefixScore(model.ctc_head(encoded), mask, cfg) if joint else None
+    scorer = CTCPrefixScore(*_ctc_scores(models, inputs), cfg) if joint else None
     positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
@@ -102,25 +173,34 @@ def greedy_decode(
 
     def body(t, token, done, out, caches, prefix):
         at_t = positions == t
-        one_hot = tf.cast(at_t, dtype)
-        write = _Write(
-            tf.reshape(one_hot, [1, 1, -1, 1]),
-            tf.reshape(1 - one_hot, [1, 1, -1, 1]),
-            tf.reshape(one_hot, [1, 1, 1, -1]),
-            tf.reshape(1 - one_hot, [1, 1, 1, -1]),
-        )
-        self_bias = tf.reshape(
-            tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)),
-            [1, 1, 1, max_length],
-        )
-        x = model.token_embedding(token) + tf.cast(tf.gather(model.token_position, t), dtype)
-        new = ()
-        for i, block in enumerate(model.decoder_blocks):
-            x, kv = decoder_step(
-                block, x, caches[2 * i : 2 * i + 2], write, self_bias, memory_kv[i], memory_bias
+        new, per_member, offset = (), [], 0
+        for member in members:
+            model, dtype = member.model, member.dtype
+            one_hot = tf.cast(at_t, dtype)
+            write = _Write(
+                tf.reshape(one_hot, [1, 1, -1, 1]),
+                tf.reshape(1 - one_hot, [1, 1, -1, 1]),
+                tf.reshape(one_hot, [1, 1, 1, -1]),
+                tf.reshape(1 - one_hot, [1, 1, 1, -1]),
             )
-            new += kv
-        logits = _norm_linear(x, model.decoder_norm, *_matrix(model.classifier))
+            self_bias = tf.reshape(
+                tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)),
+                [1, 1, 1, max_length],
+            )
+            x = model.token_embedding(token) + tf.cast(tf.gather(model.token_position, t), dtype)
+            for i, block in enumerate(model.decoder_blocks):
+                cache = caches[offset + 2 * i : offset + 2 * i + 2]
+                x, kv = decoder_step(
+                    block, x, cache, write, self_bias, member.memory_kv[i], member.memory_bias
+                )
+                new += kv
+            offset += 2 * len(model.decoder_blocks)
+            per_member.append(_norm_linear(x, model.decoder_norm, *_matrix(model.classifier)))
+        if len(per_member) == 1:
+            logits = per_member[0]
+        else:
+            logp = [tf.nn.log_softmax(tf.cast(m, tf.float32), axis=-1) for m in per_member]
+            logits = tf.add_n(logp) / len(logp)
         if joint:
             attention = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
             scores, extended = scorer.scores(prefix)

@@ -74,6 +74,11 @@ class FingerspellingModel(keras.Model):
         self.decoder_norm = layer_norm("decoder_norm")
         self.classifier_dropout = layers.Dropout(cfg.classifier_dropout)
         self.classifier = layers.Dense(cfg.vocab_size, name="classifier")
+        # only with the noise on: a seed generator draws from the global seed at creation (the
+        # weights' initialization would change with it) and adds a variable to the checkpoint
+        self.noise_seed = keras.random.SeedGenerator(name="token_noise") if cfg.token_noise > 0 else None
+        # Adversarial weight perturbation (set by the trainer: optimizer.awp, optimizer.awp_from)
+        self.awp_epsilon, self.awp_from_step = 0.0, 0
 
     def _encode(self, frames, mask, training=None):
         """-> encoded [B, T', We], mask [B, T'] (T' = T, or ceil(T / 2) after the reduction)."""
@@ -124,7 +129,50 @@ class FingerspellingModel(keras.Model):
             )
         sos = tf.fill([tf.shape(tokens)[0], 1], tf.constant(self.cfg.sos, tokens.dtype))
         tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
+        if training and self.cfg.token_noise > 0:
+            tokens_in = self.noisy(tokens_in)
         return self.decode(self.bridge(encoded), mask, tokens_in, training)
+
+    def train_step(self, data):
+        """Keras' own step, or with adversarial weight perturbation (1st place, from part way
+        through training): every weight matrix is first pushed up its loss gradient by
+        awp_epsilon x its norm, the step's gradients are taken there and applied, and the push is
+        taken back, so the update favours weights whose loss stays low nearby (flat minima)."""
+        if self.awp_epsilon <= 0:
+            return super().train_step(data)
+        weights = [w for w in self.trainable_weights if len(w.shape) >= 2]
+        active = self.optimizer.iterations >= self.awp_from_step
+
+        def push():
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+            with tf.GradientTape() as tape:
+                y_pred = self(x, training=True)
+                loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+                loss = self.optimizer.scale_loss(loss)
+            grads = tape.gradient(loss, weights)
+            deltas = []
+            for w, g in zip(weights, grads):
+                g = tf.zeros_like(w) if g is None else tf.cast(g, w.dtype)
+                d = self.awp_epsilon * tf.norm(w) / (tf.norm(g) + 1e-12) * g
+                w.assign_add(d)
+                deltas.append(d)
+            return deltas
+
+        deltas = tf.cond(active, push, lambda: [tf.zeros_like(w) for w in weights])
+        metrics = super().train_step(data)
+        for w, d in zip(weights, deltas):
+            w.assign_sub(d)
+        return metrics
+
+    def noisy(self, tokens_in):
+        """Decoder-input noise (2nd place: 20%): each teacher-forced input character is replaced
+        by a random character with probability model.token_noise, so the decoder learns not to
+        trust its own history blindly (at inference that history holds its mistakes). SOS, EOS
+        and PAD stay; the targets are unchanged."""
+        shape = tf.shape(tokens_in)
+        hit = keras.random.uniform(shape, seed=self.noise_seed) < self.cfg.token_noise
+        chars = tf.cast(keras.random.randint(shape, 0, self.cfg.pad, seed=self.noise_seed), tokens_in.dtype)
+        return tf.where(hit & (tokens_in < self.cfg.pad), chars, tokens_in)
 
 
 def build(cfg: ModelConfig) -> FingerspellingModel:

@@ -72,6 +72,10 @@ def make_optimizer(opt_cfg: Mapping, schedule_cfg: Mapping, steps_per_epoch: int
         beta_2=float(opt_cfg["beta_2"]),
         epsilon=float(opt_cfg["epsilon"]),
         clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg["clipnorm"] else None,
+        # the weights' moving average (updated every step; the Loop swaps it in for validation,
+        # the best checkpoint and the export)
+        use_ema=float(opt_cfg["ema"]) > 0,
+        ema_momentum=float(opt_cfg["ema"]) or 0.99,
     )
 
 

@@ -22,8 +22,8 @@ from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import TrainingDiverged
 from aslfr.model.config import model_config
-from aslfr.model.decoding import decode
-from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, edit_score
+from aslfr.model.decoding import decode, uses_fallback
+from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
 from aslfr.model.model import FingerspellingModel, build
 from aslfr.model.optim import current_lr, make_optimizer
 from aslfr.train.checkpoints import Checkpoints
@@ -67,15 +67,19 @@ class Decoder:
     early stop), ctc or joint; the model's configured decoding by default."""
 
     def __init__(self, model: FingerspellingModel, vocab, how: str | None = None):
-        self.vocab, self.how = vocab, how or model.cfg.decode
+        self.vocab, self.how, self.cfg = vocab, how or model.cfg.decode, model.cfg
         self.fn = tf.function(lambda f, m: decode(model, f, m, how=self.how), reduce_retracing=True)
+        self.fallbacks = 0  # clips of the last call given the fallback phrase
 
     def __call__(self, dataset) -> tuple[list[str], list[str]]:
         truth, predicted = [], []
+        self.fallbacks = 0
         for batch in dataset:
             out = self.fn(batch["frames"], batch["mask"]).numpy()
             predicted += [self.vocab.decode(row) for row in out]
             truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
+            if self.cfg.fallback_frames:
+                self.fallbacks += int(uses_fallback(self.cfg, batch["frames"], batch["mask"]).numpy().sum())
         return truth, predicted
 
 
@@ -103,6 +107,11 @@ class Loop(keras.callbacks.Callback):
         self.eval_every = max(1, int(cfg.trainer.eval_every))
         self.diverged: str | None = None
         self.last_eval: dict = state.get("last_eval", {})
+        self.ema = keras.callbacks.SwapEMAWeights()  # optimizer.ema: evaluate the averaged weights
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.ema.set_model(model)
 
     @property
     def step(self) -> int:
@@ -146,6 +155,8 @@ class Loop(keras.callbacks.Callback):
             if shown is None:  # the configured decoding: the run's score and its examples
                 shown = Evaluation({}, truth, predicted, score.distances)
                 metrics.update({names.VAL_LEVENSHTEIN: score.mean_distance, names.VAL_SCORE: score.score})
+                if decoder.cfg.fallback_frames:
+                    metrics[names.VAL_FALLBACKS] = decoder.fallbacks
         shown.metrics = metrics
         return shown
 
@@ -162,6 +173,9 @@ class Loop(keras.callbacks.Callback):
         evaluated = self.val_ds is not None and (
             epoch_number % self.eval_every == 0 or epoch_number == self.params["epochs"]
         )
+        averaged = evaluated and getattr(self.model.optimizer, "use_ema", False)
+        if averaged:  # the moving average in, for the metrics and the best checkpoint
+            self.ema.on_test_begin()
         if evaluated:
             t = time.perf_counter()
             ev = self.evaluate()
@@ -178,7 +192,9 @@ class Loop(keras.callbacks.Callback):
                 self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
                 self.checkpoints.save_best(self.model)
             log.info("epoch %d: loss %.4f | %s", epoch_number, logs["loss"], describe_eval(ev.metrics))
-        else:
+        if averaged:  # the trained weights back: training and its checkpoint go on from them
+            self.ema.on_test_end()
+        if not evaluated:
             log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
         self.tracker.log(metrics, self.step, commit=True)
         self.state.update(epoch=epoch_number, last_eval=self.last_eval)
@@ -244,10 +260,38 @@ def _xy(batch):
     return batch, batch["tokens"]
 
 
+def choose_fallback(cfg: DictConfig, train_phrases: list[str], run_dir: Path) -> dict:
+    """The fallback rule of this run (`fallback`; {} when off): the configured phrase, or the one
+    that maximizes the expected (N - D)/N on the training folds' phrases. Written to the run
+    directory, where the export finds it."""
+    min_frames = int(cfg.fallback.min_hand_frames)
+    if min_frames <= 0:
+        return {}
+    phrase = cfg.fallback.phrase
+    if phrase is None:
+        phrase, expected = best_constant_phrase(train_phrases)
+    else:
+        phrase = str(phrase)
+        score = edit_score(train_phrases, [phrase] * len(train_phrases))
+        expected = float(score.n_chars - score.distances.sum()) / max(len(train_phrases), 1)
+    rule = {"min_hand_frames": min_frames, "phrase": phrase, "expected_score": expected}
+    write_json(run_dir / names.FALLBACK_FILE, rule)
+    log.info(
+        "fallback: clips with fewer than %d frames showing the hand decode as %r (expected N - D per "
+        "clip on the training folds: %.2f)",
+        min_frames,
+        phrase,
+        expected,
+    )
+    return rule
+
+
 def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.Model:
     """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
     pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
     optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
+    model.awp_epsilon = float(cfg.optimizer.awp)
+    model.awp_from_step = int(float(cfg.optimizer.awp_from) * steps_per_epoch * epochs)
     if not model.cfg.has_decoder:  # CTC only: the model adds its CTC loss itself
         model.compile(optimizer=optimizer, jit_compile=bool(cfg.trainer.jit))
         return model
@@ -278,7 +322,8 @@ def train(
     keras.utils.set_random_seed(int(tcfg.seed))
     strategy = make_strategy(tcfg)
     p = split.prepared
-    mcfg = model_config(cfg, split.spec, split.vocab)
+    fallback = choose_fallback(cfg, [str(t) for t in p.phrase[split.train]], run_dir)
+    mcfg = model_config(cfg, split.spec, split.vocab, fallback.get("phrase", ""))
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
     batch_size = int(tcfg.batch_size)
     common = dict(
@@ -298,6 +343,10 @@ def train(
         training=True,
         augment=cfg.data.augment,
         bucket_by_length=bucket,
+        length_pool=int(cfg.data.length_pool),
+        participants=p.participant_id,
+        pad=split.vocab.pad,
+        eos=split.vocab.eos,
         **common,
     )
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
@@ -344,6 +393,14 @@ def train(
             names.TRAIN_SEQUENCES: len(split.train),
             names.VAL_SEQUENCES: len(split.val),
             **(known or {}),
+            **(
+                {
+                    names.FALLBACK_PHRASE: fallback["phrase"],
+                    names.FALLBACK_EXPECTED: fallback["expected_score"],
+                }
+                if fallback
+                else {}
+            ),
         }
     )
     tracker.save_file(run_dir / "folds.csv")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from aslfr import names
 from aslfr.atomic import write_json
 from aslfr.data import prepare
+from aslfr.errors import ConfigError
 from aslfr.export import budget
 from aslfr.export.convert import Preprocessing
 from aslfr.train import loop
@@ -31,6 +32,11 @@ SUBMISSION_METADATA = (
 
 def run(cfg: DictConfig) -> dict:
     """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
+    if float(cfg.optimizer.awp) > 0 and str(cfg.trainer.strategy) == "mirrored":
+        raise ConfigError(
+            "optimizer.awp perturbs the weights inside each replica's step, which "
+            "trainer.strategy=mirrored cannot aggregate: use optimizer.awp=0 or trainer.strategy=auto"
+        )
     loop.configure_devices(cfg.trainer)
     run_dir = Path(cfg.paths.output_dir)
     known = {}

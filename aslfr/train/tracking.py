@@ -60,7 +60,7 @@ def resolve_mode(mode: str) -> str:
         return "online"
     print(
         "wandb: not logged in, logging offline to the run directory "
-        "(`wandb login` to go online; `wandb sync <run dir>/wandb/offline-run-*` uploads later)",
+        "(`wandb login` to go online; `make sync DIR=<run dir>` or `aslfr-sync <run dir>` uploads later)",
         flush=True,
     )
     return "offline"
@@ -198,8 +198,10 @@ class Tracker:
         self.run.log_artifact(artifact, aliases=["latest"])
 
     def record(self, values: Mapping, step: int) -> None:
-        """Log the numeric values at `step` and put all of them (text too) in the summary."""
-        self.log({k: v for k, v in values.items() if not isinstance(v, str)}, step)
+        """Log the numeric values at `step` as a row of their own (committed now: a row left open
+        until the next call was lost when the run finished right after) and put all of them
+        (text too) in the summary."""
+        self.log({k: v for k, v in values.items() if not isinstance(v, str)}, step, commit=True)
         self.summary(values)
 
     def summary(self, values: Mapping) -> None:
