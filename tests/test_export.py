@@ -84,9 +84,9 @@ def test_export_has_the_competition_signature(debug_run, exported):
     assert out.ndim == 2 and out.shape[1] >= 59 and out.shape[0] == run.cfg.data.max_phrase_length + 1
 
 
-@pytest.mark.slow
-def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, exported, tmp_path):
-    run, model, lite = exported
+def keras_phrases_by_id(run, model, tmp_path: Path, how: str | None = None) -> dict:
+    """The run's validation fold decoded as the validation metric decodes it (`how`: the model's
+    configured decoding by default): sequence id -> phrase."""
     cfg = run.cfg
     split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
     p = split.prepared
@@ -102,8 +102,14 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
         batch_size=16,
         training=False,
     )
-    _, keras_phrases = Decoder(model, split.vocab)(ds)  # the validation metric's own decoding
-    keras_by_id = dict(zip(p.sequence_id[split.val].tolist(), keras_phrases))
+    _, phrases = Decoder(model, split.vocab, how)(ds)
+    return dict(zip(p.sequence_id[split.val].tolist(), phrases))
+
+
+@pytest.mark.slow
+def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, exported, tmp_path):
+    run, model, lite = exported
+    keras_by_id = keras_phrases_by_id(run, model, tmp_path)  # the validation metric's own decoding
     root = json.loads((debug_run / "features.json").read_text())["data_root"]
     result = competition.score(
         debug_run / "model.tflite", debug_run / "inference_args.json", root, list(keras_by_id)
@@ -129,29 +135,13 @@ def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, export
     run, model, _ = exported
     module = export.inference_module(model, run.pre, decode=functools.partial(decode, how=how))
     (tmp_path / "model.tflite").write_bytes(export.convert_module(module))
-    cfg = run.cfg
-    split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
-    p = split.prepared
-    tokens = split.vocab.encode(list(p.phrase), model.cfg.max_length)
-    ds = pipeline.make_dataset(
-        p.frames,
-        p.offsets,
-        tokens,
-        split.val,
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=model.cfg.max_frames,
-        batch_size=16,
-        training=False,
-    )
-    _, keras_phrases = Decoder(model, split.vocab, how)(ds)
-    keras_by_id = dict(zip(p.sequence_id[split.val].tolist(), keras_phrases))
+    keras_by_id = keras_phrases_by_id(run, model, tmp_path, how)
     root = json.loads((debug_run / "features.json").read_text())["data_root"]
     result = competition.score(
         tmp_path / "model.tflite", debug_run / "inference_args.json", root, list(keras_by_id)
     )
     assert dict(zip(result.sequence_ids, result.predicted)) == keras_by_id
-    assert any(keras_phrases)  # something was spelled
+    assert any(keras_by_id.values())  # something was spelled
     lite = export.TFLiteModel((tmp_path / "model.tflite").read_bytes())
     for name, case in edge_cases(Path(root), run, model).items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)

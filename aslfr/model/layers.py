@@ -142,7 +142,16 @@ class TimeReduction(layers.Layer):
         return summed / tf.expand_dims(tf.maximum(count, 1.0), -1), count > 0
 
 
-class EncoderBlock(layers.Layer):
+class _ResidualBlock(layers.Layer):
+    """A block of residual branches: each branch's output goes through dropout and, when the
+    block has a stochastic-depth rate, DropPath, before it is added."""
+
+    def _branch(self, h, training):
+        h = self.drop(h, training=training)
+        return h if self.drop_path is None else self.drop_path(h, training=training)
+
+
+class EncoderBlock(_ResidualBlock):
     """Pre-norm transformer block: self-attention over the real frames only, then (optionally)
     a depthwise temporal convolution that sees neighbouring frames (motion, transitions), then
     an MLP. With rotary positions the attention is `SelfAttention`, else Keras' own."""
@@ -169,10 +178,6 @@ class EncoderBlock(layers.Layer):
         self.drop = layers.Dropout(mlp_dropout)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else None
 
-    def _branch(self, h, training):
-        h = self.drop(h, training=training)
-        return h if self.drop_path is None else self.drop_path(h, training=training)
-
     def call(self, x, frame_mask, training=None):
         h = self.norm1(x)
         if isinstance(self.attention, SelfAttention):
@@ -187,7 +192,7 @@ class EncoderBlock(layers.Layer):
         return x + self._branch(self.mlp(self.norm2(x), training=training), training)
 
 
-class ConformerBlock(layers.Layer):
+class ConformerBlock(_ResidualBlock):
     """Conformer block (Gulati et al. 2020): half-step feed-forward, self-attention over the real
     frames, the convolution module (pointwise + GLU, depthwise conv, norm, swish, pointwise),
     half-step feed-forward, then a norm. Each module is pre-norm and residual; stochastic depth
@@ -223,10 +228,6 @@ class ConformerBlock(layers.Layer):
         self.out_norm = layer_norm("out_norm")
         self.drop = layers.Dropout(mlp_dropout)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else None
-
-    def _branch(self, h, training):
-        h = self.drop(h, training=training)
-        return h if self.drop_path is None else self.drop_path(h, training=training)
 
     def call(self, x, frame_mask, training=None):
         real = tf.cast(frame_mask, x.dtype)[..., None]
