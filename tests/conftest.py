@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
 from aslfr.config import register
 from aslfr.data import layout, synthetic
+from aslfr.train.rundir import RunDir
 
 register()  # the config schema and resolvers, as train.py registers them
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -164,14 +167,25 @@ def train(
 
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory) -> Path:
-    """The smoke run: the debug preset with the budget probe and the export switched back on."""
-    tmp = tmp_path_factory.mktemp("train")
-    train(
-        tmp,
-        "trainer.epochs=3",
-        "trainer.eval_every=2",
-        "wandb.tags=[smoke]",
-        "budget.probe=true",
-        "export.enabled=true",
-    )
+    """The smoke run: the debug preset with the budget probe and the export switched back on.
+
+    One run for the whole session: under pytest-xdist every worker has its own session, so the
+    first worker to get here trains it under a file lock in the directory the workers share and
+    the others wait and read it (the tests only read it, or copy it before changing anything)."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # .../pytest-N/popen-gwK -> .../pytest-N
+    tmp = shared / "debug-run"
+    with FileLock(shared / "debug-run.lock"):
+        if RunDir(tmp / "run").status().get("status") != "finished":
+            shutil.rmtree(tmp, ignore_errors=True)  # a worker that failed half-way
+            tmp.mkdir()
+            train(
+                tmp,
+                "trainer.epochs=3",
+                "trainer.eval_every=2",
+                "wandb.tags=[smoke]",
+                "budget.probe=true",
+                "export.enabled=true",
+            )
     return tmp / "run"

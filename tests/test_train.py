@@ -316,9 +316,9 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
     assert RunDir(run_dir).status()["status"] == "finished"
 
 
-def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
+def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debug_run):
     pattern = f"hydra.run.dir={tmp_path}/outputs/${{now:%Y-%m-%d}}/${{stamp:}}"
-    train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
+    data_dir = debug_run.parent / "data"  # the smoke run's: data and feature cache ready
     procs = [
         subprocess.Popen(
             [
@@ -327,7 +327,7 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path):
                 *DEBUG,
                 "trainer.epochs=1",
                 f"model.encoder.width={w}",
-                f"paths.data_dir={tmp_path / 'data'}",
+                f"paths.data_dir={data_dir}",
                 pattern,
                 f"wandb.mode={mode}",
             ],
