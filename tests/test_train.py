@@ -538,7 +538,7 @@ def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rule
     model and one with both heads decoded jointly, each halving its frames; the export scores by the
     competition's rules what the run's own val/score says, and a two-head model logs every
     decoding's score."""
-    train(
+    proc = train(
         tmp_path,
         "model=conformer_small",
         *variant,
@@ -546,6 +546,8 @@ def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rule
         "budget.probe=true",
         "export.enabled=true",
     )
+    # each decoding is traced once for every validation batch's size and length
+    assert "retracing" not in proc.stdout + proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
     (run,) = read_runs(tmp_path / "run")

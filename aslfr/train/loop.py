@@ -68,18 +68,29 @@ class Decoder:
 
     def __init__(self, model: FingerspellingModel, vocab, how: str | None = None):
         self.vocab, self.how, self.cfg = vocab, how or model.cfg.decode, model.cfg
-        self.fn = tf.function(lambda f, m: decode(model, f, m, how=self.how), reduce_retracing=True)
+
+        def decoded(frames, mask):  # the tokens, and which clips got the fallback phrase
+            return decode(model, frames, mask, how=self.how), uses_fallback(model.cfg, frames, mask)
+
+        # One trace for every batch: validation batches vary in size and (cut to their longest
+        # clip) in frames, which would retrace per shape and make TensorFlow warn about it.
+        self.fn = tf.function(
+            decoded,
+            input_signature=[
+                tf.TensorSpec([None, None, model.cfg.n_features], tf.float32),
+                tf.TensorSpec([None, None], tf.float32),
+            ],
+        )
         self.fallbacks = 0  # clips of the last call given the fallback phrase
 
     def __call__(self, dataset) -> tuple[list[str], list[str]]:
         truth, predicted = [], []
         self.fallbacks = 0
         for batch in dataset:
-            out = self.fn(batch["frames"], batch["mask"]).numpy()
-            predicted += [self.vocab.decode(row) for row in out]
+            out, fell_back = self.fn(batch["frames"], batch["mask"])
+            predicted += [self.vocab.decode(row) for row in out.numpy()]
             truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
-            if self.cfg.fallback_frames:
-                self.fallbacks += int(uses_fallback(self.cfg, batch["frames"], batch["mask"]).numpy().sum())
+            self.fallbacks += int(fell_back.numpy().sum())
         return truth, predicted
 
 
