@@ -28,6 +28,10 @@ from _common import ROOT
 
 TRICKS = {  # name -> (what it is, its overrides)
     "default": ("today's default", []),
+    "round2_default": (
+        "round 2's default: batches of 64, attention decoding",
+        ["trainer.batch_size=64", "model.decode=attention", "model.joint_weight=0.3"],
+    ),
     "time_mask": ("temporal masking, p 0.5, up to half the frames", ["data.augment.time_mask.p=0.5"]),
     "token_noise": ("decoder-input noise, 20% of the input characters", ["model.token_noise=0.2"]),
     "ema": ("weights' moving average, momentum 0.99", ["optimizer.ema=0.99"]),
