@@ -24,7 +24,7 @@ from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
-from aslfr.model.decoding import decode, greedy_decode
+from aslfr.model.decoding import decode
 from aslfr.train.loop import Decoder
 
 from conftest import ROOT, compose_cfg, train
@@ -120,10 +120,10 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
     assert result.score == pytest.approx(summary["best/val/score"], abs=1e-12)
     assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
 
-    # edge cases: one frame, no hand at all, longer than max_frames
+    # edge cases: one frame, no hand at all, longer than max_frames (the model's own decoding)
     for name, case in edge_cases(Path(root), run, model).items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)
-        keras_tokens = greedy_decode(model, frames, mask)[0].numpy()
+        keras_tokens = decode(model, frames, mask)[0].numpy()
         np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
 
 

@@ -51,6 +51,17 @@ def test_run_directory_is_self_contained(debug_run):
     assert summary["epochs"] == 3
 
 
+def test_the_learning_curve_shows_every_decoding(debug_run, tmp_path):
+    from aslfr.experiments import plot
+
+    out = plot.learning_curve(debug_run, tmp_path / "curve.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (run,) = read_runs(debug_run)
+    curves = plot.score_curves([row for row in run.history if "val/score" in row])
+    assert set(curves) == {"val/score", "val/score_attention", "val/score_ctc", "val/score_joint"}
+    assert curves["val/score"] == curves["val/score_joint"]  # the default model decodes jointly
+
+
 def test_offline_run_holds_every_logged_key(debug_run):
     (run,) = read_runs(debug_run)
     summary = json.loads((debug_run / "summary.json").read_text())
@@ -558,4 +569,7 @@ def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rule
         assert evaluated[-1]["val/score_joint"] == pytest.approx(evaluated[-1]["val/score"])
     else:
         assert "val/top1" not in evaluated[-1]  # no decoder: no teacher-forced tokens
+        from aslfr.experiments import plot
+
+        assert plot.learning_curve(tmp_path / "run", tmp_path / "curve.png").exists()
         assert run.config["model"]["decoder"]["depth"] == 0

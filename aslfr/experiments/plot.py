@@ -21,6 +21,12 @@ from aslfr.experiments.offline import read_runs  # noqa: E402
 CONSTANT_PHRASE_SCORE = 0.157
 
 
+def score_curves(evals: list[dict]) -> dict[str, list[float]]:
+    """val/score per evaluation and, for a model with both heads, each decoding's own score."""
+    keys = [names.VAL_SCORE, *(names.val_score(how) for how in ("attention", "ctc", "joint"))]
+    return {key: [r[key] for r in evals] for key in keys if all(key in r for r in evals)}
+
+
 def learning_curve(run_dir: Path, out: Path) -> Path:
     runs = read_runs(run_dir)
     if not runs:
@@ -37,8 +43,10 @@ def learning_curve(run_dir: Path, out: Path) -> Path:
     left.plot(epochs, [r[names.VAL_LOSS] for r in evals], "o-", label=names.VAL_LOSS)
     left.set_xlabel("epoch")
     left.legend()
-    right.plot(epochs, [r[names.VAL_SCORE] for r in evals], "o-", label=names.VAL_SCORE)
-    right.plot(epochs, [r[names.VAL_TOP1] for r in evals], "s--", label=names.VAL_TOP1)
+    for key, values in score_curves(evals).items():
+        right.plot(epochs, values, "o-" if key == names.VAL_SCORE else ":", label=key)
+    if all(names.VAL_TOP1 in r for r in evals):  # (a CTC-only model has no teacher-forced tokens)
+        right.plot(epochs, [r[names.VAL_TOP1] for r in evals], "s--", label=names.VAL_TOP1)
     right.axhline(
         CONSTANT_PHRASE_SCORE, color="grey", ls=":", label=f"constant phrase ({CONSTANT_PHRASE_SCORE})"
     )
