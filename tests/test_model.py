@@ -74,6 +74,30 @@ def test_decoder_input_noise_replaces_characters_only_and_only_in_training():
     np.testing.assert_allclose(model(batch, training=False).numpy(), expected.numpy(), atol=1e-6)
 
 
+def test_the_fallback_phrase_maximizes_the_expected_score_and_replaces_clips_without_a_hand():
+    from aslfr.model.decoding import uses_fallback
+    from aslfr.model.losses import best_constant_phrase
+
+    phrases = ["1 main street", "2 main street", "3 main road", "zz"]
+    phrase, gain = best_constant_phrase(phrases)
+    expect = {c: np.mean([len(t) - edit_score([t], [c]).distances[0] for t in phrases]) for c in phrases}
+    assert phrase == max(expect, key=expect.get) and gain == pytest.approx(expect[phrase])
+
+    cfg = config(fallback_frames=3, fallback_tokens=(5, 6, 61) + (59,) * 9)
+    model = build(cfg)
+    frames = np.random.default_rng(0).normal(size=(3, 24, 30)).astype(np.float32)
+    frames[0, 2:, : cfg.hand_features] = np.nan  # the hand in 2 frames: fallback
+    frames[1, 4:, : cfg.hand_features] = np.nan  # in 4: decoded
+    mask = np.ones((3, 24), bool)
+    mask[2, 2:] = False  # 2 real frames: fallback
+    used = uses_fallback(cfg, tf.constant(frames), tf.constant(mask)).numpy()
+    assert used.tolist() == [True, False, True]
+    out = decode(model, tf.constant(np.nan_to_num(frames, nan=0.0)), tf.constant(mask)).numpy()
+    assert out.tolist()[2] == list(cfg.fallback_tokens)
+    out = decode(model, tf.constant(frames), tf.constant(mask), how="ctc").numpy()
+    assert out[0].tolist() == list(cfg.fallback_tokens) and out[1].tolist() != list(cfg.fallback_tokens)
+
+
 def naive_decode(model, frames, mask, length):
     """The decoder re-run over the whole prefix for every token (seed 001's way)."""
     memory, mask = model.encode(frames, mask)
