@@ -63,6 +63,12 @@ class ModelConfig:
         return self.decoder.depth > 0
 
     @property
+    def ctc_frames(self) -> int:
+        """The most frames the encoder (and the CTC head) puts out: max_frames, halved (rounded
+        up) by the time reduction."""
+        return self.max_frames if self.encoder.downsample_at is None else (self.max_frames + 1) // 2
+
+    @property
     def has_ctc(self) -> bool:
         return self.ctc_weight > 0 or not self.has_decoder
 

@@ -164,7 +164,7 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
                 [batch, heads, key_dim, max_length],  # values, transposed
             )
         )
-    scorer = CTCPrefixScore(*_ctc_scores(models, inputs), cfg) if joint else None
+    scorer = CTCPrefixScore(*_ctc_scores(models, inputs), cfg, cfg.ctc_frames) if joint else None
     positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
@@ -202,11 +202,13 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
             logp = [tf.nn.log_softmax(tf.cast(m, tf.float32), axis=-1) for m in per_member]
             logits = tf.add_n(logp) / len(logp)
         if joint:
-            attention = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-            scores, extended = scorer.scores(prefix)
+            # the attention decoder's log-probabilities are its logits less one normalizer per
+            # sequence, which cannot change the argmax: no log-softmax
+            scores, chars = scorer.scores(prefix)
             weight = cfg.joint_weight
-            token = tf.argmax((1.0 - weight) * attention + weight * scores, axis=-1, output_type=tf.int32)
-            prefix = scorer.advance(prefix, extended, tf.where(done, cfg.eos, token))
+            joint_scores = (1.0 - weight) * tf.cast(logits, tf.float32) + weight * scores
+            token = tf.argmax(joint_scores, axis=-1, output_type=tf.int32)
+            prefix = scorer.advance(prefix, chars, tf.where(done, cfg.eos, token))
         else:
             token = tf.argmax(logits, axis=-1, output_type=tf.int32)
         token = tf.where(done, cfg.pad, token)
@@ -222,7 +224,6 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
 
 
 NEG = -1e10  # log of "impossible": finite, so that differences of two stay numbers (no inf - inf)
-CHUNK = 16  # frames per chunk of the forward recursion's two-level scan
 
 
 def _logsumexp(x, axis):
@@ -242,107 +243,142 @@ class CTCPrefixScore:
     the CTC probability that the frames begin with h + c, relative to h's; for EOS,
     log p_ctc(h) - log p_ctc(h ...), the probability that they spell exactly h.
 
-    The state of a prefix, per sequence: r_n[t] and r_b[t] (log probabilities that the first t + 1
-    frames spell h ending in its last character / in a blank), its prefix score and last
-    character. The forward recursion over frames, r[t] = (r[t - 1] + phi[t - 1]) y[t], is solved
-    without a loop over frames (built-in TFLite ops, no inner while loop): r[t] = sum over
-    tau <= t of b[tau] prod_{s = tau + 1..t} y[s], a cumulative log-sum-exp (`_forward`).
-    Padded frames spell a blank with probability 1, so the sums stop at each sequence's end.
-    Everything in float32 (log probabilities do not fit float16).
+    The state of a prefix, per sequence: `before` [B, T + 1], where before[t] = phi[t - 1] is the
+    log probability that the frames before frame t spell exactly h (before[0]: 0 for the empty
+    prefix, impossible otherwise); its prefix score; its last character. Ending in a blank is
+    r_b[t] = phi[t - 1] + y_blank[t], one addition. h + c then follows the forward recursion
+    over frames r_n[t] = (r_n[t - 1] + in[t - 1]) y_c[t] and phi[t] = phi[t - 1] y_blank[t] +
+    r_n[t] (`advance`), solved without a loop over frames (built-in TFLite ops, no inner while
+    loop) as cumulative log-sum-exps (`_scan`). Padded frames spell a blank with probability 1,
+    so the sums stop at each sequence's end. Everything in float32 (log probabilities do not
+    fit float16).
 
-    Exact except for one cut-off: a candidate character whose prefix probability is more than
-    ~87 nats (float32's exp range) below the best candidate's scores as impossible (`scores`
-    sums probabilities in one matrix product). Against the best candidate such a character
-    could only win if the attention decoder preferred it by 87 x joint_weight / (1 - joint_weight)
-    nats."""
+    Exact except for one cut-off: a candidate whose prefix probability is more than ~87 nats
+    (float32's exp range) below h's scores as impossible (`scores` sums probabilities relative
+    to h's in one matrix product); the best candidate is never more than log(V) below h, so
+    such a candidate could only win if the attention decoder preferred it by about
+    83 x joint_weight / (1 - joint_weight) nats.
 
-    def __init__(self, ctc_logits, mask, cfg):
+    Written for the exported loop: whatever does not depend on the prefix (every class's frame
+    log-probabilities and their running sums) is computed once per sequence, and every tensor
+    of the loop has a static shape, so a step is two log-step scans, one matrix product and a
+    few gathers (about 170 TFLite ops, each on at most [2, T])."""
+
+    def __init__(self, ctc_logits, mask, cfg, frames: int):
+        """`frames`: the most frames the CTC head can put out (T' <= frames). The frames are
+        padded to it once, so that every tensor of the loop has a static shape and the
+        converter folds all shape arithmetic away."""
         self.chars, self.eos, self.vocab = cfg.pad, cfg.eos, cfg.vocab_size
-        y = tf.nn.log_softmax(tf.cast(ctc_logits, tf.float32), axis=-1)  # [B, T', C + 1]
-        real = tf.cast(mask, tf.bool)[..., None]
-        self.y_char = tf.where(real, y[..., : self.chars], NEG)  # [B, T', C]
-        self.y_blank = tf.where(real[..., 0], y[..., self.chars], 0.0)  # [B, T']
-        # every frame's character probabilities relative to its likeliest character, for `scores`
-        self.top_char = tf.reduce_max(self.y_char, axis=2)  # [B, T']
-        self.p_char = tf.exp(self.y_char - self.top_char[..., None])  # [B, T', C], max 1 per frame
-        # the scan's masks: within a chunk (frame j <= frame k) and across chunks (chunk j < n)
-        self.within = tf.range(CHUNK)[None, :] <= tf.range(CHUNK)[:, None]  # [k, j]
-        chunks = (tf.shape(y)[1] + CHUNK - 1) // CHUNK
-        self.before = tf.range(chunks)[None, :] < tf.range(chunks)[:, None]  # [n, j]
+        logits = tf.cast(ctc_logits, tf.float32)  # [B, T', C + 1]
+        batch, extra = _dim(logits, 0), frames - tf.shape(logits)[1]
+        logits = tf.reshape(tf.pad(logits, [[0, 0], [0, extra], [0, 0]]), [batch, frames, self.chars + 1])
+        real = tf.reshape(tf.pad(tf.cast(mask, tf.bool), [[0, 0], [0, extra]]), [batch, frames])
+        # every frame's character probabilities relative to its likeliest character (max 1 per
+        # frame), for `scores`, as [B, C, T]: its matrix product then contracts both operands'
+        # last axes, which TFLite's BATCH_MATMUL does without a transpose at run time; with the
+        # blank, the log-softmax's normalizer: one exp over [T, C] (a blank far likelier than
+        # every character cannot overflow it)
+        char_logits = tf.transpose(logits[..., : self.chars], [0, 2, 1])  # [B, C, T]
+        top = tf.reduce_max(char_logits, axis=1)  # [B, T]
+        self.p_char = tf.exp(char_logits - tf.expand_dims(top, 1))  # [B, C, T]
+        blank = logits[..., self.chars]
+        norm = _logaddexp(top + tf.math.log(tf.reduce_sum(self.p_char, axis=1)), blank)  # [B, T]
+        self.top_char = tf.where(real, top - norm, NEG)  # the likeliest character's log-prob
+        y_blank = tf.where(real, blank - norm, 0.0)  # [B, T]
+        self.blank_head = y_blank[:, :-1]  # [B, T - 1]: r_b[t] = phi[t - 1] + y_blank[t]
+        # running sums of log-probabilities from frame 1: the scans' s (`_scan`)
+        self.s_blank = tf.cumsum(_from_frame_1(y_blank), axis=1)  # [B, T]
+        y_char = tf.where(tf.expand_dims(real, 1), char_logits - tf.expand_dims(norm, 1), NEG)
+        s_char = tf.cumsum(_from_frame_1(y_char), axis=2)  # [B, C, T]
+        # per character: what its r_n scan adds to `before` (b - s: y_c[t] - s_c[t]), and what
+        # turns r_n - s_c into the phi scan's input r_n - s_blank
+        self.char_in = y_char - s_char
+        self.char_to_blank = s_char - tf.expand_dims(self.s_blank, 1)
+        # the empty prefix: before frame 0 certain; then every frame a blank
+        self.empty = tf.concat([tf.zeros([batch, 1]), tf.cumsum(y_blank, axis=1)], axis=1)
 
     def initial(self):
         """The empty prefix: nothing yet; every frame so far a blank."""
-        batch = tf.shape(self.y_blank)[0]
-        r_n = tf.fill(tf.shape(self.y_blank), NEG)
-        r_b = tf.cumsum(self.y_blank, axis=1)
-        return r_n, r_b, tf.zeros([batch]), tf.fill([batch], -1)
+        batch = _dim(self.empty, 0)
+        return self.empty, tf.zeros([batch]), tf.fill([batch], -1)
 
-    def _logcumsumexp(self, a):
-        """[B, T'] -> [B, T']: log of the running sum of exp(a), exact at any range of a (a
-        single shift would underflow the early frames when later terms are far larger). Two
-        levels: within chunks of CHUNK frames a masked [CHUNK, CHUNK] log-sum-exp, across
-        chunks another over the chunks' totals: T' x CHUNK terms instead of T' x T'."""
-        batch, frames = tf.shape(a)[0], tf.shape(a)[1]
-        a = tf.pad(a, [[0, 0], [0, (CHUNK - frames % CHUNK) % CHUNK]], constant_values=NEG)
-        x = tf.reshape(a, [batch, -1, CHUNK])  # [B, N, K]
-        within = _logsumexp(tf.where(self.within, tf.expand_dims(x, 2), NEG), axis=3)  # [B, N, K]
-        totals = within[:, :, -1]  # [B, N]
-        before = _logsumexp(tf.where(self.before, tf.expand_dims(totals, 1), NEG), axis=2)  # [B, N]
-        out = _logaddexp(within, tf.expand_dims(before, 2))
-        return tf.reshape(out, [batch, -1])[:, :frames]
+    @staticmethod
+    def _logcumsumexp(a):
+        """[B, T] -> [B, T]: log of the running sum of exp(a), exact at any range of a (a single
+        shift would underflow the early frames when later terms are far larger). A log-step
+        scan (Hillis and Steele): round k adds to every frame the running sum that ends 2^k
+        frames earlier, with a stable log-add-exp; ceil(log2 T) rounds of a few ops on [B, T],
+        which TFLite runs about twice as fast as a masked log-sum-exp over chunks of frames
+        (its reductions over short axes are slow)."""
+        batch, frames, shift = _dim(a, 0), a.shape[1], 1
+        while shift < frames:
+            a = _logaddexp(a, tf.concat([tf.fill([batch, shift], NEG), a[:, :-shift]], axis=1))
+            shift *= 2
+        return a
 
-    def _forward(self, first, terms, y):
-        """r[t] = logsumexp over tau <= t of (b[tau] + sum_{s = tau + 1..t} y[s]), with b[0] =
-        `first` and b[tau] = terms[tau - 1] + y[tau]: [B, T'] -> [B, T']. With s the running
-        sum of y (from frame 1), r = s + logcumsumexp(b - s)."""
-        b = tf.concat([first[:, None], terms[:, :-1] + y[:, 1:]], axis=1)
-        s = tf.cumsum(tf.concat([tf.zeros_like(y[:, :1]), y[:, 1:]], axis=1), axis=1)
-        return s + self._logcumsumexp(b - s)
+    def _scan(self, b_less_s):
+        """The recursion r[t] = r[t - 1] y[t] + b[t] solved for all t at once: r[t] = sum over
+        tau <= t of b[tau] prod_{s = tau + 1..t} y[s]; in logs, with s the running sum of
+        log y from frame 1, r = s + logcumsumexp(b - s). Given b - s; returns r - s."""
+        return self._logcumsumexp(b_less_s)
+
+    def _after_blank(self, before):
+        """[B, T]: r_b[t - 1], h ending in a blank at the frame before t (nothing at frame 0)."""
+        head = before[:, :-2] + self.blank_head  # phi[t - 2] + y_blank[t - 1], t >= 1
+        return tf.concat([tf.fill([_dim(before, 0), 1], NEG), head], axis=1)
 
     def scores(self, prefix):
         """[B, V] score of every token after the prefix (characters, EOS; others impossible),
-        and the prefix scores of h + c [B, C] that `advance` reuses."""
-        r_n, r_b, score, last = prefix
-        empty = last < 0
-        phi = _logaddexp(r_n, r_b)  # [B, T']
-        # h + c starts at frame t: phi[t - 1] + y_c[t]; at frame 0 only when h is empty
-        start = tf.concat([tf.where(empty, 0.0, NEG)[:, None], phi[:, :-1]], axis=1) + self.top_char
-        shift = tf.reduce_max(start, axis=1, keepdims=True)  # [B, 1]
-        weights = tf.expand_dims(tf.exp(start - shift), 1)  # [B, 1, T']
-        total = tf.squeeze(tf.matmul(weights, self.p_char), 1)  # [B, C]
-        extended = shift + tf.math.log(tf.maximum(total, 1e-38))
-        extended = tf.where(total > 0, extended, NEG)
-        # repeating h's last character needs a blank between: only r_b paths lead to it
-        y_last = tf.gather(self.y_char, tf.maximum(last, 0), axis=2, batch_dims=1)  # [B, T']
-        never = tf.fill([tf.shape(r_b)[0], 1], NEG)
-        again = _logsumexp(tf.concat([never, r_b[:, :-1] + y_last[:, 1:]], axis=1), axis=1)
-        is_last = tf.range(self.chars)[None, :] == last[:, None]
-        extended = tf.where(is_last, again[:, None], extended)
-        ended = _logaddexp(r_n[:, -1], r_b[:, -1])
-        chars = extended - score[:, None]
-        eos = (ended - score)[:, None]
-        others = tf.fill([tf.shape(chars)[0], self.vocab - self.chars], NEG)
+        and the characters' part [B, C] that `advance` reuses."""
+        before, score, last = prefix
+        frames = _dim(self.top_char, 1)
+        # h + c starts at frame t after h by frame t - 1: before[t] y_c[t]; when c repeats h's
+        # last character, only r_b[t - 1] y_c[t] (a blank between). Both for every c in one
+        # matrix product over the frames: with y_c[t] = top_char[t] p_char[c, t],
+        # sum_t exp(start[t]) p_char[c, t], start = ... + top_char[t]. No term exceeds h's own
+        # prefix probability (`score`), so relative to it none overflows.
+        start = tf.stack([before[:, :frames], self._after_blank(before)], axis=1)  # [B, 2, T]
+        start += tf.expand_dims(self.top_char, 1)
+        weights = tf.exp(start - tf.reshape(score, [-1, 1, 1]))  # each <= 1
+        total = tf.matmul(weights, self.p_char, transpose_b=True)  # [B, 2, C]
+        relative = tf.where(total > 0, tf.math.log(tf.maximum(total, 1e-38)), NEG)
+        repeat = tf.one_hot(last, self.chars, on_value=True, off_value=False)  # none for -1
+        chars = tf.where(repeat, relative[:, 1], relative[:, 0])  # [B, C]
+        eos = _column(before[:, frames] - score)  # the frames spell exactly h (padding ends it)
+        others = tf.fill([_dim(before, 0), self.vocab - self.chars], NEG)
         eos_column = tf.range(self.vocab - self.chars)[None, :] == self.eos - self.chars
-        return tf.concat([chars, tf.where(eos_column, eos, others)], axis=1), extended
+        return tf.concat([chars, tf.where(eos_column, eos, others)], axis=1), chars
 
-    def advance(self, prefix, extended, token):
-        """The state of h + token (unchanged where token is not a character: EOS, or done)."""
-        r_n, r_b, score, last = prefix
-        is_char = token < self.chars
+    def advance(self, prefix, chars, token):
+        """The state of h + token; `chars`: what `scores` gave for the characters. A token that
+        is no character (EOS, or PAD once done) ends the sequence: its state after that is
+        never read, so it is advanced as if by the last character rather than kept."""
+        before, score, last = prefix
         c = tf.minimum(token, self.chars - 1)
-        y_c = tf.gather(self.y_char, c, axis=2, batch_dims=1)  # [B, T']
-        phi = tf.where((c == last)[:, None], r_b, _logaddexp(r_n, r_b))
-        first = tf.where(last < 0, y_c[:, 0], NEG)
-        new_n = self._forward(first, phi, y_c)
-        new_b = self._forward(tf.fill(tf.shape(first), NEG), new_n, self.y_blank)
-        new_score = tf.gather(extended, c, axis=1, batch_dims=1)
-        keep = is_char[:, None]
-        return (
-            tf.where(keep, new_n, r_n),
-            tf.where(keep, new_b, r_b),
-            tf.where(is_char, new_score, score),
-            tf.where(is_char, c, last),
-        )
+        # r_n: h + c after h by frame t - 1, or after a blank when c repeats h's last character
+        into = tf.where(_column(c == last), self._after_blank(before), before[:, :-1])
+        n_less_s = self._scan(into + tf.gather(self.char_in, c, axis=1, batch_dims=1))
+        # phi[t] = phi[t - 1] y_blank[t] + r_n[t]: the blank's scan over r_n
+        phi = self.s_blank + self._scan(n_less_s + tf.gather(self.char_to_blank, c, axis=1, batch_dims=1))
+        new = tf.concat([tf.fill([_dim(phi, 0), 1], NEG), phi], axis=1)
+        return new, score + tf.gather(chars, c, batch_dims=1), c
+
+
+def _from_frame_1(y):
+    """y [B, T] or [B, C, T] with its first frame zeroed: a running sum then starts at frame 1.
+    (Multiplied by a mask: slicing [..., 1:] needs a non-built-in op in the export.)"""
+    return y * tf.cast(tf.range(_dim(y, len(y.shape) - 1)) > 0, y.dtype)
+
+
+def _dim(x, axis: int):
+    """x's size along `axis`: a Python int where the graph knows it (the export's shapes are
+    static, and static sizes let the converter fold the shape arithmetic), else a tensor."""
+    return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
+
+
+def _column(x):
+    """[B] -> [B, 1] (expand_dims: x[:, None] costs the export a RESHAPE and a STRIDED_SLICE)."""
+    return tf.expand_dims(x, 1)
 
 
 def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, memory_bias):
