@@ -10,8 +10,12 @@ one run, on the budget's benchmark set (160-frame sequences, ~96 with the hand, 
                cache): at batch 1 a step streams every decoder weight from memory once, so
                this is the floor of any step
      encoder   the same graph with no decoding at all: the floor of any decoder
+     no attention  cached decoding with the two attention products of every block (query x
+               keys, weights x values, over the cache and over the encoder memory) left out:
+               what the attention itself costs per step
    decoding cost = graph - encoder; target: seed 001's >= 5x ours, and ours <= 25% of the
-   encoder pass. The share is also given for each `export.quantize`.
+   encoder pass. A step (graph of 19 tokens - graph of 1, per token) against the matmul
+   floor per step; target <= 1.25x. The share is also given for each `export.quantize`.
 2. ms per sequence and MB for small, base and large, float32, fp16 and int8_dynamic.
 
     python bench/export_latency.py [--model large] [--frames 128] [--repeats 3]
@@ -20,12 +24,14 @@ one run, on the budget's benchmark set (160-frame sequences, ~96 with the hand, 
 from __future__ import annotations
 
 import argparse
+from unittest import mock
 
 import keras
 import tensorflow as tf
 
 from aslfr.export import budget
 from aslfr.export import convert as export
+from aslfr.model import decoding
 from aslfr.model.decoding import _matrix
 from aslfr.model.model import FingerspellingModel
 
@@ -91,6 +97,13 @@ def matmul_floor(model: FingerspellingModel, frames, mask, max_length: int, earl
     return tf.fill([1, max_length], tf.cast(tf.reduce_sum(x) > 1e30, tf.int32))
 
 
+def no_attention_products(q, keys, values, bias):
+    """`decoding._attend` without its two products: the query as it is (the keys, values and
+    mask kept alive by a term that adds nothing, so that the graph keeps its inputs)."""
+    alive = sum(tf.reduce_sum(x[..., :1, :1]) for x in (keys, values)) + tf.reduce_sum(bias[..., :1])
+    return tf.reshape(q, [-1, q.shape[1] * q.shape[3]]) + 0.0 * alive
+
+
 def no_decode(model, frames, mask, max_length: int, early_stop: bool = True):
     """The encoder pass alone (its output is kept alive, so nothing is pruned)."""
     memory, mask = model.encode(frames, mask, training=False)
@@ -130,6 +143,9 @@ def main() -> None:
             ("encoder", steps, no_decode),
         )
     }
+    with mock.patch.object(decoding, "_attend", no_attention_products):
+        for name, n in (("no attention", steps), ("no attention 1", 1)):
+            graphs[name] = export.convert_module(export.inference_module(model, pre, n))
     ms = {name: 0.0 for name in graphs}
     for _ in range(args.repeats):  # interleaved, best of N for each
         for name, content in graphs.items():
@@ -138,6 +154,8 @@ def main() -> None:
     enc = ms["encoder"]
     dec = {name: ms[name] - enc for name in ("cached", "seed 001", "matmuls")}
     per_step = (ms["cached"] - ms["cached 1"]) / (steps - 1)
+    free_step = (ms["no attention"] - ms["no attention 1"]) / (steps - 1)
+    floor_step = dec["matmuls"] / steps
     print(
         f"model={args.model} ({model.count_params():,} parameters), max_frames {args.frames}; "
         f"{len(inputs)} sequences of {bench.frames} frames ({bench.hand_frames} with the hand), "
@@ -159,6 +177,13 @@ def main() -> None:
         f"  = set-up (the memory's keys/values) {dec['cached'] - steps * per_step:.2f} ms + "
         f"{steps} steps of {per_step * 1000:.0f} us ({steps * per_step / enc:.0%} of the "
         f"encoder pass; 'cached 1' decodes 1 token)"
+    )
+
+    print(
+        f"a step: {per_step * 1000:.1f} us = {per_step / floor_step:.2f}x the decoder's matmul floor "
+        f"of {floor_step * 1000:.1f} us per step (target <= 1.25x); without its attention products "
+        f"{free_step * 1000:.1f} us = {free_step / floor_step:.2f}x: the attention costs "
+        f"{(per_step - free_step) * 1000:.1f} us = {(per_step - free_step) / floor_step:.0%} of the floor"
     )
 
     print("\ncached decoding as a share of the encoder pass, by export.quantize:")

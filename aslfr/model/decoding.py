@@ -12,7 +12,8 @@ has emitted EOS.
 
 Each step is written for the exported loop: 2-D [B, W] tensors (no shape arithmetic), one fused
 query/key/value matmul, every layer norm's scale and offset folded into the matmul after it, and
-cache writes as exact arithmetic with a one-hot of the position.
+cache writes as exact arithmetic: the new key/value times a one-hot of the position, added where
+the cache still holds 0.
 """
 
 from __future__ import annotations
@@ -83,9 +84,9 @@ def uses_fallback(cfg, frames, mask):
     return seen < cfg.fallback_frames
 
 
-def _ctc_scores(models, inputs):
-    """The CTC head's logits (one model) or the members' mean log-probabilities, and the mask."""
-    outs = [m.ctc_logits(f, tf.cast(k, tf.bool), training=False) for m, (f, k) in zip(models, inputs)]
+def _ctc_scores(outs):
+    """The CTC head's logits and mask (one model, as given) or the members' mean
+    log-probabilities and the first's mask, from each member's (CTC logits, mask)."""
     if len(outs) == 1:
         return outs[0]
     logp = [tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1) for logits, _ in outs]
@@ -102,7 +103,8 @@ def ctc_greedy_decode(model: FingerspellingModel, frames, mask, max_length: int 
 def ctc_greedy_decode_ensemble(models, inputs, max_length: int | None = None):
     cfg = models[0].cfg
     length = max_length or cfg.max_length
-    logits, mask = _ctc_scores(models, inputs)
+    outs = [m.ctc_logits(f, tf.cast(k, tf.bool), training=False) for m, (f, k) in zip(models, inputs)]
+    logits, mask = _ctc_scores(outs)
     blank = cfg.pad  # the CTC head's last class: characters are 0 .. pad - 1
     best = tf.where(mask, tf.argmax(logits, axis=-1, output_type=tf.int32), blank)  # [B, T']
     previous = tf.concat([tf.fill([tf.shape(best)[0], 1], blank), best[:, :-1]], axis=1)
@@ -147,9 +149,10 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
     cfg = models[0].cfg
     max_length = max_length or cfg.max_length
     batch = tf.shape(inputs[0][0])[0]
-    members, caches = [], ()
+    members, caches, ctc_outs = [], (), []
     for model, (frames, mask) in zip(models, inputs):
         encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
+        ctc_outs.append((model.ctc_head(encoded), mask) if joint else None)  # the same encoder pass
         memory = model.bridge(encoded)
         dtype = memory.dtype
         memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
@@ -164,7 +167,7 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
                 [batch, heads, key_dim, max_length],  # values, transposed
             )
         )
-    scorer = CTCPrefixScore(*_ctc_scores(models, inputs), cfg, cfg.ctc_frames) if joint else None
+    scorer = CTCPrefixScore(*_ctc_scores(ctc_outs), cfg, cfg.ctc_frames) if joint else None
     positions = tf.range(max_length)
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
@@ -177,12 +180,7 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
         for member in members:
             model, dtype = member.model, member.dtype
             one_hot = tf.cast(at_t, dtype)
-            write = _Write(
-                tf.reshape(one_hot, [1, 1, -1, 1]),
-                tf.reshape(1 - one_hot, [1, 1, -1, 1]),
-                tf.reshape(one_hot, [1, 1, 1, -1]),
-                tf.reshape(1 - one_hot, [1, 1, 1, -1]),
-            )
+            write = _Write(tf.reshape(one_hot, [1, 1, -1, 1]), tf.reshape(one_hot, [1, 1, 1, -1]))
             self_bias = tf.reshape(
                 tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)),
                 [1, 1, 1, max_length],
@@ -401,8 +399,10 @@ def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, me
     qkv = _norm_linear(x, block.norm1, tf.concat([q, k, v], 1), tf.concat([qb, kb, vb], 0))
     q, k, v = tf.split(qkv, 3, axis=1)
     q, k = tf.reshape(q, [-1, heads, 1, dim]), tf.reshape(k, [-1, heads, 1, dim])
-    cache_k = caches[0] * write.keep_rows + k * write.rows  # exact: one term is 0
-    cache_v = caches[1] * write.keep_cols + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
+    # position t of the caches is still 0 (each position is written once, at its own step), so
+    # adding the new key/value there is exact: no multiplication of the whole cache to clear it
+    cache_k = caches[0] + k * write.rows
+    cache_v = caches[1] + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
     x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa.output_dense))
     q = tf.reshape(_norm_linear(x, block.norm2, *_matrix(ca.query_dense, scale)), [-1, heads, 1, dim])
     x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca.output_dense))
@@ -422,13 +422,11 @@ def project_memory(block: DecoderBlock, memory):
 
 
 class _Write(NamedTuple):
-    """Where a step writes into the caches: one-hot of position t and its complement, shaped for
-    the keys [B, H, L, D] (rows) and the transposed values [B, H, D, L] (cols)."""
+    """Where a step writes into the caches: one-hot of position t, shaped for the keys
+    [B, H, L, D] (rows) and the transposed values [B, H, D, L] (cols)."""
 
     rows: tf.Tensor
-    keep_rows: tf.Tensor
     cols: tf.Tensor
-    keep_cols: tf.Tensor
 
 
 def _neg(dtype) -> float:
