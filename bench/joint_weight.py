@@ -13,10 +13,10 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-from aslfr.data import pipeline, prepare
+from aslfr.data import prepare
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import Decoder
+from aslfr.train.loop import Decoder, validation_dataset
 
 
 def rescored(run_dir: Path, weights: list[float]) -> dict[str, float]:
@@ -25,18 +25,7 @@ def rescored(run_dir: Path, weights: list[float]) -> dict[str, float]:
     split = prepare.setup(
         cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, Path(tempfile.mkdtemp()), progress=False
     )
-    p = split.prepared
-    ds = pipeline.make_dataset(
-        p.frames,
-        p.offsets,
-        split.vocab.encode(list(p.phrase), model.cfg.max_length),
-        split.val,
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=model.cfg.max_frames,
-        batch_size=64,
-        training=False,
-    )
+    ds = validation_dataset(cfg, split, model.cfg, batch_size=64)
     trained = model.cfg
     out = {}
     for how, weight in [("attention", None), ("ctc", None), *(("joint", w) for w in weights)]:

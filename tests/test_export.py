@@ -25,7 +25,7 @@ from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
 from aslfr.model.decoding import decode
-from aslfr.train.loop import Decoder
+from aslfr.train.loop import Decoder, validation_dataset
 
 from conftest import ROOT, compose_cfg, train
 
@@ -89,21 +89,8 @@ def keras_phrases_by_id(run, model, tmp_path: Path, how: str | None = None) -> d
     configured decoding by default): sequence id -> phrase."""
     cfg = run.cfg
     split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
-    p = split.prepared
-    tokens = split.vocab.encode(list(p.phrase), model.cfg.max_length)
-    ds = pipeline.make_dataset(
-        p.frames,
-        p.offsets,
-        tokens,
-        split.val,
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=model.cfg.max_frames,
-        batch_size=16,
-        training=False,
-    )
-    _, phrases = Decoder(model, split.vocab, how)(ds)
-    return dict(zip(p.sequence_id[split.val].tolist(), phrases))
+    _, phrases = Decoder(model, split.vocab, how)(validation_dataset(cfg, split, model.cfg, batch_size=16))
+    return dict(zip(split.prepared.sequence_id[split.val].tolist(), phrases))
 
 
 @pytest.mark.slow

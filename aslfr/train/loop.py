@@ -21,7 +21,7 @@ from aslfr.atomic import write_json
 from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import TrainingDiverged
-from aslfr.model.config import model_config
+from aslfr.model.config import ModelConfig, model_config
 from aslfr.model.decoding import decode, uses_fallback
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
 from aslfr.model.model import FingerspellingModel, build
@@ -315,6 +315,30 @@ def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epo
     return model
 
 
+def validation_dataset(
+    cfg: DictConfig, split: DataSplit, mcfg: ModelConfig, batch_size: int, tokens: np.ndarray | None = None
+) -> tf.data.Dataset:
+    """The validation fold as the validation metric reads it: deterministic batches of
+    `batch_size`, frames cut to data.length_step, phrases encoded for the model (`tokens`, if
+    already encoded for every prepared sequence). The runs' own metric, the export's tests and
+    the benches that re-score a run all read it here, so they decode the same batches."""
+    p = split.prepared
+    tokens = split.vocab.encode(list(p.phrase), mcfg.max_length) if tokens is None else tokens
+    return pipeline.make_dataset(
+        p.frames,
+        p.offsets,
+        tokens,
+        split.val,
+        spec=split.spec,
+        stats=split.stats,
+        max_frames=mcfg.max_frames,
+        batch_size=batch_size,
+        seed=int(cfg.trainer.seed),
+        training=False,
+        length_step=int(cfg.data.length_step or 0),
+    )
+
+
 def train(
     cfg: DictConfig,
     split: DataSplit,
@@ -361,11 +385,7 @@ def train(
         **common,
     )
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
-    val_ds = (
-        pipeline.make_dataset(p.frames, p.offsets, tokens, split.val, training=False, **common).cache()
-        if len(split.val)
-        else None
-    )
+    val_ds = validation_dataset(cfg, split, mcfg, batch_size, tokens).cache() if len(split.val) else None
     steps_per_epoch = len(split.train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(
