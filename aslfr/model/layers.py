@@ -21,11 +21,10 @@ from keras import layers
 from aslfr.model.config import ModelConfig, StackConfig
 
 
-def mlp(width: int, ratio: float, dropout: float, name: str) -> keras.Sequential:
-    return keras.Sequential(
-        [layers.Dense(int(width * ratio), activation="gelu"), layers.Dropout(dropout), layers.Dense(width)],
-        name=name,
-    )
+def mlp(width: int, ratio: float, dropout: float, name: str, activation: str = "gelu") -> keras.Sequential:
+    """Dense (width x ratio, `activation`), dropout, Dense (width): the feed-forward module."""
+    hidden = layers.Dense(int(width * ratio), activation=activation)
+    return keras.Sequential([hidden, layers.Dropout(dropout), layers.Dense(width)], name=name)
 
 
 def layer_norm(name: str) -> layers.LayerNormalization:
@@ -205,17 +204,7 @@ class ConformerBlock(_ResidualBlock):
         super().__init__(**kw)
         width, kernel = cfg.width, cfg.conv_kernel
         self.ff1_norm, self.ff2_norm = layer_norm("ff1_norm"), layer_norm("ff2_norm")
-        self.ff1, self.ff2 = (
-            keras.Sequential(
-                [
-                    layers.Dense(int(width * cfg.mlp_ratio), activation="swish"),
-                    layers.Dropout(mlp_dropout),
-                    layers.Dense(width),
-                ],
-                name=name,
-            )
-            for name in ("ff1", "ff2")
-        )
+        self.ff1, self.ff2 = (mlp(width, cfg.mlp_ratio, mlp_dropout, n, "swish") for n in ("ff1", "ff2"))
         self.attention_norm = layer_norm("attention_norm")
         self.attention = SelfAttention(
             width, cfg.heads, cfg.head_dim, attention_dropout, rope=cfg.positions == "rope", name="attention"
