@@ -462,7 +462,7 @@ def _attend(q, keys, values, bias):
     """q [B, H, 1, D] over keys [B, H, S, D] and transposed values [B, H, D, S] (+ additive
     mask bias [., ., S]) -> [B, H * D]. Element-wise products summed over the operands' last
     axes rather than two matrix products: for one query TFLite's BATCH_MATMUL runs a separate
-    matrix-vector product per head, and this is 4-10% faster per step (`bench/export_latency.py`,
+    matrix-vector product per head, and this was 4-9% faster per step (`bench/export_latency.py`,
     model=large)."""
     weights = tf.nn.softmax(tf.reduce_sum(q * keys, axis=-1) + bias, axis=-1)  # [B, H, S]
     out = tf.reduce_sum(tf.expand_dims(weights, 2) * values, axis=-1)  # [B, H, D]
