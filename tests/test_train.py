@@ -267,6 +267,24 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert status["status"] == "failed" and "loss became" in status["error"]
 
 
+def test_the_exports_row_follows_the_last_epoch_when_an_earlier_epoch_was_best(tmp_path):
+    """The export's metrics are a W&B history row after the last epoch's, also when the best
+    weights (which bring back their epoch's optimizer step count) are from an earlier epoch:
+    W&B drops a row logged at an earlier step than its last (seen in a default run whose best
+    epoch was 20 of 24)."""
+    run_dir = tmp_path / "run"
+    train(tmp_path, "trainer.epochs=1", run_dir=run_dir)
+    # a second epoch at learning rate 0 changes no weight: no better score, epoch 1 stays the best
+    train(tmp_path, "trainer.epochs=2", "optimizer.lr=0.0", "export.enabled=true", run_dir=run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best/epoch"] == 1 and summary["epochs"] == 2
+    (run,) = read_runs(run_dir)
+    last_epoch = max(step for step, _ in run.series("val/score"))
+    exported = run.series("infer/val_score")
+    assert exported and exported[0][0] > last_epoch
+    assert exported[0][1] == pytest.approx(summary["infer/val_score"])
+
+
 def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp_path):
     """Killed at whatever moment after epoch 2's checkpoint (how late does not matter): the W&B
     record holds every epoch the checkpoint says is done, and after the resume read_runs gives

@@ -495,11 +495,14 @@ def train(
         )
         best = checkpoints.dir / "best.weights.h5"
         if after is not None:
+            # one step after the last epoch's row, which is already committed (and on disk); read
+            # before the best weights are loaded, which also restore the optimizer's step count
+            # of their epoch (W&B drops a row logged at an earlier step than its last)
+            after_step = int(optimizer.iterations.numpy()) + 1
             if best.exists():
                 model.load_weights(best)
             extra = after(model, tracker)
-            # one step after the last epoch's row, which is already committed (and on disk)
-            tracker.record(extra, int(optimizer.iterations.numpy()) + 1)
+            tracker.record(extra, after_step)
             summary.update(extra)
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(
