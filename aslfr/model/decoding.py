@@ -152,7 +152,8 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
     members, caches, ctc_outs = [], (), []
     for model, (frames, mask) in zip(models, inputs):
         encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
-        ctc_outs.append((model.ctc_head(encoded), mask) if joint else None)  # the same encoder pass
+        if joint:  # the CTC head reads the same encoder pass
+            ctc_outs.append((model.ctc_head(encoded), mask))
         memory = model.bridge(encoded)
         dtype = memory.dtype
         memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
@@ -222,12 +223,6 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
 
 
 NEG = -1e10  # log of "impossible": finite, so that differences of two stay numbers (no inf - inf)
-
-
-def _logsumexp(x, axis):
-    """Stable log-sum-exp in five built-in ops (inputs finite: NEG, never -inf)."""
-    top = tf.reduce_max(x, axis=axis, keepdims=True)
-    return tf.squeeze(top, axis) + tf.math.log(tf.reduce_sum(tf.exp(x - top), axis=axis))
 
 
 def _logaddexp(x, y):
@@ -301,24 +296,21 @@ class CTCPrefixScore:
         return self.empty, tf.zeros([batch]), tf.fill([batch], -1)
 
     @staticmethod
-    def _logcumsumexp(a):
-        """[B, T] -> [B, T]: log of the running sum of exp(a), exact at any range of a (a single
-        shift would underflow the early frames when later terms are far larger). A log-step
-        scan (Hillis and Steele): round k adds to every frame the running sum that ends 2^k
-        frames earlier, with a stable log-add-exp; ceil(log2 T) rounds of a few ops on [B, T],
-        which TFLite runs about twice as fast as a masked log-sum-exp over chunks of frames
-        (its reductions over short axes are slow)."""
+    def _scan(a):
+        """The recursion r[t] = r[t - 1] y[t] + b[t] solved for all t at once: r[t] = sum over
+        tau <= t of b[tau] prod_{s = tau + 1..t} y[s]; in logs, with s the running sum of
+        log y from frame 1, r = s + logcumsumexp(b - s). Given a = b - s [B, T]; returns r - s,
+        the log of the running sum of exp(a), exact at any range of a (a single shift would
+        underflow the early frames when later terms are far larger). A log-step scan (Hillis and
+        Steele): round k adds to every frame the running sum that ends 2^k frames earlier, with a
+        stable log-add-exp; ceil(log2 T) rounds of a few ops on [B, T], which TFLite runs about
+        twice as fast as a masked log-sum-exp over chunks of frames (its reductions over short
+        axes are slow)."""
         batch, frames, shift = _dim(a, 0), a.shape[1], 1
         while shift < frames:
             a = _logaddexp(a, tf.concat([tf.fill([batch, shift], NEG), a[:, :-shift]], axis=1))
             shift *= 2
         return a
-
-    def _scan(self, b_less_s):
-        """The recursion r[t] = r[t - 1] y[t] + b[t] solved for all t at once: r[t] = sum over
-        tau <= t of b[tau] prod_{s = tau + 1..t} y[s]; in logs, with s the running sum of
-        log y from frame 1, r = s + logcumsumexp(b - s). Given b - s; returns r - s."""
-        return self._logcumsumexp(b_less_s)
 
     def _after_blank(self, before):
         """[B, T]: r_b[t - 1], h ending in a blank at the frame before t (nothing at frame 0)."""
@@ -364,7 +356,7 @@ class CTCPrefixScore:
 
 def _from_frame_1(y):
     """y [B, T] or [B, C, T] with its first frame zeroed: a running sum then starts at frame 1.
-    (Multiplied by a mask: slicing [..., 1:] needs a non-built-in op in the export.)"""
+    (Multiplied by a mask: one op, where slicing needs a slice, zeros and a concatenation.)"""
     return y * tf.cast(tf.range(_dim(y, len(y.shape) - 1)) > 0, y.dtype)
 
 
