@@ -361,28 +361,25 @@ def train(
     mcfg = model_config(cfg, split.spec, split.vocab, fallback.get("phrase", ""))
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
     batch_size = int(tcfg.batch_size)
-    common = dict(
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=mcfg.max_frames,
-        batch_size=batch_size,
-        seed=int(tcfg.seed),
-        length_step=int(cfg.data.length_step or 0),
-    )
     bucket = bool(cfg.data.bucket_by_length)
     train_ds = pipeline.make_dataset(
         p.frames,
         p.offsets,
         tokens,
         split.train,
+        spec=split.spec,
+        stats=split.stats,
+        max_frames=mcfg.max_frames,
+        batch_size=batch_size,
+        seed=int(tcfg.seed),
         training=True,
+        length_step=int(cfg.data.length_step or 0),
         augment=cfg.data.augment,
         bucket_by_length=bucket,
         length_pool=int(cfg.data.length_pool),
         participants=p.participant_id,
         pad=split.vocab.pad,
         eos=split.vocab.eos,
-        **common,
     )
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
     val_ds = validation_dataset(cfg, split, mcfg, batch_size, tokens).cache() if len(split.val) else None
