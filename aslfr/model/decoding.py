@@ -6,14 +6,17 @@ projects only the new token's query/key/value, writes its key/value into the cac
 over the cached positions (earlier positions are never recomputed), stopping when every sequence
 has emitted EOS.
 
-    memory [B, T, Wd] -> keys [B, H, T, D], values transposed [B, H, D, T]   (once)
+    memory [B, T, Wd] -> keys, values [B, H, D, T]                            (once)
     token [B] -> x [B, Wd] -> decoder_step x depth -> logits [B, V] -> token  (per step)
-    caches per block: keys [B, H, L, D], values transposed [B, H, D, L]
+    caches per block: keys, values [B, L, H, D]
 
 Each step is written for the exported loop: 2-D [B, W] tensors (no shape arithmetic), one fused
-query/key/value matmul, every layer norm's scale and offset folded into the matmul after it, and
-cache writes as exact arithmetic: the new key/value times a one-hot of the position, added where
-the cache still holds 0.
+query/key/value matmul, every layer norm's scale and offset folded into the matmul after it, a
+mean-zero residual stream (so a layer norm needs no mean: `_centered`), and cache writes as exact
+arithmetic: the new key/value times a one-hot of the position, added where the cache still holds
+0. The layouts serve LiteRT's CPU kernels (XNNPACK), which run an element-wise product that
+broadcasts one operand as one call per row: rows few and long, as the memory's [H, D] rows of T
+frames and the caches' L rows of H x D, cost least (`bench/export_latency.py`).
 """
 
 from __future__ import annotations
@@ -161,15 +164,12 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
         members.append(_Member(model, memory_kv, memory_bias, dtype))
         heads, key_dim = model.cfg.decoder.heads, model.cfg.decoder.head_dim
         caches += tuple(
-            tf.zeros(shape, dtype)
+            tf.zeros([batch, max_length, heads, key_dim], dtype)  # keys, values
             for _ in model.decoder_blocks
-            for shape in (
-                [batch, heads, max_length, key_dim],  # keys
-                [batch, heads, key_dim, max_length],  # values, transposed
-            )
+            for _ in range(2)
         )
     scorer = CTCPrefixScore(*_ctc_scores(ctc_outs), cfg, cfg.ctc_frames) if joint else None
-    positions = tf.range(max_length)
+    positions = tf.range(max_length)[None, :]  # [1, L]: no expansion in the loop
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
     done = tf.zeros([batch], tf.bool)
     out = tf.fill([batch, max_length], tf.constant(cfg.pad, tf.int32))
@@ -180,13 +180,11 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
         new, per_member, offset = (), [], 0
         for member in members:
             model, dtype = member.model, member.dtype
-            one_hot = tf.cast(at_t, dtype)
-            write = _Write(tf.reshape(one_hot, [1, 1, -1, 1]), tf.reshape(one_hot, [1, 1, 1, -1]))
-            self_bias = tf.reshape(
-                tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)),
-                [1, 1, max_length],
+            write = tf.reshape(tf.cast(at_t, dtype), [1, -1, 1, 1])
+            self_bias = tf.expand_dims(
+                tf.where(positions <= t, tf.constant(0.0, dtype), tf.constant(_neg(dtype), dtype)), 1
             )
-            x = model.token_embedding(token) + tf.cast(tf.gather(model.token_position, t), dtype)
+            x = _embed(model, token, t, dtype)
             for i, block in enumerate(model.decoder_blocks):
                 cache = caches[offset + 2 * i : offset + 2 * i + 2]
                 x, kv = decoder_step(
@@ -211,7 +209,7 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
         else:
             token = tf.argmax(logits, axis=-1, output_type=tf.int32)
         token = tf.where(done, cfg.pad, token)
-        out = tf.where(at_t[None, :], token[:, None], out)
+        out = tf.where(at_t, _column(token), out)
         return t + 1, token, done | (token == cfg.eos), out, new, prefix
 
     def cond(t, token, done, out, caches, prefix):
@@ -372,9 +370,9 @@ def _column(x):
 
 
 def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, memory_bias):
-    """One new position x [B, W] (2-D: no shape arithmetic in the exported loop): write its
-    key and value into the caches (keys [B, H, L, D], values transposed [B, H, D, L]) at the
-    position `write` marks, attend over the cached positions `self_bias` allows and over the
+    """One new position x [B, W] (2-D: no shape arithmetic in the exported loop), mean-zero
+    (`_centered`): write its key and value into the caches ([B, L, H, D]) at the position
+    `write` [1, L, 1, 1] marks, attend over the cached positions `self_bias` allows and over the
     pre-projected encoder memory. Inference only; each norm's scale and offset are folded
     into the matmul that follows it."""
     # The folded matrices are built here, inside the loop body, on purpose: the converter
@@ -390,35 +388,22 @@ def decoder_step(block: DecoderBlock, x, caches, write, self_bias, memory_kv, me
     )
     qkv = _norm_linear(x, block.norm1, tf.concat([q, k, v], 1), tf.concat([qb, kb, vb], 0))
     q, k, v = tf.split(qkv, 3, axis=1)
-    q, k = tf.reshape(q, [-1, heads, 1, dim]), tf.reshape(k, [-1, heads, 1, dim])
+    q, k, v = (tf.reshape(a, [-1, 1, heads, dim]) for a in (q, k, v))
     # position t of the caches is still 0 (each position is written once, at its own step), so
     # adding the new key/value there is exact: no multiplication of the whole cache to clear it
-    cache_k = caches[0] + k * write.rows
-    cache_v = caches[1] + tf.reshape(v, [-1, heads, dim, 1]) * write.cols
-    x = x + _linear(_attend(q, cache_k, cache_v, self_bias), *_matrix(sa.output_dense))
-    q = tf.reshape(_norm_linear(x, block.norm2, *_matrix(ca.query_dense, scale)), [-1, heads, 1, dim])
-    x = x + _linear(_attend(q, *memory_kv, memory_bias), *_matrix(ca.output_dense))
+    cache_k, cache_v = caches[0] + k * write, caches[1] + v * write
+    x = x + _linear(_attend_cache(q, cache_k, cache_v, self_bias), *_centered(sa.output_dense))
+    q = tf.reshape(_norm_linear(x, block.norm2, *_matrix(ca.query_dense, scale)), [-1, heads, dim, 1])
+    x = x + _linear(_attend_memory(q, *memory_kv, memory_bias), *_centered(ca.output_dense))
     dense1, _, dense2 = block.mlp.layers
     h = dense1.activation(_norm_linear(x, block.norm3, *_matrix(dense1)))
-    return x + _linear(h, *_matrix(dense2)), (cache_k, cache_v)
+    return x + _linear(h, *_centered(dense2)), (cache_k, cache_v)
 
 
 def project_memory(block: DecoderBlock, memory):
-    """Cross-attention keys [B, H, T, D] and transposed values [B, H, D, T] of the encoder
-    memory, once per sequence."""
+    """Cross-attention keys and values [B, H, D, T] of the encoder memory, once per sequence."""
     ca = block.cross_attention
-    return (
-        tf.transpose(ca.key_dense(memory), [0, 2, 1, 3]),
-        tf.transpose(ca.value_dense(memory), [0, 2, 3, 1]),
-    )
-
-
-class _Write(NamedTuple):
-    """Where a step writes into the caches: one-hot of position t, shaped for the keys
-    [B, H, L, D] (rows) and the transposed values [B, H, D, L] (cols)."""
-
-    rows: tf.Tensor
-    cols: tf.Tensor
+    return tuple(tf.transpose(dense(memory), [0, 2, 3, 1]) for dense in (ca.key_dense, ca.value_dense))
 
 
 def _neg(dtype) -> float:
@@ -432,6 +417,24 @@ def _matrix(dense, scale: float = 1.0):
     return tf.reshape(tf.convert_to_tensor(dense.kernel), [-1, bias.shape[0]]) * scale, bias * scale
 
 
+def _centered(dense):
+    """`_matrix` with every output's mean over the outputs taken out: a residual branch that
+    adds mean-zero vectors keeps the decoder's stream mean-zero (`_embed` starts it so), and
+    each layer norm then needs no mean."""
+    kernel, bias = _matrix(dense)
+    return kernel - tf.reduce_mean(kernel, axis=1, keepdims=True), bias - tf.reduce_mean(bias)
+
+
+def _embed(model, token, t, dtype):
+    """The decoder's input at step t: token and position embedding, each with its mean taken
+    out (layer norms ignore a vector's mean; see `_centered`)."""
+    table = model.token_embedding.embeddings
+    rows = tf.gather(table - tf.reduce_mean(table, axis=1, keepdims=True), token)
+    positions = model.token_position
+    position = tf.gather(positions - tf.reduce_mean(positions, axis=1, keepdims=True), t)
+    return tf.cast(rows + position, dtype)
+
+
 def _linear(x, kernel, bias):
     # one FULLY_CONNECTED op in TFLite; the casts are no-ops in float32
     return tf.matmul(x, tf.cast(kernel, x.dtype)) + tf.cast(bias, x.dtype)
@@ -443,19 +446,27 @@ def _norm_linear(x, norm: layers.LayerNormalization, kernel, bias):
     graph the folded weights are constants. Statistics in at least float32, as Keras does."""
     dtype = x.dtype
     x = tf.cast(x, tf.float32) if dtype in (tf.float16, tf.bfloat16) else x
-    centered = x - tf.reduce_mean(x, axis=-1, keepdims=True)
-    var = tf.reduce_mean(tf.square(centered), axis=-1, keepdims=True)
-    n = tf.cast(centered * tf.math.rsqrt(var + norm.epsilon), dtype)
+    var = tf.reduce_mean(tf.square(x), axis=-1, keepdims=True)  # x is mean-zero (`_centered`)
+    n = tf.cast(x * tf.math.rsqrt(var + norm.epsilon), dtype)
     gamma, beta = tf.convert_to_tensor(norm.gamma), tf.convert_to_tensor(norm.beta)
     return _linear(n, gamma[:, None] * kernel, tf.linalg.matvec(kernel, beta, transpose_a=True) + bias)
 
 
-def _attend(q, keys, values, bias):
-    """q [B, H, 1, D] over keys [B, H, S, D] and transposed values [B, H, D, S] (+ additive
-    mask bias [., ., S]) -> [B, H * D]. Element-wise products summed over the operands' last
-    axes rather than two matrix products: for one query TFLite's BATCH_MATMUL runs a separate
-    matrix-vector product per head, and this was 4-9% faster per step (`bench/export_latency.py`,
-    model=large)."""
-    weights = tf.nn.softmax(tf.reduce_sum(q * keys, axis=-1) + bias, axis=-1)  # [B, H, S]
+def _attend_memory(q, keys, values, bias):
+    """q [B, H, D, 1] over the memory's keys and values [B, H, D, T] (+ additive mask bias
+    [B, 1, T]) -> [B, H * D]. Element-wise products summed rather than two matrix products: for
+    one query TFLite's BATCH_MATMUL runs a separate matrix-vector product per head and was
+    slower (`bench/export_latency.py`, model=large). Both products run along rows of T frames."""
+    weights = tf.nn.softmax(tf.reduce_sum(q * keys, axis=2) + bias, axis=-1)  # [B, H, T]
     out = tf.reduce_sum(tf.expand_dims(weights, 2) * values, axis=-1)  # [B, H, D]
+    return tf.reshape(out, [-1, out.shape[1] * out.shape[2]])
+
+
+def _attend_cache(q, keys, values, bias):
+    """q [B, 1, H, D] over the cached keys and values [B, L, H, D] (+ additive mask bias
+    [1, 1, L]) -> [B, H * D]. The products run along rows of H x D; the two transposes of the
+    [H, L] weights (the softmax takes the last axis) are tiny."""
+    scores = tf.transpose(tf.reduce_sum(q * keys, axis=-1), [0, 2, 1])  # [B, H, L]
+    weights = tf.transpose(tf.nn.softmax(scores + bias, axis=-1), [0, 2, 1])  # [B, L, H]
+    out = tf.reduce_sum(tf.expand_dims(weights, -1) * values, axis=1)  # [B, H, D]
     return tf.reshape(out, [-1, out.shape[1] * out.shape[2]])
