@@ -131,23 +131,24 @@ def test_make_runs_wandb_with_the_environment_first_on_the_path(tmp_path):
         assert out.stdout.splitlines() == [said, f"{VENV_BIN}/python"], target
 
 
-def leet_listing(wandb_dir: Path, timeout: float = 60.0) -> str:
+def leet_listing(wandb_dir: Path, until: str = "items]", timeout: float = 60.0) -> str:
     """What `wandb leet WANDB_DIR` (W&B's terminal viewer) shows, read from a pseudo-terminal
-    until its run list is drawn; escape sequences removed."""
+    until the screen shows `until` (the viewer finds runs one after another: "No runs found",
+    then "[1 items]", ...); escape sequences removed."""
     pid, fd = pty.fork()
     if pid == 0:  # the child: W&B's CLI from this environment (its viewer is a child of it)
         os.execv(str(VENV_BIN / "wandb"), ["wandb", "leet", str(wandb_dir)])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     screen, deadline = b"", time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and b"items]" not in screen:
+        while time.monotonic() < deadline and until not in _plain(screen):
             ready, _, _ = select.select([fd], [], [], 1.0)
             if ready:
                 try:
                     screen += os.read(fd, 65536)
                 except OSError:
                     break
-        time.sleep(1.0)  # the rest of the first frame
+        time.sleep(1.0)  # the rest of the frame
         while select.select([fd], [], [], 0.2)[0]:
             try:
                 screen += os.read(fd, 65536)
@@ -159,6 +160,11 @@ def leet_listing(wandb_dir: Path, timeout: float = 60.0) -> str:
         os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(fd)
+    return _plain(screen)
+
+
+def _plain(screen: bytes) -> str:
+    """A terminal's output without its escape sequences."""
     return re.sub(
         r"\x1b\[[0-9;?<>=$]*[a-zA-Z~]|\x1b[\]P][^\x07\x1b]*(\x07|\x1b\\)?",
         "",
@@ -198,7 +204,7 @@ def test_a_multirun_gathers_its_runs_for_wandbs_viewer_and_syncs_in_one_command(
         )
         assert out.returncode == 0, out.stderr
         assert link.name.rsplit("-", 1)[1] in out.stdout
-    screen = leet_listing(sweep_dir / "wandb")
+    screen = leet_listing(sweep_dir / "wandb", until="Runs [2 items]")
     assert "Runs [2 items]" in screen, screen[-2000:]
     assert all(link.name in screen for link in links), screen[-2000:]
 
