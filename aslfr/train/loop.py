@@ -322,20 +322,27 @@ def validation_dataset(
     `batch_size`, frames cut to data.length_step, phrases encoded for the model (`tokens`, if
     already encoded for every prepared sequence). The runs' own metric, the export's tests and
     the benches that re-score a run all read it here, so they decode the same batches."""
+    tokens = split.vocab.encode(list(split.prepared.phrase), mcfg.max_length) if tokens is None else tokens
+    return _fold_dataset(cfg, split, mcfg, batch_size, tokens, training=False)
+
+
+def _fold_dataset(cfg, split, mcfg, batch_size, tokens, training: bool, **training_options):
+    """The fold's training or validation sequences as the model reads them: the options both
+    share here, the training-only ones (augmentation, batching by length...) as given."""
     p = split.prepared
-    tokens = split.vocab.encode(list(p.phrase), mcfg.max_length) if tokens is None else tokens
     return pipeline.make_dataset(
         p.frames,
         p.offsets,
         tokens,
-        split.val,
+        split.train if training else split.val,
         spec=split.spec,
         stats=split.stats,
         max_frames=mcfg.max_frames,
         batch_size=batch_size,
         seed=int(cfg.trainer.seed),
-        training=False,
+        training=training,
         length_step=int(cfg.data.length_step or 0),
+        **training_options,
     )
 
 
@@ -362,18 +369,13 @@ def train(
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
     batch_size = int(tcfg.batch_size)
     bucket = bool(cfg.data.bucket_by_length)
-    train_ds = pipeline.make_dataset(
-        p.frames,
-        p.offsets,
+    train_ds = _fold_dataset(
+        cfg,
+        split,
+        mcfg,
+        batch_size,
         tokens,
-        split.train,
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=mcfg.max_frames,
-        batch_size=batch_size,
-        seed=int(tcfg.seed),
         training=True,
-        length_step=int(cfg.data.length_step or 0),
         augment=cfg.data.augment,
         bucket_by_length=bucket,
         length_pool=int(cfg.data.length_pool),
