@@ -136,13 +136,20 @@ def decoding_alone(model: FingerspellingModel, steps: int, decode=None):
     return export.convert_module(module)
 
 
-def step_us(model: FingerspellingModel, pre, inputs, steps: int, repeats: int) -> dict[str, float]:
-    """us per decoding step of the cached decoder, of it without its attention products, and of
-    the matmul floor: (graph of `steps` tokens - graph of 1) / (steps - 1), decoding alone."""
+def encoder_outputs(model: FingerspellingModel, pre, inputs) -> list:
+    """The encoder's output [1, T, We] for each raw benchmark sequence (Keras): the input of
+    `decoding_alone`."""
     encoded = []
     for raw in inputs:
         frames, mask = export.preprocess(tf.constant(raw), pre)
         encoded.append(model._encode(frames, mask, training=False)[0].numpy())
+    return encoded
+
+
+def step_us(model: FingerspellingModel, pre, inputs, steps: int, repeats: int) -> dict[str, float]:
+    """us per decoding step of the cached decoder, of it without its attention products, and of
+    the matmul floor: (graph of `steps` tokens - graph of 1) / (steps - 1), decoding alone."""
+    encoded = encoder_outputs(model, pre, inputs)
     graphs = {}
     for n in (steps, 1):
         graphs["cached", n] = decoding_alone(model, n)

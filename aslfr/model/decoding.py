@@ -246,14 +246,14 @@ class CTCPrefixScore:
 
     Exact except for one cut-off: a candidate whose prefix probability is more than ~87 nats
     (float32's exp range) below h's scores as impossible (`scores` sums probabilities relative
-    to h's in one matrix product); the best candidate is never more than log(V) below h, so
+    to h's); the best candidate is never more than log(V) below h, so
     such a candidate could only win if the attention decoder preferred it by about
     83 x joint_weight / (1 - joint_weight) nats.
 
     Written for the exported loop: whatever does not depend on the prefix (every class's frame
     log-probabilities and their running sums) is computed once per sequence, and every tensor
-    of the loop has a static shape, so a step is two log-step scans, one matrix product and a
-    few gathers (about 170 TFLite ops, each on at most [2, T])."""
+    of the loop has a static shape, so a step is two log-step scans, two products over the
+    frames and a few gathers (about 165 TFLite ops, each on at most [C, T])."""
 
     def __init__(self, ctc_logits, mask, cfg, frames: int):
         """`frames`: the most frames the CTC head can put out (T' <= frames). The frames are
@@ -306,13 +306,13 @@ class CTCPrefixScore:
         axes are slow)."""
         batch, frames, shift = _dim(a, 0), a.shape[1], 1
         while shift < frames:
-            a = _logaddexp(a, tf.concat([tf.fill([batch, shift], NEG), a[:, :-shift]], axis=1))
+            a = _logaddexp(a, tf.concat([tf.fill([batch, shift], NEG), _frames(a, 0, -shift)], axis=1))
             shift *= 2
         return a
 
     def _after_blank(self, before):
         """[B, T]: r_b[t - 1], h ending in a blank at the frame before t (nothing at frame 0)."""
-        head = before[:, :-2] + self.blank_head  # phi[t - 2] + y_blank[t - 1], t >= 1
+        head = _frames(before, 0, -2) + self.blank_head  # phi[t - 2] + y_blank[t - 1], t >= 1
         return tf.concat([tf.fill([_dim(before, 0), 1], NEG), head], axis=1)
 
     def scores(self, prefix):
@@ -321,18 +321,22 @@ class CTCPrefixScore:
         before, score, last = prefix
         frames = _dim(self.top_char, 1)
         # h + c starts at frame t after h by frame t - 1: before[t] y_c[t]; when c repeats h's
-        # last character, only r_b[t - 1] y_c[t] (a blank between). Both for every c in one
-        # matrix product over the frames: with y_c[t] = top_char[t] p_char[c, t],
+        # last character, only r_b[t - 1] y_c[t] (a blank between). Each for every c as
+        # element-wise products summed over the frames: with y_c[t] = top_char[t] p_char[c, t],
         # sum_t exp(start[t]) p_char[c, t], start = ... + top_char[t]. No term exceeds h's own
-        # prefix probability (`score`), so relative to it none overflows.
-        start = tf.stack([before[:, :frames], self._after_blank(before)], axis=1)  # [B, 2, T]
-        start += tf.expand_dims(self.top_char, 1)
-        weights = tf.exp(start - tf.reshape(score, [-1, 1, 1]))  # each <= 1
-        total = tf.matmul(weights, self.p_char, transpose_b=True)  # [B, 2, C]
-        relative = tf.where(total > 0, tf.math.log(tf.maximum(total, 1e-38)), NEG)
+        # prefix probability (`score`), so relative to it none overflows. (A [2, T] x [T, C]
+        # BATCH_MATMUL made LiteRT's XNNPACK repack p_char at every step; the choice between the
+        # two comes before the log, which then runs once.)
+        offset = self.top_char - _column(score)
+
+        def total(start):  # [B, T] -> [B, C]
+            weights = tf.expand_dims(tf.exp(start + offset), 1)  # each <= 1
+            return tf.reduce_sum(weights * self.p_char, axis=-1)
+
         repeat = tf.one_hot(last, self.chars, on_value=True, off_value=False)  # none for -1
-        chars = tf.where(repeat, relative[:, 1], relative[:, 0])  # [B, C]
-        eos = _column(before[:, frames] - score)  # the frames spell exactly h (padding ends it)
+        total = tf.where(repeat, total(self._after_blank(before)), total(_frames(before, 0, frames)))
+        chars = tf.where(total > 0, tf.math.log(tf.maximum(total, 1e-38)), NEG)  # [B, C]
+        eos = _frames(before, frames, frames + 1) - _column(score)  # the frames spell exactly h
         others = tf.fill([_dim(before, 0), self.vocab - self.chars], NEG)
         eos_column = tf.range(self.vocab - self.chars)[None, :] == self.eos - self.chars
         return tf.concat([chars, tf.where(eos_column, eos, others)], axis=1), chars
@@ -344,12 +348,19 @@ class CTCPrefixScore:
         before, score, last = prefix
         c = tf.minimum(token, self.chars - 1)
         # r_n: h + c after h by frame t - 1, or after a blank when c repeats h's last character
-        into = tf.where(_column(c == last), self._after_blank(before), before[:, :-1])
+        into = tf.where(_column(c == last), self._after_blank(before), _frames(before, 0, -1))
         n_less_s = self._scan(into + tf.gather(self.char_in, c, axis=1, batch_dims=1))
         # phi[t] = phi[t - 1] y_blank[t] + r_n[t]: the blank's scan over r_n
         phi = self.s_blank + self._scan(n_less_s + tf.gather(self.char_to_blank, c, axis=1, batch_dims=1))
         new = tf.concat([tf.fill([_dim(phi, 0), 1], NEG), phi], axis=1)
         return new, score + tf.gather(chars, c, batch_dims=1), c
+
+
+def _frames(a, start: int, stop: int):
+    """a[:, start:stop] of a [B, T] (stop < 0 counts from the end), as a slice with a static
+    begin and size where the shape is known."""
+    stop = stop if stop >= 0 else _dim(a, 1) + stop
+    return tf.slice(a, [0, start], [_dim(a, 0), stop - start])
 
 
 def _from_frame_1(y):
