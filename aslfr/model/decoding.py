@@ -246,9 +246,9 @@ class CTCPrefixScore:
 
     Exact except for one cut-off: a candidate whose prefix probability is more than ~87 nats
     (float32's exp range) below h's scores as impossible (`scores` sums probabilities relative
-    to h's); the best candidate is never more than log(V) below h, so
-    such a candidate could only win if the attention decoder preferred it by about
-    83 x joint_weight / (1 - joint_weight) nats.
+    to h's); the best candidate is never more than log(V) below h, so such a candidate could
+    only win if the attention decoder preferred it by about 83 x joint_weight /
+    (1 - joint_weight) nats.
 
     Written for the exported loop: whatever does not depend on the prefix (every class's frame
     log-probabilities and their running sums) is computed once per sequence, and every tensor
@@ -329,12 +329,12 @@ class CTCPrefixScore:
         # two comes before the log, which then runs once.)
         offset = self.top_char - _column(score)
 
-        def total(start):  # [B, T] -> [B, C]
+        def reach(start):  # [B, T] -> [B, C]: sum_t exp(start[t]) y_c[t], relative to h
             weights = tf.expand_dims(tf.exp(start + offset), 1)  # each <= 1
             return tf.reduce_sum(weights * self.p_char, axis=-1)
 
         repeat = tf.one_hot(last, self.chars, on_value=True, off_value=False)  # none for -1
-        total = tf.where(repeat, total(self._after_blank(before)), total(_frames(before, 0, frames)))
+        total = tf.where(repeat, reach(self._after_blank(before)), reach(_frames(before, 0, frames)))
         chars = tf.where(total > 0, tf.math.log(tf.maximum(total, 1e-38)), NEG)  # [B, C]
         eos = _frames(before, frames, frames + 1) - _column(score)  # the frames spell exactly h
         others = tf.fill([_dim(before, 0), self.vocab - self.chars], NEG)
