@@ -163,7 +163,7 @@ def step_us(model: FingerspellingModel, pre, inputs, steps: int, repeats: int) -
     for _ in range(5 * repeats):  # interleaved, best of N for each (a pass is ~1 ms per sequence)
         for key, content in graphs.items():
             ms[key] = min(ms[key], budget.latency_ms(content, encoded))
-    return {name: (ms[name, steps] - ms[name, 1]) / (steps - 1) * 1000 for name, _ in graphs if _ == steps}
+    return {name: (ms[name, steps] - ms[name, 1]) / (steps - 1) * 1000 for name, n in graphs if n == steps}
 
 
 def setup(name: str, frames: int):

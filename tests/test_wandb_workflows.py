@@ -131,7 +131,7 @@ def test_make_runs_wandb_with_the_environment_first_on_the_path(tmp_path):
         assert out.stdout.splitlines() == [said, f"{VENV_BIN}/python"], target
 
 
-def leet_listing(wandb_dir: Path, until: str = "items]", timeout: float = 60.0) -> str:
+def leet_listing(wandb_dir: Path, until: str, timeout: float = 60.0) -> str:
     """What `wandb leet WANDB_DIR` (W&B's terminal viewer) shows, read from a pseudo-terminal
     until the screen shows `until` (the viewer finds runs one after another: "No runs found",
     then "[1 items]", ...); escape sequences removed."""

@@ -304,16 +304,16 @@ class CTCPrefixScore:
         stable log-add-exp; ceil(log2 T) rounds of a few ops on [B, T], which TFLite runs about
         twice as fast as a masked log-sum-exp over chunks of frames (its reductions over short
         axes are slow)."""
-        batch, frames, shift = _dim(a, 0), a.shape[1], 1
+        frames, shift = a.shape[1], 1
         while shift < frames:
-            a = _logaddexp(a, tf.concat([tf.fill([batch, shift], NEG), _frames(a, 0, -shift)], axis=1))
+            a = _logaddexp(a, _later(_frames(a, 0, -shift), shift))
             shift *= 2
         return a
 
     def _after_blank(self, before):
         """[B, T]: r_b[t - 1], h ending in a blank at the frame before t (nothing at frame 0)."""
         head = _frames(before, 0, -2) + self.blank_head  # phi[t - 2] + y_blank[t - 1], t >= 1
-        return tf.concat([tf.fill([_dim(before, 0), 1], NEG), head], axis=1)
+        return _later(head, 1)
 
     def scores(self, prefix):
         """[B, V] score of every token after the prefix (characters, EOS; others impossible),
@@ -352,8 +352,13 @@ class CTCPrefixScore:
         n_less_s = self._scan(into + tf.gather(self.char_in, c, axis=1, batch_dims=1))
         # phi[t] = phi[t - 1] y_blank[t] + r_n[t]: the blank's scan over r_n
         phi = self.s_blank + self._scan(n_less_s + tf.gather(self.char_to_blank, c, axis=1, batch_dims=1))
-        new = tf.concat([tf.fill([_dim(phi, 0), 1], NEG), phi], axis=1)
+        new = _later(phi, 1)
         return new, score + tf.gather(chars, c, batch_dims=1), c
+
+
+def _later(a, frames: int):
+    """a [B, T] moved `frames` frames later: that many impossible (NEG) frames in front."""
+    return tf.concat([tf.fill([_dim(a, 0), frames], NEG), a], axis=1)
 
 
 def _frames(a, start: int, stop: int):

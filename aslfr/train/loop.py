@@ -326,7 +326,15 @@ def validation_dataset(
     return _fold_dataset(cfg, split, mcfg, batch_size, tokens, training=False)
 
 
-def _fold_dataset(cfg, split, mcfg, batch_size, tokens, training: bool, **training_options):
+def _fold_dataset(
+    cfg: DictConfig,
+    split: DataSplit,
+    mcfg: ModelConfig,
+    batch_size: int,
+    tokens: np.ndarray,
+    training: bool,
+    **training_options,
+) -> tf.data.Dataset:
     """The fold's training or validation sequences as the model reads them: the options both
     share here, the training-only ones (augmentation, batching by length...) as given."""
     p = split.prepared
