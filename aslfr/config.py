@@ -69,6 +69,7 @@ class Decode(StrEnum):
     ctc = "ctc"
     joint = "joint"
     auto = "auto"  # joint with both heads, else the one the model has
+    best = "best"  # every decoding the model can do scored; the best on the validation fold ships
 
 
 class OptimizerName(StrEnum):
@@ -262,6 +263,7 @@ class Model:
     ctc_weight: float = MISSING
     decode: Decode = MISSING
     joint_weight: float = MISSING
+    joint_weights: list[float] = MISSING  # decode=best: joint decoding is also tried at these
     token_noise: float = MISSING
 
 
@@ -298,6 +300,7 @@ class Trainer:
     strategy: Strategy = MISSING
     cpu_devices: int = MISSING
     examples: int = MISSING
+    eval_batch_size: int = MISSING
 
 
 @dataclass
@@ -356,8 +359,9 @@ class Resume:
 
 @dataclass
 class Fallback:
-    min_hand_frames: int = MISSING
-    phrase: str | None = MISSING
+    min_hand_frames: int | None = MISSING  # null: chosen on the training folds; 0: off
+    phrase: str | None = MISSING  # null: chosen on the training folds
+    search_up_to: int = MISSING  # min_hand_frames=null: the largest threshold considered
 
 
 @dataclass

@@ -20,7 +20,8 @@ VAL_SCORE = "val/score"  # (N - D) / N, the competition metric: what sweeps maxi
 
 
 def val_score(decode: str) -> str:
-    """val/score_attention, val/score_ctc, val/score_joint: each decoding a model can do."""
+    """val/score_attention, val/score_ctc, val/score_joint (and val/score_joint@W with
+    model.decode=best): each decoding a model can do."""
     return f"{VAL_SCORE}_{decode}"
 
 
@@ -28,13 +29,21 @@ VAL_SECONDS = "val/seconds"
 VAL_FALLBACKS = "val/fallbacks"  # validation clips given the fallback phrase
 FALLBACK_PHRASE = "fallback/phrase"
 FALLBACK_EXPECTED = "fallback/expected_score"  # the phrase's expected N - D per clip (train folds)
-FALLBACK_FILE = "fallback.json"  # in the run directory: the phrase the run chose
+FALLBACK_FILE = "fallback.json"  # in the run directory: the phrase and threshold the run chose
+FALLBACK_MIN_HAND_FRAMES = "fallback/min_hand_frames"  # the threshold the run ships (0: off)
+FALLBACK_TRAIN_CLIPS = "fallback/train_clips"  # training clips below it (when chosen there)
+FALLBACK_TRAIN_GAIN = "fallback/train_gain"  # what it gains on the training folds' score
+FALLBACK_VAL_CLIPS = "fallback/val_clips"  # validation clips below it
+FALLBACK_VAL_GAIN = "fallback/val_gain"  # val/score with it less val/score without it
+DECODE = "decode/how"  # the decoding the run ships: attention, ctc or joint (model.decode=best: chosen)
+DECODE_JOINT_WEIGHT = "decode/joint_weight"  # ... and its CTC weight, when joint
+DECODING_FILE = "decoding.json"  # in the run directory: the decoding the run ships
 VAL_SEQUENCES = "val/sequences"
 VAL_EXAMPLES = "val/examples"
 VAL_DISTANCE_HISTOGRAM = "val/distance_histogram"
 
 # the run's summary
-BEST_VAL_SCORE = "best/val/score"
+BEST_VAL_SCORE = "best/val/score"  # the shipped model's: best weights, chosen decoding and fallback
 BEST_EPOCH = "best/epoch"
 PARAMS = "params"
 EPOCHS = "epochs"

@@ -12,14 +12,23 @@
 2. Rotary against learned positions, the same model otherwise: training samples/s (batches from
    the project's pipeline over Kaggle-like lengths, held in memory, rounds alternating) and TFLite
    ms per sequence.
+3. With `--against REV`: this tree's joint decoding against the joint decoding of git revision
+   REV's aslfr/model/decoding.py, both alone and both whole graphs, interleaved in one run: the
+   cost of a change to the decoding (e.g. its rule for clips too short for CTC), as a ratio, and
+   the exported size.
 
-    python bench/decoding.py [--model conformer_small] [--frames 128] [--repeats 3]
+    python bench/decoding.py [--model conformer_small] [--frames 128] [--repeats 3] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import keras
 from export_latency import decoding_alone, encoder_outputs, no_decode
@@ -43,6 +52,47 @@ def untrained(name: str, frames: int, *overrides: str):
     return cfg, *budget.untrained(cfg)
 
 
+def decoding_at(revision: str):
+    """aslfr/model/decoding.py as git revision `revision` has it, imported as a module of its own
+    (beside this tree's, against the same model code)."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{revision}:aslfr/model/decoding.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "decoding_at_revision.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("decoding_at_revision", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def against(revision: str, model, pre, inputs, steps: int, repeats: int) -> None:
+    """This tree's joint decoding against `revision`'s: alone and whole, interleaved."""
+    theirs = functools.partial(decoding_at(revision).decode, how="joint")
+    ours = functools.partial(decode, how="joint")
+    alone = {name: decoding_alone(model, steps, fn) for name, fn in (("this tree", ours), (revision, theirs))}
+    cost = best_of(alone, encoder_outputs(model, pre, inputs), 5 * repeats)
+    whole = {
+        name: export.convert_module(export.inference_module(model, pre, steps, fn))
+        for name, fn in (("this tree", ours), (revision, theirs))
+    }
+    ms = best_of(whole, inputs, repeats)
+    print(f"\njoint decoding, this tree against {revision} (LiteRT, 1 thread, interleaved):")
+    print(f"{'':12} {'alone ms':>9} {'whole ms':>9} {'MB':>7}")
+    for name in alone:
+        print(f"{name:12} {cost[name]:>9.3f} {ms[name]:>9.2f} {len(whole[name]) / 2**20:>7.2f}")
+    print(
+        f"this tree / {revision}: decoding alone {cost['this tree'] / cost[revision]:.3f}x, whole graph "
+        f"{ms['this tree'] / ms[revision]:.3f}x, size {len(whole['this tree']) / len(whole[revision]):.3f}x"
+    )
+
+
 def best_of(graphs: dict, inputs, repeats: int) -> dict:
     """ms per sequence of each graph, best of `repeats` interleaved passes."""
     ms = dict.fromkeys(graphs, float("inf"))
@@ -59,12 +109,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="best of N passes over the set")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=6, help="training steps per model per round")
+    ap.add_argument("--against", metavar="REV", help="also time joint decoding against git revision REV's")
+    ap.add_argument("--only-against", action="store_true", help="with --against: only that comparison")
     args = ap.parse_args()
 
     cfg, model, pre = untrained(args.model, args.frames)
     bench = cfg.budget.benchmark
     steps = int(bench.characters) + 1
     inputs = budget.benchmark_inputs(pre.spec, bench)
+    if args.against:
+        against(args.against, model, pre, inputs, steps, args.repeats)
+        if args.only_against:
+            return
     graphs = {"encoder": export.convert_module(export.inference_module(model, pre, steps, no_decode))}
     for how in ("attention", "ctc", "joint"):
         module = export.inference_module(model, pre, steps, functools.partial(decode, how=how))

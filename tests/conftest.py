@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -97,6 +98,13 @@ def write_sequences(
         table = pd.concat([pd.read_csv(csv, keep_default_na=False), table])
     table.to_csv(csv, index=False)
     return root
+
+
+def min_ctc_frames(tokens, eos: int = 61) -> int:
+    """The fewest CTC frames that spell a decoded phrase (tokens up to EOS): a frame per
+    character, one more between doubled letters (a blank)."""
+    chars = list(itertools.takewhile(lambda t: t != eos, tokens))
+    return len(chars) + sum(a == b for a, b in zip(chars, chars[1:]))
 
 
 # -- train.py in a subprocess, as users run it ----------------------------------------------

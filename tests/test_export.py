@@ -3,12 +3,12 @@ the competition's rules; quantization; the inference budget and its probe."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from aslfr.export import convert as export
 from aslfr.model.decoding import decode
 from aslfr.train.loop import Decoder, validation_dataset
 
-from conftest import ROOT, compose_cfg, train
+from conftest import ROOT, compose_cfg, min_ctc_frames, train
 
 
 def raw_sequences(root, columns, limit=None):
@@ -118,8 +118,11 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
 @pytest.mark.parametrize("how", ["ctc", "joint"])
 def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, exported, tmp_path, how):
     """The debug run's model has both heads: exported with each other decoding, LiteRT spells the
-    validation fold (and the edge cases) string for string as the validation metric does."""
-    run, model, _ = exported
+    validation fold (and the edge cases) string for string as the validation metric does. The
+    fallback phrase is off here, so that clips shorter than their phrases reach the decoders."""
+    run, _, _ = exported
+    model = run.model()
+    model.cfg = dataclasses.replace(model.cfg, fallback_frames=0)
     module = export.inference_module(model, run.pre, decode=functools.partial(decode, how=how))
     (tmp_path / "model.tflite").write_bytes(export.convert_module(module))
     keras_by_id = keras_phrases_by_id(run, model, tmp_path, how)
@@ -130,19 +133,24 @@ def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, export
     assert dict(zip(result.sequence_ids, result.predicted)) == keras_by_id
     assert any(keras_by_id.values())  # something was spelled
     lite = export.TFLiteModel((tmp_path / "model.tflite").read_bytes())
+    beyond = []  # clips spelled longer than CTC can align: the attention search alone ran
     for name, case in edge_cases(Path(root), run, model).items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)
-        np.testing.assert_array_equal(
-            lite(case), decode(model, frames, mask, how=how)[0].numpy(), err_msg=name
-        )
+        tokens = decode(model, frames, mask, how=how)[0].numpy()
+        np.testing.assert_array_equal(lite(case), tokens, err_msg=name)
+        beyond += [name] if min_ctc_frames(tokens, model.cfg.eos) > int(mask.numpy().sum()) else []
+    assert how == "ctc" or beyond, "no edge case exercised the attention search for unaligned clips"
 
 
 def edge_cases(root: Path, run, model) -> dict:
-    """One frame, no hand at all, longer than max_frames."""
+    """One, three and eight frames (shorter than the phrases: CTC cannot align them), no hand at
+    all, longer than max_frames."""
     (_, raw), *_ = raw_sequences(root, run.pre.spec.columns, 1)
     visible = np.flatnonzero(~np.isnan(raw).all(axis=1))
     cases = {
         "one frame": raw[visible[:1]],
+        "three frames": raw[visible[:3]],
+        "eight frames": raw[visible[:8]],
         "all NaN": np.full_like(raw, np.nan),
         "long": np.concatenate([raw] * (model.cfg.max_frames // len(raw) + 2)),
     }
@@ -152,7 +160,9 @@ def edge_cases(root: Path, run, model) -> dict:
 
 @pytest.mark.slow
 def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
-    run, model, _ = exported
+    run, _, _ = exported
+    model = run.model()
+    model.cfg = model.cfg.decoding("joint")  # every weight in the graph, whichever decoding the run chose
     sizes, outputs = {}, {}
     root = Path(json.loads((debug_run / "features.json").read_text())["data_root"])
     raws = [raw for _, raw in raw_sequences(root, run.pre.spec.columns, 3)]
@@ -263,16 +273,13 @@ def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_over_budget_config_stops_in_seconds_with_the_worst_score(tmp_path):
-    t0 = time.perf_counter()
+def test_over_budget_config_stops_before_any_data_work_with_the_worst_score(tmp_path):
     proc = train(tmp_path, "budget.probe=true", "budget.latency_ms=0.001")
-    seconds = time.perf_counter() - t0
     out = proc.stdout + proc.stderr
     assert "OVER BUDGET" in out and "budget.latency_ms=0.001" in out
     advice = out.split("What helps: ")[1].split("\n")[0]
     assert advice.startswith("for latency: a shallower or narrower decoder")
     assert "fp16" not in advice  # it halves the file, it is not faster on a CPU
-    assert seconds < 60, seconds
     assert not (tmp_path / "data").exists()  # no data work, no training
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["budget/ok"] is False and summary["val/score"] == 0.0

@@ -15,6 +15,8 @@ from aslfr.model.decoding import NEG, CTCPrefixScore, ctc_greedy_decode, decode,
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, ctc_loss, edit_score
 from aslfr.model.model import build
 
+from conftest import min_ctc_frames
+
 
 def config(**kw) -> ModelConfig:
     base = dict(
@@ -344,3 +346,44 @@ def test_joint_decoding_without_ctc_weight_is_the_attention_search():
     model.cfg = config(decode="joint", joint_weight=0.6)  # now the CTC scores steer the search
     steered = decode(model, frames, mask).numpy()
     assert steered.shape == joint.shape and not np.array_equal(steered, joint)
+
+
+def test_joint_decoding_spells_what_attention_spells_where_ctc_cannot_align(monkeypatch):
+    """Clips of 1, 3 and 8 frames, each shorter than the phrase the attention decoder spells (it
+    is made never to end a phrase early): CTC cannot align that phrase, so joint decoding spells
+    it as attention decoding does; without the rule the CTC prefix scores cut the phrases short
+    (the joint search alone, checked below). A clip long enough keeps the joint search, steered
+    by CTC."""
+    import aslfr.model.decoding as decoding
+
+    model = varied_model(decode="joint", joint_weight=0.7)
+    bias = model.classifier.bias
+    bias.assign(tf.tensor_scatter_nd_update(bias, [[61]], [-1e3]))  # no EOS before max_length
+    rng = np.random.default_rng(6)
+    frames = rng.normal(size=(4, 24, 30)).astype(np.float32)
+    lengths = [1, 3, 8, 24]
+    mask = np.arange(24)[None, :] < np.array(lengths)[:, None]
+    attention = greedy_decode(model, frames, mask).numpy()
+    joint = decode(model, frames, mask).numpy()
+    needs = [min_ctc_frames(row) for row in attention]
+    assert all(need > n for need, n in zip(needs, lengths[:3])) and needs[3] <= 24
+    np.testing.assert_array_equal(joint[:3], attention[:3])
+    assert not np.array_equal(joint[3], attention[3])  # CTC steers where it aligns
+
+    # without the rule, the joint search's own phrases (what it spelled up to where it chose
+    # EOS): cut short by the CTC head on the short clips, to what their frames can spell
+    first = {}
+
+    def first_pass(*args, **kw):
+        spelled, stop = search(*args, **kw)
+        if kw.get("done") is None:
+            first.update(spelled=spelled.numpy(), stop=stop.numpy())
+        return spelled, stop
+
+    search = decoding._search
+    monkeypatch.setattr(decoding, "_search", first_pass)
+    decoding.greedy_decode(model, frames, mask, joint=0.7)
+    for row, n in enumerate(lengths):
+        own = min_ctc_frames(first["spelled"][row][: first["stop"][row]])
+        assert own <= n and (row == 3 or n < min_ctc_frames(first["spelled"][row]))
+    np.testing.assert_array_equal(first["spelled"][3][: first["stop"][3]], joint[3][: first["stop"][3]])

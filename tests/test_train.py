@@ -34,6 +34,8 @@ def test_run_directory_is_self_contained(debug_run):
         "checkpoints/latest.json",
         "checkpoints/best.weights.h5",
         ".hydra/config.yaml",
+        "decoding.json",
+        "fallback.json",
     ):
         assert (debug_run / name).exists(), name
     assert list((debug_run / "wandb").glob("offline-run-*/run-*.wandb"))
@@ -46,9 +48,21 @@ def test_run_directory_is_self_contained(debug_run):
         "val/score",
         "best/val/score",
         "params",
+        "decode/how",
+        "fallback/min_hand_frames",
+        "fallback/val_clips",
+        "fallback/val_gain",
     ):
         assert key in summary, key
     assert summary["epochs"] == 3
+    # what the run ships, chosen from its data (model.decode=best, fallback.min_hand_frames=null)
+    decoding = json.loads((debug_run / "decoding.json").read_text())
+    assert decoding["decode"] == summary["decode/how"] in ("attention", "ctc", "joint")
+    rule = json.loads((debug_run / "fallback.json").read_text())
+    assert rule["min_hand_frames"] == summary["fallback/min_hand_frames"] >= 0
+    (run,) = read_runs(debug_run)
+    assert run.summary["decode/how"] == summary["decode/how"]
+    assert run.summary["best/val/score"] == pytest.approx(summary["best/val/score"])
 
 
 def test_the_learning_curve_shows_every_decoding(debug_run, tmp_path):
@@ -58,8 +72,10 @@ def test_the_learning_curve_shows_every_decoding(debug_run, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (run,) = read_runs(debug_run)
     curves = plot.score_curves([row for row in run.history if "val/score" in row])
-    assert set(curves) == {"val/score", "val/score_attention", "val/score_ctc", "val/score_joint"}
-    assert curves["val/score"] == curves["val/score_joint"]  # the default model decodes jointly
+    decodings = ["attention", "ctc", "joint", "joint@0.3", "joint@0.5"]  # model.decode=best's
+    assert set(curves) == {"val/score", *(f"val/score_{how}" for how in decodings)}
+    # val/score is the best decoding's at each evaluation
+    assert curves["val/score"] == [max(s) for s in zip(*(curves[f"val/score_{h}"] for h in decodings))]
 
 
 def test_offline_run_holds_every_logged_key(debug_run):
@@ -88,7 +104,9 @@ def test_offline_run_holds_every_logged_key(debug_run):
     # summary: best score and parameter count; the best checkpoint and folds.csv
     assert run.summary["params"] == summary["params"] > 0
     assert run.summary["best/val/score"] == pytest.approx(summary["best/val/score"])
-    assert run.summary["val/score"]["max"] == pytest.approx(summary["best/val/score"])
+    # the shipped model: the best evaluation's decoding, with the fallback chosen after training
+    shipped = run.summary["val/score"]["max"] + summary["fallback/val_gain"]
+    assert summary["best/val/score"] == pytest.approx(shipped)
     assert "folds.csv" in run.files
     (model,) = [a for a in run.artifacts if a["type"] == "model"]
     assert "best" in model["aliases"] and model["metadata"]["params"] == summary["params"]
@@ -557,7 +575,7 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
 @pytest.mark.parametrize(
     "variant",
     [
-        ["model.decoder.depth=0", "model.decode=ctc", "model.encoder.downsample_at=1"],
+        ["model.decoder.depth=0", "model.encoder.downsample_at=1"],  # decodes with the head it has
         ["model.decode=joint", "model.encoder.downsample_at=1"],
     ],
     ids=["ctc-only", "joint"],

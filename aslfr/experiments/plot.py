@@ -22,8 +22,10 @@ CONSTANT_PHRASE_SCORE = 0.157
 
 
 def score_curves(evals: list[dict]) -> dict[str, list[float]]:
-    """val/score per evaluation and, for a model with both heads, each decoding's own score."""
-    keys = [names.VAL_SCORE, *(names.val_score(how) for how in ("attention", "ctc", "joint"))]
+    """val/score per evaluation and, for a model with both heads, each decoding's own score
+    (val/score_attention, _ctc, _joint, and _joint@W with model.decode=best)."""
+    each = sorted({key for r in evals for key in r if key.startswith(names.val_score(""))})
+    keys = [names.VAL_SCORE, *each]
     return {key: [r[key] for r in evals] for key in keys if all(key in r for r in evals)}
 
 

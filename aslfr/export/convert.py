@@ -196,10 +196,18 @@ class RunFiles:
         )
 
     def model(self) -> FingerspellingModel:
-        """The run's model with its best weights, and its fallback rule (fallback.json)."""
-        rule = self.dir / names.FALLBACK_FILE
-        phrase = json.loads(rule.read_text())["phrase"] if rule.exists() else ""
-        model = build(model_config(self.cfg, self.pre.spec, self.vocab, phrase))
+        """The run's model with its best weights, its fallback rule (fallback.json) and its
+        decoding (decoding.json), as the run shipped them."""
+        rule, decoding = (self.dir / name for name in (names.FALLBACK_FILE, names.DECODING_FILE))
+        model = build(
+            model_config(
+                self.cfg,
+                self.pre.spec,
+                self.vocab,
+                json.loads(rule.read_text()) if rule.exists() else None,
+                json.loads(decoding.read_text()) if decoding.exists() else None,
+            )
+        )
         model.load_weights(self.weights)
         return model
 

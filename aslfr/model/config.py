@@ -4,7 +4,7 @@ the data and the vocabulary fix (`model_config`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omegaconf import DictConfig
 
@@ -51,12 +51,16 @@ class ModelConfig:
     # CTC from dense labels (TensorFlow ops, which XLA compiles: trainer.jit=true) instead of
     # TensorFlow's C++ kernel for sparse labels (faster on CPU, but XLA has no kernel for it)
     ctc_xla: bool
-    decode: str  # attention | ctc | joint
+    decode: str  # attention | ctc | joint (model.decode=best: auto's choice until the run chooses)
     joint_weight: float  # decode=joint: the CTC prefix score's weight
     token_noise: float = 0.0  # fraction of teacher-forced input characters replaced in training
     # clips whose signing hand is seen in fewer frames decode as fallback_tokens (0: never)
     fallback_frames: int = 0
     fallback_tokens: tuple[int, ...] = ()
+    # model.decode=best: every decoding the model can do is scored, joint decoding also at these
+    # CTC weights, and the run ships the best (`decodes`)
+    choose_decode: bool = False
+    joint_weights: tuple[float, ...] = ()
 
     @property
     def has_decoder(self) -> bool:
@@ -74,9 +78,19 @@ class ModelConfig:
 
     @property
     def decodes(self) -> tuple[str, ...]:
-        """Every decoding this model can do (its configured one first)."""
+        """Every decoding this model can do, its configured one first; with model.decode=best
+        also joint decoding at the other weights of model.joint_weights, named `joint@W`
+        (`decoding` reads a name back)."""
         able = [d for d in ("attention", "ctc", "joint") if self.can_decode(d)]
+        if self.choose_decode and self.can_decode("joint"):
+            able += [f"joint@{w:g}" for w in self.joint_weights if w != self.joint_weight]
         return (self.decode, *[d for d in able if d != self.decode])
+
+    def decoding(self, name: str) -> ModelConfig:
+        """This config decoding as `name` says (one of `decodes`): attention, ctc, joint (at
+        joint_weight) or joint@W (at weight W)."""
+        how, _, weight = name.partition("@")
+        return replace(self, decode=how, joint_weight=float(weight) if weight else self.joint_weight)
 
     def can_decode(self, how: str) -> bool:
         return {
@@ -146,13 +160,16 @@ class ModelConfig:
             ),
             joint_weight=float(model_cfg["joint_weight"]),
             token_noise=float(model_cfg["token_noise"]),
+            choose_decode=str(model_cfg["decode"]) == "best",
+            # (a run directory written before model.joint_weights existed has none)
+            joint_weights=tuple(float(w) for w in model_cfg.get("joint_weights", ())),
         )
 
 
 def resolve_decode(decode: str, decoder_depth: int, ctc_weight: float) -> str:
-    """model.decode=auto: joint with both heads, else the one the model has (a sweep over
-    decoder depths, 0 included, needs no decoding per trial)."""
-    if decode != "auto":
+    """model.decode=auto (and best, until the run has chosen): joint with both heads, else the
+    one the model has (a sweep over decoder depths, 0 included, needs no decoding per trial)."""
+    if decode not in ("auto", "best"):
         return decode
     if decoder_depth == 0:
         return "ctc"
@@ -163,19 +180,27 @@ def _none_or_int(v) -> int | None:
     return None if v in (None, "None", "null") else int(v)
 
 
-def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab, fallback_phrase: str = "") -> ModelConfig:
+def model_config(
+    cfg: DictConfig,
+    spec: FeatureSpec,
+    vocab: Vocab,
+    fallback: Mapping | None = None,
+    decoding: Mapping | None = None,
+) -> ModelConfig:
     """The model's dimensions: the `model` group plus what the features, data and vocabulary fix
-    (and, for the CTC loss, whether the train step is XLA-compiled), and the fallback rule
-    (`fallback.min_hand_frames`; the phrase as chosen for the run)."""
-    min_frames = int(cfg.fallback.min_hand_frames) if "fallback" in cfg else 0
+    (and, for the CTC loss, whether the train step is XLA-compiled); the run's fallback rule
+    (its phrase and threshold, as fallback.json holds them: none, or a threshold not yet chosen,
+    is off) and, once the run has chosen it, its decoding (decoding.json)."""
+    rule = fallback or {}
+    min_frames = int(rule.get("min_hand_frames") or 0)
     max_length = int(cfg.data.max_phrase_length) + 1
-    tokens = tuple(int(t) for t in vocab.encode([fallback_phrase], max_length)[0]) if min_frames else ()
-    return ModelConfig.from_config(
+    tokens = tuple(int(t) for t in vocab.encode([rule["phrase"]], max_length)[0]) if min_frames else ()
+    mcfg = ModelConfig.from_config(
         cfg.model,
         n_features=spec.n_features,
         hand_features=len(spec.group_points("hand")) * len(spec.axes),
         max_frames=int(cfg.data.max_frames),
-        max_length=int(cfg.data.max_phrase_length) + 1,
+        max_length=max_length,
         vocab_size=vocab.size,
         pad=vocab.pad,
         sos=vocab.sos,
@@ -184,3 +209,6 @@ def model_config(cfg: DictConfig, spec: FeatureSpec, vocab: Vocab, fallback_phra
         fallback_frames=min_frames,
         fallback_tokens=tokens,
     )
+    if decoding:
+        mcfg = replace(mcfg, decode=str(decoding["decode"]), joint_weight=float(decoding["joint_weight"]))
+    return mcfg

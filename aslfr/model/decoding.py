@@ -39,8 +39,8 @@ def decode(
     how: str | None = None,
 ):
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens (characters, EOS, then PAD), decoded as
-    model.decode says (or `how`): attention, ctc or joint. `early_stop=False` runs every attention
-    step (the latency of a phrase of known length)."""
+    model.decode says (or `how`): attention, ctc, joint or joint@W (at CTC weight W).
+    `early_stop=False` runs every attention step (the latency of a phrase of known length)."""
     return ensemble_decode([model], [(frames, mask)], max_length, early_stop, how)
 
 
@@ -56,7 +56,8 @@ def ensemble_decode(
     (the members must then see as many frames: the same max_frames and time reduction), joint
     both. One model is the plain `decode`. The first member's fallback rule applies."""
     first = models[0].cfg
-    how = how or first.decode
+    chosen = first.decoding(how) if how else first
+    how = chosen.decode
     for model in models[1:]:
         if (model.cfg.vocab_size, model.cfg.max_length) != (first.vocab_size, first.max_length):
             raise ValueError("ensemble members must share the vocabulary and data.max_phrase_length")
@@ -71,7 +72,8 @@ def ensemble_decode(
     if how == "ctc":
         tokens = ctc_greedy_decode_ensemble(models, inputs, max_length)
     else:
-        tokens = greedy_decode_ensemble(models, inputs, max_length, early_stop, joint=how == "joint")
+        joint = chosen.joint_weight if how == "joint" else None
+        tokens = greedy_decode_ensemble(models, inputs, max_length, early_stop, joint)
     if not first.fallback_frames:
         return tokens
     phrase = tf.constant(first.fallback_tokens[: tokens.shape[1]], tf.int32)[None, :]
@@ -80,11 +82,16 @@ def ensemble_decode(
 
 def uses_fallback(cfg, frames, mask):
     """[B] bool: the clips whose signing hand is seen in fewer than cfg.fallback_frames real
-    frames (its features all NaN: not detected). The export graph drops the frames without a
-    hand as the prepared data does, so both count alike."""
+    frames."""
+    return hand_frames(cfg, frames, mask) < cfg.fallback_frames
+
+
+def hand_frames(cfg, frames, mask):
+    """[B] int32: each clip's real frames that show the signing hand (its features not all NaN:
+    detected). The export graph drops the frames without a hand as the prepared data does, so
+    both count alike."""
     hand = tf.reduce_any(~tf.math.is_nan(frames[..., : cfg.hand_features]), axis=-1)
-    seen = tf.reduce_sum(tf.cast(hand & tf.cast(mask, tf.bool), tf.int32), axis=1)
-    return seen < cfg.fallback_frames
+    return tf.reduce_sum(tf.cast(hand & tf.cast(mask, tf.bool), tf.int32), axis=1)
 
 
 def _ctc_scores(outs):
@@ -127,13 +134,13 @@ def greedy_decode(
     mask,
     max_length: int | None = None,
     early_stop: bool = True,
-    joint: bool = False,
+    joint: float | None = None,
 ):
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens, greedy, with a key/value cache and an
     early stop once every sequence has emitted EOS (positions after EOS hold PAD).
     `early_stop=False` always runs max_length steps (latency of a phrase of known length).
-    `joint`: each step's choice adds the CTC prefix score of every candidate (`CTCPrefixScore`)
-    to the decoder's log-probability, weighted model.joint_weight : 1 - model.joint_weight."""
+    `joint` (a CTC weight w): each step's choice adds the CTC prefix score of every candidate
+    (`CTCPrefixScore`) to the decoder's log-probability, weighted w : 1 - w."""
     return greedy_decode_ensemble([model], [(frames, mask)], max_length, early_stop, joint)
 
 
@@ -146,36 +153,84 @@ class _Member(NamedTuple):
     dtype: tf.DType
 
 
-def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joint=False):
+def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joint: float | None = None):
     """`greedy_decode` over several models: each step, every member runs its cached decoder step
-    and the members' log-probabilities are averaged (one model: its logits, as they are)."""
+    and the members' log-probabilities are averaged (one model: its logits, as they are).
+
+    Joint decoding never lets the CTC head end, for want of frames, the phrase the attention
+    decoder is spelling. Where the joint search ends the phrase (EOS), the search goes on with the
+    attention decoder's choices. If the clip's CTC frames can spell what it then spelled (n
+    characters with r doubled letters need n + r frames), the joint phrase stands, ended where the
+    joint search ended it: plain joint decoding. If they cannot, the clip is too short for CTC to
+    judge it, and the attention decoder's own phrase is the answer: a second search, the attention
+    decoder alone over the same encoder output, for those clips only (inside a conditional: with
+    none, it does not run)."""
     cfg = models[0].cfg
     max_length = max_length or cfg.max_length
-    batch = tf.shape(inputs[0][0])[0]
-    members, caches, ctc_outs = [], (), []
+    members, ctc_outs = [], []
     for model, (frames, mask) in zip(models, inputs):
         encoded, mask = model._encode(frames, tf.cast(mask, tf.bool), training=False)
-        if joint:  # the CTC head reads the same encoder pass
+        if joint is not None:  # the CTC head reads the same encoder pass
             ctc_outs.append((model.ctc_head(encoded), mask))
         memory = model.bridge(encoded)
         dtype = memory.dtype
         memory_kv = [project_memory(block, memory) for block in model.decoder_blocks]
         memory_bias = tf.cast(tf.where(mask, 0.0, _neg(dtype))[:, None, :], dtype)  # [B, 1, T]
         members.append(_Member(model, memory_kv, memory_bias, dtype))
-        heads, key_dim = model.cfg.decoder.heads, model.cfg.decoder.head_dim
-        caches += tuple(
-            tf.zeros([batch, max_length, heads, key_dim], dtype)  # keys, values
-            for _ in model.decoder_blocks
-            for _ in range(2)
-        )
-    scorer = CTCPrefixScore(*_ctc_scores(ctc_outs), cfg, cfg.ctc_frames) if joint else None
+    batch = tf.shape(inputs[0][0])[0]
+    if joint is None:
+        return _search(members, cfg, batch, max_length, early_stop)[0]
+    scorer = CTCPrefixScore(*_ctc_scores(ctc_outs), cfg, cfg.ctc_frames, joint)
+    spelled, stop = _search(members, cfg, batch, max_length, early_stop, scorer)
+    # the joint search's own phrase: what it spelled up to where it ended it
+    positions = tf.range(max_length)[None, :]
+    phrase = tf.where(
+        positions < _column(stop), spelled, tf.where(positions == _column(stop), cfg.eos, cfg.pad)
+    )
+    too_short = ctc_min_frames(spelled, cfg.pad) > scorer.length
+    return tf.cond(
+        tf.reduce_any(too_short),
+        lambda: tf.where(
+            _column(too_short), _search(members, cfg, batch, max_length, True, done=~too_short)[0], phrase
+        ),
+        lambda: phrase,
+    )
+
+
+def ctc_min_frames(tokens, chars: int):
+    """[B, L] decoded tokens (characters below `chars`, then EOS and PAD) -> [B] the fewest frames
+    whose CTC alignment spells them: one per character, one more between doubled letters."""
+    is_char = tokens < chars
+    doubled = (tokens[:, 1:] == tokens[:, :-1]) & is_char[:, 1:]
+    return tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1) + tf.reduce_sum(
+        tf.cast(doubled, tf.int32), axis=1
+    )
+
+
+def _search(members, cfg, batch, max_length, early_stop, scorer=None, done=None):
+    """The cached greedy search over the members' decoders, jointly with `scorer`'s CTC prefix
+    scores when given. `done` [B]: clips not to decode (they get PAD). Returns the tokens
+    [B, max_length] and, with a scorer, the step at which the joint search chose EOS [B]
+    (max_length: never), after which the tokens are the attention decoder's choices."""
+    caches = tuple(
+        tf.zeros([batch, max_length, m.model.cfg.decoder.heads, m.model.cfg.decoder.head_dim], m.dtype)
+        for m in members
+        for _ in m.model.decoder_blocks
+        for _ in range(2)  # keys, values
+    )
     positions = tf.range(max_length)[None, :]  # [1, L]: no expansion in the loop
     token = tf.fill([batch], tf.constant(cfg.sos, tf.int32))
-    done = tf.zeros([batch], tf.bool)
+    if done is None:
+        done = tf.zeros([batch], tf.bool)
+    else:  # its static size as the loop's own tensors have it
+        done = tf.zeros([batch], tf.bool) | done
     out = tf.fill([batch, max_length], tf.constant(cfg.pad, tf.int32))
-    prefix = scorer.initial() if joint else ()
+    joint = scorer is not None
+    # with a scorer: the CTC state of the prefix, and the step from which the search follows the
+    # attention decoder (max_length: not yet); no loop variables without one
+    state = (scorer.initial(), tf.fill([batch], max_length)) if joint else ()
 
-    def body(t, token, done, out, caches, prefix):
+    def body(t, token, done, out, caches, state):
         at_t = positions == t
         new, per_member, offset = (), [], 0
         for member in members:
@@ -198,26 +253,28 @@ def greedy_decode_ensemble(models, inputs, max_length=None, early_stop=True, joi
         else:
             logp = [tf.nn.log_softmax(tf.cast(m, tf.float32), axis=-1) for m in per_member]
             logits = tf.add_n(logp) / len(logp)
+        token = tf.argmax(logits, axis=-1, output_type=tf.int32)  # the attention decoder's choice
         if joint:
+            prefix, stop = state
             # the attention decoder's log-probabilities are its logits less one normalizer per
             # sequence, which cannot change the argmax: no log-softmax
             scores, chars = scorer.scores(prefix)
-            weight = cfg.joint_weight
+            weight = scorer.weight
             joint_scores = (1.0 - weight) * tf.cast(logits, tf.float32) + weight * scores
-            token = tf.argmax(joint_scores, axis=-1, output_type=tf.int32)
-            prefix = scorer.advance(prefix, chars, tf.where(done, cfg.eos, token))
-        else:
-            token = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            choice = tf.argmax(joint_scores, axis=-1, output_type=tf.int32)
+            # where the joint search ends the phrase, the attention decoder's choices from then on
+            stop = tf.minimum(stop, tf.where(choice == cfg.eos, t, max_length))
+            token = tf.where(stop <= t, token, choice)
+            state = (scorer.advance(prefix, chars, tf.where(done, cfg.eos, token)), stop)
         token = tf.where(done, cfg.pad, token)
         out = tf.where(at_t, _column(token), out)
-        return t + 1, token, done | (token == cfg.eos), out, new, prefix
+        return t + 1, token, done | (token == cfg.eos), out, new, state
 
-    def cond(t, token, done, out, caches, prefix):
+    def cond(t, token, done, out, caches, state):
         return (t < max_length) & ~(early_stop & tf.reduce_all(done))
 
-    loop = (tf.constant(0), token, done, out, caches, prefix)
-    _, _, _, out, _, _ = tf.while_loop(cond, body, loop)
-    return out
+    _, _, _, out, _, state = tf.while_loop(cond, body, (tf.constant(0), token, done, out, caches, state))
+    return out, (state[1] if joint else None)
 
 
 NEG = -1e10  # log of "impossible": finite, so that differences of two stay numbers (no inf - inf)
@@ -255,15 +312,17 @@ class CTCPrefixScore:
     of the loop has a static shape, so a step is two log-step scans, two products over the
     frames and a few gathers (about 165 TFLite ops, each on at most [C, T])."""
 
-    def __init__(self, ctc_logits, mask, cfg, frames: int):
+    def __init__(self, ctc_logits, mask, cfg, frames: int, weight: float = 0.0):
         """`frames`: the most frames the CTC head can put out (T' <= frames). The frames are
         padded to it once, so that every tensor of the loop has a static shape and the
-        converter folds all shape arithmetic away."""
-        self.chars, self.eos, self.vocab = cfg.pad, cfg.eos, cfg.vocab_size
+        converter folds all shape arithmetic away. `weight`: the scores' weight in a joint
+        search (the attention decoder's: 1 - weight)."""
+        self.chars, self.eos, self.vocab, self.weight = cfg.pad, cfg.eos, cfg.vocab_size, weight
         logits = tf.cast(ctc_logits, tf.float32)  # [B, T', C + 1]
         batch, extra = _dim(logits, 0), frames - tf.shape(logits)[1]
         logits = tf.reshape(tf.pad(logits, [[0, 0], [0, extra], [0, 0]]), [batch, frames, self.chars + 1])
         real = tf.reshape(tf.pad(tf.cast(mask, tf.bool), [[0, 0], [0, extra]]), [batch, frames])
+        self.length = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)  # [B]: each clip's frames
         # every frame's character probabilities relative to its likeliest character (max 1 per
         # frame), for `scores`, as [B, C, T]: its matrix product then contracts both operands'
         # last axes, which TFLite's BATCH_MATMUL does without a transpose at run time; with the

@@ -3,10 +3,11 @@ Levenshtein on the whole validation fold), W&B logging, checkpoints, resume and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
-from aslfr.model.decoding import decode, uses_fallback
+from aslfr.model.decoding import decode, hand_frames
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
 from aslfr.model.model import FingerspellingModel, build
 from aslfr.model.optim import current_lr, make_optimizer
+from aslfr.train import decide
 from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.tracking import Tracker, new_run_id
 
@@ -63,14 +65,18 @@ class Evaluation:
 
 
 class Decoder:
-    """Batched decoding of a data set, compiled once: `how` = attention (greedy, key/value cache,
-    early stop), ctc or joint; the model's configured decoding by default."""
+    """Batched decoding of a data set, compiled once, with one decoding or several at once:
+    `how` = attention (greedy, key/value cache, early stop), ctc, joint or joint@W
+    (`ModelConfig.decodes`), or a sequence of them; the model's configured decoding by default.
+    Several decodings share one trace and one pass over the data."""
 
-    def __init__(self, model: FingerspellingModel, vocab, how: str | None = None):
-        self.vocab, self.how, self.cfg = vocab, how or model.cfg.decode, model.cfg
+    def __init__(self, model: FingerspellingModel, vocab, how: str | Sequence[str] | None = None):
+        self.vocab, self.cfg = vocab, model.cfg
+        self.hows = (how,) if isinstance(how, str) else tuple(how or (model.cfg.decode,))
 
-        def decoded(frames, mask):  # the tokens, and which clips got the fallback phrase
-            return decode(model, frames, mask, how=self.how), uses_fallback(model.cfg, frames, mask)
+        def decoded(frames, mask):  # the tokens of each decoding, and each clip's frames showing the hand
+            tokens = tuple(decode(model, frames, mask, how=how) for how in self.hows)
+            return tokens, hand_frames(model.cfg, frames, mask)
 
         # One trace for every batch: validation batches vary in size and (cut to their longest
         # clip) in frames, which would retrace per shape and make TensorFlow warn about it.
@@ -81,17 +87,29 @@ class Decoder:
                 tf.TensorSpec([None, None], tf.float32),
             ],
         )
-        self.fallbacks = 0  # clips of the last call given the fallback phrase
+        self.hand_frames = np.zeros(0, np.int64)  # of the last call's clips, in their order
+
+    @property
+    def fallbacks(self) -> int:
+        """Clips of the last call given the fallback phrase."""
+        return int((self.hand_frames < self.cfg.fallback_frames).sum())
+
+    def each(self, dataset) -> tuple[list[str], dict[str, list[str]]]:
+        """The true phrases and, for each decoding, the decoded ones (in the data set's order)."""
+        truth, predicted, seen = [], {how: [] for how in self.hows}, []
+        for batch in dataset:
+            outs, hand = self.fn(batch["frames"], batch["mask"])
+            for how, out in zip(self.hows, outs):
+                predicted[how] += [self.vocab.decode(row) for row in out.numpy()]
+            truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
+            seen.append(hand.numpy())
+        self.hand_frames = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+        return truth, predicted
 
     def __call__(self, dataset) -> tuple[list[str], list[str]]:
-        truth, predicted = [], []
-        self.fallbacks = 0
-        for batch in dataset:
-            out, fell_back = self.fn(batch["frames"], batch["mask"])
-            predicted += [self.vocab.decode(row) for row in out.numpy()]
-            truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
-            self.fallbacks += int(fell_back.numpy().sum())
-        return truth, predicted
+        """The true phrases and the first decoding's."""
+        truth, predicted = self.each(dataset)
+        return truth, predicted[self.hows[0]]
 
 
 class Loop(keras.callbacks.Callback):
@@ -104,7 +122,7 @@ class Loop(keras.callbacks.Callback):
         cfg,
         tracker: Tracker,
         checkpoints: Checkpoints,
-        decoders: list[Decoder],
+        decoder: Decoder,
         val_ds,
         state: dict,
         steps_per_epoch: int,
@@ -112,12 +130,13 @@ class Loop(keras.callbacks.Callback):
     ):
         super().__init__()
         self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
-        self.decoders, self.val_ds, self.state = decoders, val_ds, state
+        self.decoder, self.val_ds, self.state = decoder, val_ds, state
         self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
         self.log_every = max(1, int(cfg.trainer.log_every))
         self.eval_every = max(1, int(cfg.trainer.eval_every))
         self.diverged: str | None = None
         self.last_eval: dict = state.get("last_eval", {})
+        self.scores: dict[str, float] = {}  # each decoding's val/score at the last evaluation
         self.ema = keras.callbacks.SwapEMAWeights()  # optimizer.ema: evaluate the averaged weights
 
     def set_model(self, model):
@@ -152,22 +171,25 @@ class Loop(keras.callbacks.Callback):
 
     def evaluate(self) -> Evaluation:
         """Loss (and top-k, with a decoder) teacher-forced; then every decoding the model can do,
-        each scored on the whole fold: val/score is the configured one's (the first decoder)."""
+        each scored on the whole fold: val/score is the configured one's (the first decoder),
+        or with model.decode=best the best one's."""
         values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
         metrics = {names.VAL_LOSS: float(values["loss"])}
         if "top1" in values:  # a model without an attention decoder has no token predictions
             metrics.update({names.VAL_TOP1: float(values["top1"]), names.VAL_TOP5: float(values["top5"])})
-        shown = None
-        for decoder in self.decoders:
-            truth, predicted = decoder(self.val_ds)
+        shown, self.scores = None, {}
+        truth, predictions = self.decoder.each(self.val_ds)
+        for how, predicted in predictions.items():
             score = edit_score(truth, predicted)
-            if len(self.decoders) > 1:
-                metrics[names.val_score(decoder.how)] = score.score
-            if shown is None:  # the configured decoding: the run's score and its examples
+            self.scores[how] = score.score
+            if len(predictions) > 1:
+                metrics[names.val_score(how)] = score.score
+            # the configured decoding (or the best so far): the run's score and its examples
+            if shown is None or (self.decoder.cfg.choose_decode and score.score > metrics[names.VAL_SCORE]):
                 shown = Evaluation({}, truth, predicted, score.distances)
                 metrics.update({names.VAL_LEVENSHTEIN: score.mean_distance, names.VAL_SCORE: score.score})
-                if decoder.cfg.fallback_frames:
-                    metrics[names.VAL_FALLBACKS] = decoder.fallbacks
+        if self.decoder.cfg.fallback_frames:
+            metrics[names.VAL_FALLBACKS] = self.decoder.fallbacks
         shown.metrics = metrics
         return shown
 
@@ -200,7 +222,9 @@ class Loop(keras.callbacks.Callback):
             )
             self.tracker.log_histogram(ev.distances, self.step)
             if ev.metrics[names.VAL_SCORE] > self.state.get("best_score", -math.inf):
-                self.state.update(best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number)
+                self.state.update(
+                    best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number, best_scores=self.scores
+                )
                 self.checkpoints.save_best(self.model)
             log.info("epoch %d: loss %.4f | %s", epoch_number, logs["loss"], describe_eval(ev.metrics))
         if averaged:  # the trained weights back: training and its checkpoint go on from them
@@ -273,10 +297,11 @@ def _xy(batch):
 
 def choose_fallback(cfg: DictConfig, train_phrases: list[str], run_dir: Path) -> dict:
     """The fallback rule of this run (`fallback`; {} when off): the configured phrase, or the one
-    that maximizes the expected (N - D)/N on the training folds' phrases. Written to the run
+    that maximizes the expected (N - D)/N on the training folds' phrases, and the threshold
+    (None until the run has chosen it: fallback.min_hand_frames=null). Written to the run
     directory, where the export finds it."""
-    min_frames = int(cfg.fallback.min_hand_frames)
-    if min_frames <= 0:
+    threshold = cfg.fallback.min_hand_frames
+    if threshold is not None and int(threshold) <= 0:
         return {}
     phrase = cfg.fallback.phrase
     if phrase is None:
@@ -285,14 +310,20 @@ def choose_fallback(cfg: DictConfig, train_phrases: list[str], run_dir: Path) ->
         phrase = str(phrase)
         score = edit_score(train_phrases, [phrase] * len(train_phrases))
         expected = float(score.n_chars - score.distances.sum()) / max(len(train_phrases), 1)
-    rule = {"min_hand_frames": min_frames, "phrase": phrase, "expected_score": expected}
+    rule = {
+        "min_hand_frames": None if threshold is None else int(threshold),
+        "phrase": phrase,
+        "expected_score": expected,
+    }
     write_json(run_dir / names.FALLBACK_FILE, rule)
+    below = "a number of" if threshold is None else f"fewer than {int(threshold)}"
     log.info(
-        "fallback: clips with fewer than %d frames showing the hand decode as %r (expected N - D per "
-        "clip on the training folds: %.2f)",
-        min_frames,
+        "fallback: clips with %s frames showing the hand decode as %r (expected N - D per clip on "
+        "the training folds: %.2f)%s",
+        below,
         phrase,
         expected,
+        "; the number is chosen on the training folds after training" if threshold is None else "",
     )
     return rule
 
@@ -323,7 +354,7 @@ def validation_dataset(
     already encoded for every prepared sequence). The runs' own metric, the export's tests and
     the benches that re-score a run all read it here, so they decode the same batches."""
     tokens = split.vocab.encode(list(split.prepared.phrase), mcfg.max_length) if tokens is None else tokens
-    return _fold_dataset(cfg, split, mcfg, batch_size, tokens, training=False)
+    return _fold_dataset(cfg, split, mcfg, batch_size, tokens, split.val)
 
 
 def _fold_dataset(
@@ -332,26 +363,119 @@ def _fold_dataset(
     mcfg: ModelConfig,
     batch_size: int,
     tokens: np.ndarray,
-    training: bool,
-    **training_options,
+    indices: np.ndarray,
+    training: bool = False,
+    **options,
 ) -> tf.data.Dataset:
-    """The fold's training or validation sequences as the model reads them: the options both
-    share here, the training-only ones (augmentation, batching by length...) as given."""
+    """The sequences `indices` as the model reads them, for training or (in order, or shortest
+    first with data.length_step) for evaluation: the options every use shares here, the others
+    (augmentation, batching by length, length_step=0...) as given."""
     p = split.prepared
     return pipeline.make_dataset(
         p.frames,
         p.offsets,
         tokens,
-        split.train if training else split.val,
+        indices,
         spec=split.spec,
         stats=split.stats,
         max_frames=mcfg.max_frames,
         batch_size=batch_size,
         seed=int(cfg.trainer.seed),
         training=training,
-        length_step=int(cfg.data.length_step or 0),
-        **training_options,
+        **{"length_step": int(cfg.data.length_step or 0), **options},
     )
+
+
+def choose_threshold(model, cfg: DictConfig, split: DataSplit, tokens, phrase: str, batch_size: int) -> dict:
+    """fallback.min_hand_frames=null: the threshold (frames showing the hand) below which the
+    fallback phrase beats the model's own predictions on the training folds, searched up to
+    fallback.search_up_to frames; only the clips below that are decoded. The model decodes
+    without the fallback (model.cfg's)."""
+    up_to = int(cfg.fallback.search_up_to)
+    # every training clip's frames showing the hand, in split.train's order (no length sort)
+    seen = [
+        hand_frames(model.cfg, b["frames"], b["mask"]).numpy()
+        for b in _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train, length_step=0)
+    ]
+    counts = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    short = counts < up_to
+    gains = np.zeros(up_to + 1)
+    if short.any():
+        ds = _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train[short], length_step=0)
+        truth, predicted = Decoder(model, split.vocab)(ds)
+        gains = decide.threshold_gains(
+            counts[short],
+            edit_score(truth, predicted).distances,
+            edit_score(truth, [phrase] * len(truth)).distances,
+            up_to,
+        )
+    threshold = decide.best_threshold(gains)
+    n_chars = sum(len(str(t)) for t in split.prepared.phrase[split.train])
+    log.info(
+        "fallback: %s on the training folds (%d of %d clips show the hand in fewer than %d frames; "
+        "the phrase %s there)",
+        f"below {threshold} frames showing the hand" if threshold else "off",
+        int(short.sum()),
+        len(counts),
+        up_to,
+        f"saves {gains[threshold]:.0f} characters' edits" if threshold else "never beats the model",
+    )
+    return {
+        names.FALLBACK_MIN_HAND_FRAMES: threshold,
+        names.FALLBACK_TRAIN_CLIPS: int((counts < threshold).sum()),
+        names.FALLBACK_TRAIN_GAIN: float(gains[threshold]) / max(n_chars, 1),
+    }
+
+
+def ship(
+    model,
+    cfg: DictConfig,
+    split: DataSplit,
+    tokens,
+    state: dict,
+    rule: dict,
+    val_ds,
+    batch_size: int,
+    run_dir: Path,
+) -> dict:
+    """With the best weights loaded: the decoding and the fallback threshold the run ships
+    (aslfr.train.decide), set on model.cfg and written to the run directory. Returns what is
+    logged and summarized: the choices, the fallback's clips and gain on each fold, and the
+    shipped model's score on the validation fold (best/val/score)."""
+    choice = decide.choose_decoding(model.cfg, state.get("best_scores", {}), state.get("best_epoch"))
+    mcfg, metrics = choice.cfg, dict(choice.metrics)
+    write_json(run_dir / names.DECODING_FILE, {"decode": mcfg.decode, "joint_weight": mcfg.joint_weight})
+    score = state.get("best_scores", {}).get(choice.name, state.get("best_score"))
+    if rule:
+        model.cfg = decide.fallback_off(mcfg)
+        threshold = rule["min_hand_frames"]
+        if threshold is None:
+            metrics.update(choose_threshold(model, cfg, split, tokens, rule["phrase"], batch_size))
+            threshold = metrics[names.FALLBACK_MIN_HAND_FRAMES]
+            write_json(run_dir / names.FALLBACK_FILE, {**rule, "min_hand_frames": threshold})
+        metrics[names.FALLBACK_MIN_HAND_FRAMES] = threshold
+        if val_ds is not None:
+            decoder = Decoder(model, split.vocab)
+            truth, predicted = decoder(val_ds)
+            report = decide.fallback_report(decoder.hand_frames, truth, predicted, rule["phrase"], threshold)
+            metrics.update(
+                {names.FALLBACK_VAL_CLIPS: report["clips"], names.FALLBACK_VAL_GAIN: report["gain"]}
+            )
+            score = report["score"]
+            log.info(
+                "fallback: %d of %d validation clips use it, %+.4f val/score",
+                report["clips"],
+                len(truth),
+                report["gain"],
+            )
+        tokens_of = tuple(int(t) for t in split.vocab.encode([rule["phrase"]], mcfg.max_length)[0])
+        mcfg = dataclasses.replace(
+            mcfg, fallback_frames=threshold, fallback_tokens=tokens_of if threshold else ()
+        )
+    model.cfg = mcfg
+    if score is not None:
+        metrics[names.BEST_VAL_SCORE] = score
+    return metrics
 
 
 def train(
@@ -373,9 +497,9 @@ def train(
     strategy = make_strategy(tcfg)
     p = split.prepared
     fallback = choose_fallback(cfg, [str(t) for t in p.phrase[split.train]], run_dir)
-    mcfg = model_config(cfg, split.spec, split.vocab, fallback.get("phrase", ""))
+    mcfg = model_config(cfg, split.spec, split.vocab, fallback)
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
-    batch_size = int(tcfg.batch_size)
+    batch_size, eval_batch_size = int(tcfg.batch_size), int(tcfg.eval_batch_size)
     bucket = bool(cfg.data.bucket_by_length)
     train_ds = _fold_dataset(
         cfg,
@@ -383,6 +507,7 @@ def train(
         mcfg,
         batch_size,
         tokens,
+        split.train,
         training=True,
         augment=cfg.data.augment,
         bucket_by_length=bucket,
@@ -391,8 +516,14 @@ def train(
         pad=split.vocab.pad,
         eos=split.vocab.eos,
     )
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1 and len(split.val):
+        # Keras 3 under tf.distribute fails on a first evaluation batch that does not split evenly
+        # across the replicas (keras-team/keras#19246): a whole number of replicas' worth, at most
+        # the fold's
+        eval_batch_size = max(replicas, min(eval_batch_size, len(split.val)) // replicas * replicas)
     # Validation is deterministic: prepared once, then served from memory at every evaluation.
-    val_ds = validation_dataset(cfg, split, mcfg, batch_size, tokens).cache() if len(split.val) else None
+    val_ds = validation_dataset(cfg, split, mcfg, eval_batch_size, tokens).cache() if len(split.val) else None
     steps_per_epoch = len(split.train) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(
@@ -455,7 +586,7 @@ def train(
         cfg=cfg,
         tracker=tracker,
         checkpoints=checkpoints,
-        decoders=[Decoder(model, split.vocab, how) for how in mcfg.decodes],
+        decoder=Decoder(model, split.vocab, mcfg.decodes),
         val_ds=val_ds,
         state=state,
         steps_per_epoch=steps_per_epoch,
@@ -497,20 +628,21 @@ def train(
             names.WANDB_ID: state["wandb_id"],
             names.WANDB_MODE: tracker.mode,
         }
-        tracker.summary(
-            {names.BEST_VAL_SCORE: summary[names.BEST_VAL_SCORE], names.BEST_EPOCH: summary[names.BEST_EPOCH]}
-        )
         best = checkpoints.dir / "best.weights.h5"
+        # one step after the last epoch's row, which is already committed (and on disk); read
+        # before the best weights are loaded, which also restore the optimizer's step count of
+        # their epoch (W&B drops a row logged at an earlier step than its last)
+        after_step = int(optimizer.iterations.numpy()) + 1
+        if best.exists():
+            model.load_weights(best)
+        # what the run ships: its decoding and fallback rule, chosen from its own data
+        extra = ship(model, cfg, split, tokens, state, fallback, val_ds, eval_batch_size, run_dir)
+        summary.update(extra)
+        tracker.summary({k: summary[k] for k in (names.BEST_VAL_SCORE, names.BEST_EPOCH, *extra)})
         if after is not None:
-            # one step after the last epoch's row, which is already committed (and on disk); read
-            # before the best weights are loaded, which also restore the optimizer's step count
-            # of their epoch (W&B drops a row logged at an earlier step than its last)
-            after_step = int(optimizer.iterations.numpy()) + 1
-            if best.exists():
-                model.load_weights(best)
-            extra = after(model, tracker)
-            tracker.record(extra, after_step)
+            extra.update(after(model, tracker))
             summary.update(extra)
+        tracker.record(extra, after_step)
         if cfg.wandb.log_checkpoint and best.exists():
             tracker.log_checkpoint(
                 best,
