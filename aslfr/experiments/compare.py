@@ -36,12 +36,11 @@ from aslfr import names
 from aslfr.errors import DataError, exit_on_error
 from aslfr.experiments.offline import read_runs
 from aslfr.train.rundir import RECORD, RunDir, flatten
-from aslfr.train.tracking import describe, logged_in, resolve_mode
+from aslfr.train.tracking import CHOICES, CONFIGURATION, NOT_CONFIGURATION, describe, logged_in, resolve_mode
 
 SCORE, LATENCY = names.VAL_SCORE, names.INFER_LATENCY_MS
-# Keys that do not make two runs different configurations (the fold is what cross-validation
-# varies; paths and W&B settings say where a run went, not what it was).
-NOT_CONFIGURATION = ("data.fold", "paths", "wandb", "resume")
+# what the W&B record adds to the resolved config: derived from it, so no part of the comparison
+NOT_COMPARED = (*NOT_CONFIGURATION, CHOICES, CONFIGURATION, "_wandb")
 
 
 @dataclass
@@ -75,7 +74,7 @@ class Row:
         flat = {
             k: v
             for k, v in flatten(config).items()
-            if not any(k == p or k.startswith(p + ".") for p in NOT_CONFIGURATION)
+            if not any(k == p or k.startswith(p + ".") for p in NOT_COMPARED)
         }
         return cls(
             name=name,
