@@ -50,7 +50,6 @@ def agent_trial(tmp: Path, name: str, params: dict, data_dir: Path) -> Path:
         *agent_args(params),
         "debug=default",
         "trainer.epochs=1",
-        "trainer.batch_size=16",
         # greedy CTC alone unless the trial chooses: scoring every decoding (model.decode=best)
         # costs more than the rest of the tiny run, and the record is the same code either way
         *([] if "model.decode" in params else ["model.decode=ctc"]),
