@@ -114,3 +114,64 @@ def test_too_few_trials_for_importances_says_how_many_are_needed(tmp_path):
     assert "3 complete trial(s)" in compare.importance_table(
         [found]
     ) and "at least 4" in compare.importance_table([found])
+
+
+def test_make_optuna_dashboard_serves_the_sweeps_journal(tmp_path):
+    """`make optuna-dashboard SWEEP=DIR` starts optuna-dashboard on DIR/optuna.journal, and
+    optuna-dashboard reads the study the runner's storage wrote (its API lists it, with its
+    trials); a directory without a journal is one line."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from conftest import ROOT, subprocess_env
+
+    out = six_trial_sweep(tmp_path)
+    venv = Path(sys.executable).parent.parent
+    make = ["make", "-s", "-o", f"{venv}/.installed", "optuna-dashboard", f"VENV={venv}"]
+    refused = subprocess.run(
+        [*make, f"SWEEP={tmp_path}"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and f"no {tmp_path}/optuna.journal" in refused.stdout
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*make, f"SWEEP={out}", f"ARGS=--host 127.0.0.1 --port {port}"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # make and the server it starts: one group to end
+    )
+    try:
+        studies, deadline = None, time.monotonic() + 120
+        while studies is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as answer:
+                    studies = json.load(answer)["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
+        (study,) = studies
+        assert study["study_name"] == "six"
+        detail = f"http://127.0.0.1:{port}/api/studies/{study['study_id']}"
+        with urllib.request.urlopen(detail, timeout=30) as answer:
+            trials = json.load(answer)["trials"]
+        assert len(trials) == 6 and all(t["state"] == "Complete" for t in trials)
+    finally:
+        import os
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

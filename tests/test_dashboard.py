@@ -193,3 +193,27 @@ def test_without_a_login_it_says_so_in_one_line(monkeypatch, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "wandb login" in err and "--dry-run" in err
+
+
+def test_make_dashboard_runs_the_command_on_the_sweep_file(tmp_path):
+    """`make dashboard SWEEP=... ARGS=...` is aslfr-dashboard from the environment (here with
+    --dry-run: the panels printed, nothing saved)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import subprocess_env
+
+    venv = Path(sys.executable).parent.parent
+    cmd = ["make", "-s", "-o", f"{venv}/.installed", "dashboard", f"VENV={venv}", "SWEEP=sweeps/folds.yaml"]
+    out = subprocess.run(
+        [*cmd, "ARGS=--group folds-long --dry-run budget.latency_ms=40"],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("aslfr - group folds-long (ENTITY/aslfr; runs: group folds-long)")
+    assert "budget: 40 ms" in out.stdout and "hydra.choices.model, data.fold -> val/score" in out.stdout

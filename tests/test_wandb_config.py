@@ -45,6 +45,13 @@ def agent_trial(tmp: Path, name: str, params: dict, data_dir: Path) -> Path:
     file at wandb.init and merges it into the config as under `wandb agent`."""
     run_id = f"trial{name.replace('_', '')}"[:16]
     env = agent_env(tmp, params, run_id, sweep_id=f"sw{name[:6]}")
+    keys = ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH")
+    return trial_in_process(tmp, params, data_dir, {k: env[k] for k in keys})
+
+
+def trial_in_process(tmp: Path, params: dict, data_dir: Path, env: dict) -> Path:
+    """train.py's work for the trial `params` in this process, with `env` set (an agent's or the
+    offline runner's environment)."""
     run_dir = tmp / "run"
     overrides = [
         *agent_args(params),
@@ -63,8 +70,8 @@ def agent_trial(tmp: Path, name: str, params: dict, data_dir: Path) -> Path:
     with open_dict(cfg):
         del cfg["hydra"]
     with pytest.MonkeyPatch.context() as mp:
-        for key in ("WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH"):
-            mp.setenv(key, env[key])
+        for key, value in env.items():
+            mp.setenv(key, value)
         mp.setenv("WANDB_MODE", "offline")
         wandb.teardown()  # W&B reads the agent's environment when it sets up: a fresh set-up
         try:
@@ -153,3 +160,49 @@ def test_compare_reads_an_agent_trial_through_the_wandb_api(agent_run, monkeypat
     (row,) = compare.online_rows("me/aslfr")
     assert (row.encoder, row.decoder, row.fold) == ("1x32", "1x32", 1)
     assert row.score is not None and logged.name in text and " 1x32 " in text
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_an_offline_trial_synced_beside_an_online_sweep_shows_with_it(agent_run, tmp_path_factory):
+    """What `make sync` uploads of an offline sweep's trial (aslfr-sweep: WANDB_RUN_GROUP = the
+    sweep's name) and what an online sweep's trial logs (`wandb agent`): both training runs
+    (job type `train`), the online one in its sweep, the offline one in the group NAME, so the
+    dashboard built with `--sweep ID --group NAME` shows both; the same configuration on two folds
+    has one `configuration`, which its cross-validation view groups by, and tags say the fold."""
+    from aslfr.experiments import dashboard
+
+    _, online_dir = agent_run("folds")  # fold 1, under the agent of sweep "swfolds"
+    tmp = tmp_path_factory.mktemp("offline-folds")
+    offline_dir = trial_in_process(
+        tmp, {"model": "small", "data.fold": 0}, tmp / "data", {"WANDB_RUN_GROUP": "folds"}
+    )
+    (online,) = read_runs(online_dir)
+    (offline,) = read_runs(offline_dir)
+    assert online.job_type == offline.job_type == "train"
+    assert online.sweep_id == "swfolds" and offline.sweep_id == ""
+    assert offline.group == "folds" and online.group != "folds"  # online: model-shape-data
+    assert online.config[CONFIGURATION] == offline.config[CONFIGURATION]
+    assert {"small", "fold0"} <= set(offline.tags) and {"small", "fold1"} <= set(online.tags)
+    definition = dashboard.load_definition(ROOT / "sweeps" / "folds.yaml")
+    plan = dashboard.plan(definition, "me", "aslfr", sweep=online.sweep_id, group=offline.group)
+    spec = dashboard.workspace(plan)._to_model().spec.model_dump(by_alias=True, exclude_none=True)
+    filters = spec["section"]["runSets"][0]["filters"]["filters"]
+    for run in (online, offline):  # the workspace's run filter admits both runs
+        assert admits(filters, {"jobType": run.job_type, "sweep": run.sweep_id, "group": run.group})
+    assert not admits(filters, {"jobType": "compare", "sweep": "", "group": "folds"})  # aslfr-compare's run
+
+
+def admits(filters: list, run: dict) -> bool:
+    """W&B's filterV2 list (each item a condition or a group; a group ORs its children when they
+    are joined by OR) evaluated on a run's attributes; the top-level items are ANDed."""
+
+    def holds(item) -> bool:
+        if "filters" in item:
+            children = [holds(child) for child in item["filters"]]
+            joined_by_or = any(child.get("connector") == "OR" for child in item["filters"])
+            return any(children) if joined_by_or else all(children)
+        assert item["op"] == "=", item
+        return run[item["key"]["name"]] == item["value"]
+
+    return all(holds(item) for item in filters)
