@@ -116,6 +116,7 @@ def test_too_few_trials_for_importances_says_how_many_are_needed(tmp_path):
     ) and "at least 4" in compare.importance_table([found])
 
 
+@pytest.mark.slow
 def test_make_optuna_dashboard_serves_the_sweeps_journal(tmp_path):
     """`make optuna-dashboard SWEEP=DIR` starts optuna-dashboard on DIR/optuna.journal, and
     optuna-dashboard reads the study the runner's storage wrote (its API lists it, with its

@@ -195,6 +195,7 @@ def test_without_a_login_it_says_so_in_one_line(monkeypatch, capsys):
     assert err.count("\n") == 1 and "wandb login" in err and "--dry-run" in err
 
 
+@pytest.mark.slow
 def test_make_dashboard_runs_the_command_on_the_sweep_file(tmp_path):
     """`make dashboard SWEEP=... ARGS=...` is aslfr-dashboard from the environment (here with
     --dry-run: the panels printed, nothing saved)."""
