@@ -21,9 +21,8 @@ and the decodings' names come from the config they compose.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aslfr import names
@@ -36,7 +35,7 @@ CROSS_VALIDATION = "Cross-validation: the folds of each configuration"
 BUDGET = "Which architecture fits the budget"
 # a project-wide workspace (no sweep file): the architecture's main keys
 DEFAULT_KEYS = ("model.encoder.depth", "model.encoder.width", "model.decoder.depth", "model.decoder.width")
-GROUPED_BY = f"{CONFIGURATION}"  # W&B config key shared by the folds of one configuration
+GROUPED_BY = CONFIGURATION  # W&B config key shared by the folds of one configuration
 
 
 @dataclass
@@ -51,7 +50,6 @@ class Plan:
     budget_ms: float
     sweep: str | None = None
     group: str | None = None
-    overrides: list[str] = field(default_factory=list)
 
 
 def swept_keys(definition: Mapping) -> list[str]:
@@ -99,7 +97,7 @@ def plan(
     sweep: str | None = None,
     group: str | None = None,
     name: str | None = None,
-    overrides: list[str] = (),
+    overrides: list[str] | tuple = (),
 ) -> Plan:
     composed = [*(fixed_overrides(definition) if definition else []), *overrides]
     cfg = compose(composed)
@@ -113,7 +111,6 @@ def plan(
         budget_ms=float(cfg.budget.latency_ms),
         sweep=sweep,
         group=group,
-        overrides=composed,
     )
 
 
@@ -290,13 +287,14 @@ def dashboard(args) -> None:
 
             entity = wandb.Api().default_entity
     p = plan(definition, entity or "ENTITY", args.project, args.sweep, group, args.name, args.overrides)
-    print(describe(p))
+    print(outline(p))
     if args.dry_run:
         return
     print(f"dashboard: {save(p, args.report)}")
 
 
-def describe(p: Plan) -> str:
+def outline(p: Plan) -> str:
+    """The workspace in words: its runs, sections and panels."""
     lines = [f"{p.name} ({p.entity}/{p.project}; runs: {_where(p)})"]
     for title, shown in panels(p).items():
         lines.append(f"  {title}:")
@@ -314,4 +312,4 @@ def _wrt(panel) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
