@@ -45,6 +45,14 @@ TRICKS["length_pool"] = (
     ["data.length_pool=8"],
 )
 TRICKS["conformer_small"] = ("the conformer family sized for 2 cores", ["model=conformer_small"])
+TRICKS["handless_keep"] = (
+    "frames without a hand kept (CTC sees every frame)",
+    ["data.features.handless_frames=keep"],
+)
+TRICKS["conformer_small_keep"] = (
+    "the conformer family, frames without a hand kept",
+    ["model=conformer_small", "data.features.handless_frames=keep"],
+)
 TRICKS["three"] = (  # round 2's combined row (README, the table at the synthetic default)
     "time mask + decoder-input noise + EMA together",
     [o for name in ("time_mask", "token_noise", "ema") for o in TRICKS[name][1]],
