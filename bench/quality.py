@@ -42,7 +42,14 @@ def train(model: str, seed: int, run_dir: Path, overrides: list[str]) -> float |
     if RunDir(run_dir).status().get("status") == "finished":
         return None
     t0 = time.perf_counter()
-    cmd = [sys.executable, "train.py", f"model={model}", *overrides, f"trainer.seed={seed}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"model={model}",
+        *overrides,
+        f"trainer.seed={seed}",
+        f"hydra.run.dir={run_dir}",
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True)
     return time.perf_counter() - t0
 
