@@ -10,7 +10,8 @@ of detected hand points; the dominant wrist's motion from one detected frame to 
 units and in hand sizes (wrist to middle knuckle).
 
 Only the 126 hand columns are read, each parquet file once, streamed in record batches through the
-reader's own sequence splitter (`reader._sequences`); per-point values go into fixed-width histograms,
+reader's own sequence splitter (`reader._sequences`; a file whose sequences' rows are scattered
+is sorted first, as the reader does); per-point values go into fixed-width histograms,
 so memory does not grow with the data set. Quantiles of per-point values are exact to the histogram's
 bin width (`COORD_BIN`, `STEP_BIN`, `SIZE_STEP_BIN`).
 
@@ -215,15 +216,17 @@ def _file_sequences(path: Path, columns: list[str], batch_rows: int):
             f"{path}: lacks the hand column(s) {shown}; the statistics need both hands' x, y, z "
             "columns as in the competition's files"
         )
-    try:
+    ids = pf.read(columns=[layout.INDEX_COLUMN], use_threads=False).column(0).to_numpy()
+    runs = 1 + int(np.count_nonzero(ids[1:] != ids[:-1])) if ids.size else 0
+    if runs == np.unique(ids).size:  # each sequence's rows together: stream the file
         batches = pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False)
-        for sid, frame, raw in reader._sequences(batches, columns):
-            yield sid, _in_frame_order(frame, raw)
-    except reader._NotContiguous:  # rows of a sequence are scattered: sort the (projected) file
+    else:  # rows of a sequence are scattered: sort the (projected) file
         table = pq.read_table(path, columns=read).sort_by(
             [(layout.INDEX_COLUMN, "ascending"), (layout.FRAME_COLUMN, "ascending")]
         )
-        yield from ((sid, raw) for sid, _, raw in reader._sequences(table.to_batches(batch_rows), columns))
+        batches = table.to_batches(batch_rows)
+    for sid, frame, raw in reader._sequences(batches, columns):
+        yield sid, _in_frame_order(frame, raw)
 
 
 def _in_frame_order(frame: np.ndarray, raw: np.ndarray) -> np.ndarray:
