@@ -20,9 +20,12 @@ NEEDS = {"data=kaggle": ["data.root=/path/to/asl-fingerspelling"]}  # `root: ???
 
 
 def options(group: str) -> list[str]:
+    """The choices of a group: data/common.yaml and model/_default.yaml are included, not chosen."""
     return sorted(
-        f"{group}={p.stem}" for p in (CONF / group).glob("*.yaml") if group != "data" or p.stem != "common"
-    )  # data/common: included, not chosen
+        f"{group}={p.stem}"
+        for p in (CONF / group).glob("*.yaml")
+        if not p.stem.startswith("_") and (group != "data" or p.stem != "common")
+    )
 
 
 CHOICES = [o for g in GROUPS for o in options(g)]
@@ -89,6 +92,168 @@ def test_train_py_refuses_a_bad_choice_in_seconds_without_a_traceback(bad, tmp_p
     assert "Invalid value" in proc.stderr and value in proc.stderr
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()  # no work
     assert time.perf_counter() - t0 < 60
+
+
+# Each preset as it composes: every model key, and data.max_frames (conformer sets it). The presets
+# state only what differs from conf/model/_default.yaml; these are the values they resolve to.
+PRESETS = {
+    "base": {
+        "max_frames": 64,
+        "model": {
+            "name": "base",
+            "encoder": {
+                "block": "transformer",
+                "conv_kernel": 15,
+                "depth": 3,
+                "downsample_at": None,
+                "drop_path": 0.0,
+                "heads": 4,
+                "key_dim": None,
+                "mlp_ratio": 2.0,
+                "positions": "learned",
+                "width": 256,
+            },
+            "decoder": {"depth": 2, "heads": 4, "key_dim": None, "mlp_ratio": 2.0, "width": 192},
+            "dropout": {"attention": 0.1, "classifier": 0.1, "mlp": 0.2},
+            "label_smoothing": 0.1,
+            "ctc_weight": 0.5,
+            "decode": "best",
+            "joint_weight": 0.3,
+            "joint_weights": [0.3, 0.5, 0.7],
+            "token_noise": 0.0,
+        },
+    },
+    "conformer": {
+        "max_frames": 384,
+        "model": {
+            "name": "conformer",
+            "encoder": {
+                "block": "conformer",
+                "conv_kernel": 17,
+                "depth": 12,
+                "downsample_at": 6,
+                "drop_path": 0.1,
+                "heads": 4,
+                "key_dim": None,
+                "mlp_ratio": 2.0,
+                "positions": "rope",
+                "width": 192,
+            },
+            "decoder": {"depth": 1, "heads": 4, "key_dim": None, "mlp_ratio": 2.0, "width": 192},
+            "dropout": {"attention": 0.1, "classifier": 0.1, "mlp": 0.1},
+            "label_smoothing": 0.25,
+            "ctc_weight": 0.25,
+            "decode": "best",
+            "joint_weight": 0.3,
+            "joint_weights": [0.3, 0.5, 0.7],
+            "token_noise": 0.0,
+        },
+    },
+    "conformer_small": {
+        "max_frames": 64,
+        "model": {
+            "name": "conformer_small",
+            "encoder": {
+                "block": "conformer",
+                "conv_kernel": 15,
+                "depth": 3,
+                "downsample_at": None,
+                "drop_path": 0.05,
+                "heads": 4,
+                "key_dim": None,
+                "mlp_ratio": 2.0,
+                "positions": "rope",
+                "width": 128,
+            },
+            "decoder": {"depth": 1, "heads": 4, "key_dim": None, "mlp_ratio": 2.0, "width": 96},
+            "dropout": {"attention": 0.1, "classifier": 0.1, "mlp": 0.1},
+            "label_smoothing": 0.1,
+            "ctc_weight": 0.5,
+            "decode": "best",
+            "joint_weight": 0.3,
+            "joint_weights": [0.3, 0.5, 0.7],
+            "token_noise": 0.0,
+        },
+    },
+    "large": {
+        "max_frames": 64,
+        "model": {
+            "name": "large",
+            "encoder": {
+                "block": "transformer",
+                "conv_kernel": 0,
+                "depth": 3,
+                "downsample_at": None,
+                "drop_path": 0.0,
+                "heads": 4,
+                "key_dim": 48,
+                "mlp_ratio": 2.0,
+                "positions": "learned",
+                "width": 384,
+            },
+            "decoder": {"depth": 2, "heads": 4, "key_dim": 32, "mlp_ratio": 2.0, "width": 256},
+            "dropout": {"attention": 0.2, "classifier": 0.1, "mlp": 0.3},
+            "label_smoothing": 0.25,
+            "ctc_weight": 0.0,
+            "decode": "best",
+            "joint_weight": 0.3,
+            "joint_weights": [0.3, 0.5, 0.7],
+            "token_noise": 0.0,
+        },
+    },
+    "small": {
+        "max_frames": 64,
+        "model": {
+            "name": "small",
+            "encoder": {
+                "block": "transformer",
+                "conv_kernel": 15,
+                "depth": 2,
+                "downsample_at": None,
+                "drop_path": 0.0,
+                "heads": 4,
+                "key_dim": None,
+                "mlp_ratio": 2.0,
+                "positions": "learned",
+                "width": 128,
+            },
+            "decoder": {"depth": 1, "heads": 4, "key_dim": None, "mlp_ratio": 2.0, "width": 96},
+            "dropout": {"attention": 0.1, "classifier": 0.1, "mlp": 0.1},
+            "label_smoothing": 0.1,
+            "ctc_weight": 0.5,
+            "decode": "best",
+            "joint_weight": 0.7,
+            "joint_weights": [0.3, 0.5, 0.7],
+            "token_noise": 0.0,
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_model_preset_composes_to_its_values(preset, tmp_path):
+    cfg = compose_cfg([f"model={preset}"], tmp_path)
+    assert OmegaConf.to_container(cfg.model) == PRESETS[preset]["model"]
+    assert cfg.data.max_frames == PRESETS[preset]["max_frames"]
+
+
+def test_model_presets_inherit_the_default_keys():
+    """Each preset names itself and states only what differs: no key repeats _default.yaml's value."""
+    base = OmegaConf.load(CONF / "model" / "_default.yaml")
+    for preset in options("model"):
+        own = OmegaConf.load(CONF / "model" / f"{preset.split('=')[1]}.yaml")
+        own = own.get("model", own)  # model=conformer is global (it also sets data.max_frames)
+        flat = {k: v for k, v in _leaves(OmegaConf.to_container(own)) if not k.startswith("defaults")}
+        same = {k for k, v in flat.items() if OmegaConf.select(base, k) == v and k != "name"}
+        assert not same, f"{preset} restates {sorted(same)}"
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
 
 
 def test_run_directories_are_unique_and_sorted_by_time():
