@@ -12,8 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from aslfr.config import Config, register
+from aslfr.errors import ConfigError
 
-from conftest import CONF, ROOT, compose_cfg, subprocess_env
+from conftest import CONF, ROOT, compose_cfg, subprocess_env, typed_cfg
 
 GROUPS = sorted(d.name for d in CONF.iterdir() if d.is_dir())
 NEEDS = {"data=kaggle": ["data.root=/path/to/asl-fingerspelling"]}  # `root: ???` on purpose
@@ -270,3 +271,76 @@ def test_run_directories_are_unique_and_sorted_by_time():
         assert len(set(dirs)) == len(dirs), dirs
         assert dirs == sorted(dirs), dirs
     assert names["run"][0].startswith("outputs/") and names["sweep"][0].startswith("multirun/")
+
+
+def test_the_schedule_is_the_one_named(tmp_path):
+    """schedule=constant holds the peak rate (after its warm-up); schedule=cosine decays to
+    final_ratio x peak; a final ratio given to the constant schedule is refused, in one line."""
+    from aslfr.model.optim import current_lr, make_optimizer
+
+    def rates(*overrides: str) -> list[float]:
+        cfg = typed_cfg(["optimizer.lr=0.01", *overrides], tmp_path)
+        optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch=10, epochs=10)
+        out = []
+        for step in (0, 50, 99):
+            optimizer.iterations.assign(step)
+            out.append(current_lr(optimizer))
+        return out
+
+    assert rates("schedule=constant") == pytest.approx([0.01, 0.01, 0.01])
+    warm = rates("schedule=constant", "schedule.warmup_epochs=1")
+    assert warm[0] < 0.01 and warm[1:] == pytest.approx([0.01, 0.01])
+    cosine = rates("schedule=cosine", "schedule.warmup_epochs=0", "schedule.final_ratio=0")
+    assert (
+        cosine[0] == pytest.approx(0.01) and cosine[1] == pytest.approx(0.005, rel=0.05) and cosine[2] < 1e-4
+    )
+    with pytest.raises(ConfigError, match="schedule.final_ratio=0.0 is where schedule=cosine decays to"):
+        typed_cfg(["schedule=constant", "schedule.final_ratio=0"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.awp=0.05", "trainer.strategy=mirrored"], "optimizer.awp perturbs the weights"),
+        (["data.fold=5"], r"data.fold=5 is out of range: use 0\.\.4"),
+        (["data=kaggle"], "data=kaggle needs the competition directory: data.root=DIR"),
+        (["model.decoder.depth=0", "model.decode=joint"], "model.decode=joint needs"),
+    ],
+)
+def test_rules_across_keys_fail_when_the_config_is_typed(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=message) as refused:
+        typed_cfg(overrides, tmp_path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.slow
+def test_train_py_refuses_a_rule_across_keys_in_one_line_before_tensorflow(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "train.py",
+            "optimizer.awp=0.05",
+            "trainer.strategy=mirrored",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert said == [
+        "error: optimizer.awp perturbs the weights inside each replica's step, which "
+        "trainer.strategy=mirrored cannot aggregate: use optimizer.awp=0 or trainer.strategy=auto"
+    ]
+    imported = {
+        line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "tensorflow" not in imported and "keras" not in imported
+    # not claimed (Hydra made the directory for its log before the run began), no data made
+    assert not (tmp_path / "run" / ".hydra").exists() and not (tmp_path / "data").exists()

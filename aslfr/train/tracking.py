@@ -25,9 +25,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 import wandb
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aslfr import names
+from aslfr.config import Config, WandbMode, as_dict
 from aslfr.train.wandb_log import history_steps
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,9 @@ def logged_in() -> bool:
         return False
 
 
-def resolve_mode(mode: str) -> str:
-    if mode != "auto":
-        return mode
+def resolve_mode(mode: WandbMode) -> str:
+    if mode != WandbMode.auto:
+        return WandbMode(mode).value
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
     if logged_in():
@@ -66,8 +67,9 @@ def resolve_mode(mode: str) -> str:
     return "offline"
 
 
-def describe(cfg: DictConfig) -> dict:
-    """Run name, group and tags that tell runs apart and group them in the dashboard."""
+def describe(cfg: Config | DictConfig) -> dict:
+    """Run name, group and tags that tell runs apart and group them in the dashboard (of a run's
+    config, or of a W&B run's config read back)."""
     m = cfg.model
     shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
     fold = cfg.data.fold
@@ -98,8 +100,8 @@ def gather(folder: Path, into: Path) -> Path:
 
 
 class Tracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
-        self.mode = resolve_mode(str(cfg.wandb.mode))
+    def __init__(self, cfg: Config, run_dir: Path, run_id: str):
+        self.mode = resolve_mode(cfg.wandb.mode)
         labels = describe(cfg)  # name, group, tags
         self.run = wandb.init(
             project=cfg.wandb.project,
@@ -109,7 +111,7 @@ class Tracker:
             id=run_id,
             resume="allow",
             job_type="train",
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=as_dict(cfg),
             settings=wandb.Settings(
                 console="off",
                 x_disable_stats=True,
@@ -127,7 +129,7 @@ class Tracker:
         ):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
-        gather_dir = cfg.wandb.get("gather_dir")
+        gather_dir = cfg.wandb.gather_dir
         if gather_dir and self.mode != "disabled":
             try:
                 link = gather(Path(self.run.dir).parent, Path(gather_dir))
