@@ -72,7 +72,7 @@ class Measurement:
 
     def advice(self) -> str:
         """What brings a configuration within budget, for the limits it exceeds (figures in
-        the README: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
+        docs/benchmarks.md: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
         and speeds up the decoder's steps; every character re-runs the decoder)."""
         fixes = []
         if self.latency_ms > self.latency_budget_ms:
