@@ -39,6 +39,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from aslfr import names
+from aslfr.config import Config, WandbMode, as_dict
 from aslfr.train.rundir import flatten
 from aslfr.train.wandb_log import history_steps
 
@@ -68,9 +69,9 @@ def logged_in() -> bool:
         return False
 
 
-def resolve_mode(mode: str) -> str:
-    if mode != "auto":
-        return mode
+def resolve_mode(mode: WandbMode) -> str:
+    if mode != WandbMode.auto:
+        return WandbMode(mode).value
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
     if logged_in():
@@ -83,8 +84,9 @@ def resolve_mode(mode: str) -> str:
     return "offline"
 
 
-def describe(cfg: DictConfig) -> dict:
-    """Run name, group and tags that tell runs apart and group them in the dashboard."""
+def describe(cfg: Config | DictConfig) -> dict:
+    """Run name, group and tags that tell runs apart and group them in the dashboard (of a run's
+    config, or of a W&B run's config read back)."""
     m = cfg.model
     shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
     fold = cfg.data.fold
@@ -98,14 +100,14 @@ def describe(cfg: DictConfig) -> dict:
     }
 
 
-def configuration(cfg: DictConfig) -> str:
+def configuration(cfg: Config | DictConfig) -> str:
     """A name shared by the runs of one configuration on different folds and by no other: the
     run group's default name (model, shape, data) and a hash of every key but NOT_CONFIGURATION."""
     m = cfg.model
     shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
     kept = {
         k: v
-        for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+        for k, v in flatten(as_dict(cfg) if isinstance(cfg, Config) else OmegaConf.to_container(cfg)).items()
         if not any(k == p or k.startswith(p + ".") for p in NOT_CONFIGURATION)
     }
     digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:6]
@@ -121,7 +123,7 @@ def group_choices() -> dict:
     return {k: v for k, v in choices.items() if not k.startswith("hydra/")}
 
 
-def keep_resolved(run, resolved: Mapping, cfg: DictConfig) -> None:
+def keep_resolved(run, resolved: Mapping, cfg: Config) -> None:
     """Put the resolved config back over whatever W&B merged into `run.config` after
     `wandb.init(config=resolved)` (a sweep agent's parameters, locked by W&B: `update_locked` is
     the one update they do not refuse), and add the group choices and the configuration's name."""
@@ -150,10 +152,10 @@ def gather(folder: Path, into: Path) -> Path:
 
 
 class Tracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
-        self.mode = resolve_mode(str(cfg.wandb.mode))
+    def __init__(self, cfg: Config, run_dir: Path, run_id: str):
+        self.mode = resolve_mode(cfg.wandb.mode)
         labels = describe(cfg)  # name, group, tags
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = as_dict(cfg)
         self.run = wandb.init(
             project=cfg.wandb.project,
             entity=cfg.wandb.entity,
@@ -182,7 +184,7 @@ class Tracker:
         ):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
-        gather_dir = cfg.wandb.get("gather_dir")
+        gather_dir = cfg.wandb.gather_dir
         if gather_dir and self.mode != "disabled":
             try:
                 link = gather(Path(self.run.dir).parent, Path(gather_dir))
