@@ -7,7 +7,8 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from aslfr.errors import ConfigError, TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
 from aslfr.model.decoding import decode, hand_frames
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
-from aslfr.model.model import FingerspellingModel, build
+from aslfr.model.model import FingerspellingModel
+from aslfr.model.model import build as build_model
 from aslfr.model.optim import current_lr, make_optimizer
 from aslfr.train import decide
 from aslfr.train.checkpoints import Checkpoints
@@ -480,140 +482,179 @@ def ship(
     return metrics
 
 
-def train(
-    cfg: Config,
-    split: DataSplit,
-    run_dir: Path,
-    *,
-    known: dict | None = None,
-    after: Callable[[FingerspellingModel, Tracker], dict] | None = None,
-) -> dict:
-    """Train (or resume) in `run_dir`; returns the summary written to summary.json.
-    `known`: metrics already measured (the budget probe), put in the W&B summary at once.
-    `after(model, tracker)`: called with the best weights loaded once training is done (the
-    export, which logs its files with the run); the metrics it returns are logged and join the
-    summary."""
-    run_dir = Path(run_dir)
-    tcfg = cfg.trainer
-    keras.utils.set_random_seed(tcfg.seed)
-    strategy = make_strategy(tcfg)
-    p = split.prepared
-    fallback = choose_fallback(cfg.fallback, [str(t) for t in p.phrase[split.train]], run_dir)
-    mcfg = model_config(cfg.model, cfg.data, tcfg.jit, split.spec, split.vocab, fallback)
-    tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
-    batch_size, eval_batch_size = tcfg.batch_size, tcfg.eval_batch_size
-    train_ds = _fold_dataset(
-        cfg,
-        split,
-        mcfg,
-        batch_size,
-        tokens,
-        split.train,
-        training=True,
-        augment=cfg.data.augment,
-        bucket_by_length=cfg.data.bucket_by_length,
-        length_pool=cfg.data.length_pool,
-        participants=p.participant_id,
-        pad=split.vocab.pad,
-        eos=split.vocab.eos,
-    )
-    replicas = strategy.num_replicas_in_sync
-    if replicas > 1 and len(split.val):
-        # Keras 3 under tf.distribute fails on a first evaluation batch that does not split evenly
-        # across the replicas (keras-team/keras#19246): a whole number of replicas' worth, at most
-        # the fold's
-        eval_batch_size = max(replicas, min(eval_batch_size, len(split.val)) // replicas * replicas)
-    # Validation is deterministic: prepared once, then served from memory at every evaluation.
-    val_ds = validation_dataset(cfg, split, mcfg, eval_batch_size, tokens).cache() if len(split.val) else None
-    steps_per_epoch = len(split.train) // batch_size
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"trainer.batch_size={batch_size} is larger than the training set ({len(split.train)} "
-            "sequences): lower trainer.batch_size"
+class Training:
+    """One run's training in its directory, step by step: `Training(...)` sets up the model's
+    configuration and data sets, `build()` the model (restored from the latest checkpoint, if
+    any); within `tracking()`, where the W&B run is open: `fit()`, `ship()` (the best weights, the
+    decoding and the fallback the run ships), `record()` of what is measured after (the export),
+    and `summarize()`."""
+
+    def __init__(self, cfg: Config, split: DataSplit, run_dir: Path):
+        self.cfg, self.split, self.run_dir = cfg, split, Path(run_dir)
+        keras.utils.set_random_seed(cfg.trainer.seed)
+        self.strategy = make_strategy(cfg.trainer)
+        phrases = [str(t) for t in split.prepared.phrase[split.train]]
+        self.fallback = choose_fallback(cfg.fallback, phrases, self.run_dir)
+        self.mcfg = model_config(cfg.model, cfg.data, cfg.trainer.jit, split.spec, split.vocab, self.fallback)
+        self.tokens = split.vocab.encode(list(split.prepared.phrase), self.mcfg.max_length)
+        self.batch_size = cfg.trainer.batch_size
+        self.steps_per_epoch = self._steps_per_epoch()
+        self.train_ds = self._train_dataset()
+        self.eval_batch_size, self.val_ds = self._validation()
+        self.checkpoints = Checkpoints(self.run_dir / "checkpoints")
+        self.summary: dict = {}
+        self.shipped: dict = {}
+        self.after_step = 0
+
+    def build(self) -> None:
+        """The model compiled under the strategy, restored from the latest checkpoint if any."""
+        with self.strategy.scope():
+            self.model = compile_model(
+                build_model(self.mcfg), self.cfg, self.steps_per_epoch, self.cfg.trainer.epochs
+            )
+        self.n_params = int(self.model.count_params())
+        self.state = self._restore()
+
+    def _steps_per_epoch(self) -> int:
+        steps = len(self.split.train) // self.batch_size
+        if steps == 0:
+            raise ConfigError(
+                f"trainer.batch_size={self.batch_size} is larger than the training set "
+                f"({len(self.split.train)} sequences): lower trainer.batch_size"
+            )
+        return steps
+
+    def _train_dataset(self) -> tf.data.Dataset:
+        """The training folds, augmented and batched as data.* says; endless (Keras counts
+        steps_per_epoch)."""
+        cfg, split = self.cfg, self.split
+        return _fold_dataset(
+            cfg,
+            split,
+            self.mcfg,
+            self.batch_size,
+            self.tokens,
+            split.train,
+            training=True,
+            augment=cfg.data.augment,
+            bucket_by_length=cfg.data.bucket_by_length,
+            length_pool=cfg.data.length_pool,
+            participants=split.prepared.participant_id,
+            pad=split.vocab.pad,
+            eos=split.vocab.eos,
         )
-    epochs = tcfg.epochs
 
-    with strategy.scope():
-        model = compile_model(build(mcfg), cfg, steps_per_epoch, epochs)
-        optimizer = model.optimizer
-    n_params = int(model.count_params())
+    def _validation(self) -> tuple[int, tf.data.Dataset | None]:
+        """The evaluation batch size and the validation fold (None when empty), prepared once and
+        then served from memory at every evaluation (it is deterministic)."""
+        eval_batch_size, n_val = self.cfg.trainer.eval_batch_size, len(self.split.val)
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1 and n_val:
+            # Keras 3 under tf.distribute fails on a first evaluation batch that does not split
+            # evenly across the replicas (keras-team/keras#19246): a whole number of replicas'
+            # worth, at most the fold's
+            eval_batch_size = max(replicas, min(eval_batch_size, n_val) // replicas * replicas)
+        if not n_val:
+            return eval_batch_size, None
+        return eval_batch_size, validation_dataset(
+            self.cfg, self.split, self.mcfg, eval_batch_size, self.tokens
+        ).cache()
 
-    checkpoints = Checkpoints(run_dir / "checkpoints")
-    state = checkpoints.latest_state()
-    if state is not None:
-        with strategy.scope():
-            state = checkpoints.restore(model, optimizer)
+    def _restore(self) -> dict:
+        """The state of the latest checkpoint, loaded into the model and its optimizer; a fresh
+        state (epoch 0, a new W&B run id) without one."""
+        if self.checkpoints.latest_state() is None:
+            return {"epoch": 0, "wandb_id": new_run_id()}
+        with self.strategy.scope():
+            state = self.checkpoints.restore(self.model, self.model.optimizer)
         log.info(
             "resuming %s after epoch %d (step %d, W&B run %s)",
-            run_dir,
+            self.run_dir,
             state["epoch"],
-            int(optimizer.iterations.numpy()),
+            int(self.model.optimizer.iterations.numpy()),
             state["wandb_id"],
         )
-    else:
-        state = {"epoch": 0, "wandb_id": new_run_id()}
+        return state
 
-    tracker = Tracker(cfg, run_dir, state["wandb_id"])
-    # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
-    if tracker.run.id != state["wandb_id"]:
-        log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", tracker.run.id)
-        state["wandb_id"] = tracker.run.id
-    tracker.summary(
-        {
-            names.PARAMS: n_params,
-            names.TRAIN_SEQUENCES: len(split.train),
-            names.VAL_SEQUENCES: len(split.val),
-            **(known or {}),
-            **(
-                {
-                    names.FALLBACK_PHRASE: fallback["phrase"],
-                    names.FALLBACK_EXPECTED: fallback["expected_score"],
-                }
-                if fallback
-                else {}
-            ),
-        }
-    )
-    tracker.save_file(run_dir / "folds.csv")
-    log.info(
-        "model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
-        cfg.model.name,
-        f"{n_params:,}",
-        len(split.train),
-        len(split.val),
-        steps_per_epoch,
-    )
+    @contextmanager
+    def tracking(self, known: dict | None = None) -> Iterator[Training]:
+        """The W&B run, open within; it ends with the run's exit status. `known`: metrics
+        already measured (the budget probe), in its summary at once."""
+        self.tracker = Tracker(self.cfg, self.run_dir, self.state["wandb_id"])
+        exit_code = 0
+        try:
+            self._describe(known or {})
+            yield self
+        except BaseException:
+            exit_code = 1
+            raise
+        finally:
+            self.tracker.finish(exit_code)
 
-    loop = Loop(
-        trainer=tcfg,
-        tracker=tracker,
-        checkpoints=checkpoints,
-        decoder=Decoder(model, split.vocab, mcfg.decodes),
-        val_ds=val_ds,
-        state=state,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-    )
-    as_xy = train_ds.map(_xy)  # endless: Keras counts steps_per_epoch
-    exit_code = 0
-    try:
+    def _describe(self, known: dict) -> None:
+        """The W&B run's id (the one W&B really uses), what is known before training in its
+        summary, folds.csv with its files; and a line in the log."""
+        # Under `wandb agent` W&B ignores `id=` and takes WANDB_RUN_ID.
+        if self.tracker.run.id != self.state["wandb_id"]:
+            log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", self.tracker.run.id)
+            self.state["wandb_id"] = self.tracker.run.id
+        fallback = self.fallback
+        self.tracker.summary(
+            {
+                names.PARAMS: self.n_params,
+                names.TRAIN_SEQUENCES: len(self.split.train),
+                names.VAL_SEQUENCES: len(self.split.val),
+                **known,
+                **(
+                    {
+                        names.FALLBACK_PHRASE: fallback["phrase"],
+                        names.FALLBACK_EXPECTED: fallback["expected_score"],
+                    }
+                    if fallback
+                    else {}
+                ),
+            }
+        )
+        self.tracker.save_file(self.run_dir / "folds.csv")
+        log.info(
+            "model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
+            self.cfg.model.name,
+            f"{self.n_params:,}",
+            len(self.split.train),
+            len(self.split.val),
+            self.steps_per_epoch,
+        )
+
+    def fit(self) -> None:
+        """Keras' fit from the epoch the checkpoint says is done to trainer.epochs; raises
+        TrainingDiverged when the NaN guard stopped it."""
+        epochs, state = self.cfg.trainer.epochs, self.state
+        loop = Loop(
+            trainer=self.cfg.trainer,
+            tracker=self.tracker,
+            checkpoints=self.checkpoints,
+            decoder=Decoder(self.model, self.split.vocab, self.mcfg.decodes),
+            val_ds=self.val_ds,
+            state=state,
+            steps_per_epoch=self.steps_per_epoch,
+            batch_size=self.batch_size,
+        )
         if state["epoch"] < epochs:
-            progress = EpochProgress(steps_per_epoch, batch_size, epochs)
+            progress = EpochProgress(self.steps_per_epoch, self.batch_size, epochs)
             # shuffle=False: the pipeline reshuffles every epoch itself (Keras would only warn
             # that it ignores shuffle=True for a tf.data.Dataset)
-            model.fit(
-                as_xy,
+            self.model.fit(
+                self.train_ds.map(_xy),
                 epochs=epochs,
                 initial_epoch=int(state["epoch"]),
-                steps_per_epoch=steps_per_epoch,
+                steps_per_epoch=self.steps_per_epoch,
                 callbacks=[loop, progress],
                 verbose=0,
                 shuffle=False,
             )
         if loop.diverged:
-            exit_code = 1
             kept = (
-                f"The last good checkpoint (epoch {state['epoch']}) is in {checkpoints.dir}"
+                f"The last good checkpoint (epoch {state['epoch']}) is in {self.checkpoints.dir}"
                 if state["epoch"]
                 else "No epoch was completed"
             )
@@ -621,43 +662,62 @@ def train(
                 f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
                 "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume"
             )
-        summary = {
+        self.summary = {
             **loop.last_eval,
-            names.PARAMS: n_params,
+            names.PARAMS: self.n_params,
             names.EPOCHS: int(state["epoch"]),
             names.BEST_VAL_SCORE: state.get("best_score"),
             names.BEST_EPOCH: state.get("best_epoch"),
             names.WANDB_ID: state["wandb_id"],
-            names.WANDB_MODE: tracker.mode,
+            names.WANDB_MODE: self.tracker.mode,
         }
-        best = checkpoints.dir / "best.weights.h5"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints.dir / "best.weights.h5"
+
+    def ship(self) -> dict:
+        """The best weights loaded, and what the run ships chosen from its own data: its decoding
+        and fallback rule (`ship`). In the summary, W&B's too."""
         # one step after the last epoch's row, which is already committed (and on disk); read
         # before the best weights are loaded, which also restore the optimizer's step count of
         # their epoch (W&B drops a row logged at an earlier step than its last)
-        after_step = int(optimizer.iterations.numpy()) + 1
-        if best.exists():
-            model.load_weights(best)
-        # what the run ships: its decoding and fallback rule, chosen from its own data
-        extra = ship(model, cfg, split, tokens, state, fallback, val_ds, eval_batch_size, run_dir)
-        summary.update(extra)
-        tracker.summary({k: summary[k] for k in (names.BEST_VAL_SCORE, names.BEST_EPOCH, *extra)})
-        if after is not None:
-            extra.update(after(model, tracker))
-            summary.update(extra)
-        tracker.record(extra, after_step)
-        if cfg.wandb.log_checkpoint and best.exists():
-            tracker.log_checkpoint(
-                best,
+        self.after_step = int(self.model.optimizer.iterations.numpy()) + 1
+        if self.best.exists():
+            self.model.load_weights(self.best)
+        extra = ship(
+            self.model,
+            self.cfg,
+            self.split,
+            self.tokens,
+            self.state,
+            self.fallback,
+            self.val_ds,
+            self.eval_batch_size,
+            self.run_dir,
+        )
+        self.summary.update(extra)
+        self.tracker.summary({k: self.summary[k] for k in (names.BEST_VAL_SCORE, names.BEST_EPOCH, *extra)})
+        self.shipped = dict(extra)
+        return extra
+
+    def record(self, metrics: dict) -> None:
+        """Metrics of the shipped model measured after training (the export): in the summary."""
+        self.shipped.update(metrics)
+        self.summary.update(metrics)
+
+    def summarize(self) -> dict:
+        """What the run shipped logged one step after its last epoch, the best checkpoint as an
+        artifact (wandb.log_checkpoint), and summary.json."""
+        self.tracker.record(self.shipped, self.after_step)
+        if self.cfg.wandb.log_checkpoint and self.best.exists():
+            self.tracker.log_checkpoint(
+                self.best,
                 {
-                    names.VAL_SCORE: state.get("best_score"),
-                    names.EPOCH: state.get("best_epoch"),
-                    names.PARAMS: n_params,
+                    names.VAL_SCORE: self.state.get("best_score"),
+                    names.EPOCH: self.state.get("best_epoch"),
+                    names.PARAMS: self.n_params,
                 },
             )
-        write_json(run_dir / "summary.json", summary, sort_keys=True)
-        return summary
-    except BaseException:
-        exit_code = exit_code or 1
-        raise
-    finally:
-        tracker.finish(exit_code)
+        write_json(self.run_dir / "summary.json", self.summary, sort_keys=True)
+        return self.summary

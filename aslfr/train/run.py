@@ -1,5 +1,5 @@
-"""What `python train.py` does, stage by stage: budget probe -> data -> model -> training ->
-export and measurement -> summary."""
+"""What `python train.py` does, stage by stage: (the directory claimed) -> budget probe -> data ->
+model -> training -> the decoding and fallback it ships -> export and measurement -> summary."""
 
 from __future__ import annotations
 
@@ -26,56 +26,75 @@ SUBMISSION_METADATA = (
     names.EXPORT_QUANTIZE,
     names.BUDGET_OK,
 )
+# what the log's last line shows of the summary
+SHOWN = (
+    names.VAL_SCORE,
+    names.BEST_VAL_SCORE,
+    names.INFER_VAL_SCORE,
+    names.INFER_LATENCY_MS,
+    names.BUDGET_OK,
+)
 
 
 def run(cfg: Config) -> dict:
-    """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
+    """One run in cfg.paths.output_dir, top to bottom. train.py has claimed the directory
+    (aslfr/train/rundir.py) before TensorFlow loads; then each step is a call to its stage."""
     loop.configure_devices(cfg.trainer)
     run_dir = Path(cfg.paths.output_dir)
-    known = {}
-    if cfg.budget.probe:
-        probe = budget.probe(cfg)
-        log.info("budget probe (untrained model, %s): %s", cfg.model.name, probe.why())
-        if not probe.ok:
-            return over_budget(cfg, run_dir, probe)
-        known = probe.metrics()
+    probe = probe_budget(cfg)
+    if probe is not None and not probe.ok:
+        return over_budget(cfg, run_dir, probe)
+    split = prepare_data(cfg)
+    training = loop.Training(cfg, split, run_dir)
+    training.build()
+    with training.tracking(known=probe.metrics() if probe else None):
+        training.fit()
+        training.ship()
+        if cfg.export.enabled:
+            training.record(export(cfg, split, training))
+        summary = training.summarize()
+    log.info("done: %s", {k: summary[k] for k in SHOWN if k in summary})
+    return summary
+
+
+def probe_budget(cfg: Config) -> budget.Measurement | None:
+    """The untrained model's export measured against the inference budget (budget.probe)."""
+    if not cfg.budget.probe:
+        return None
+    probe = budget.probe(cfg)
+    log.info("budget probe (untrained model, %s): %s", cfg.model.name, probe.why())
+    return probe
+
+
+def prepare_data(cfg: Config) -> prepare.DataSplit:
+    """The features, folds and vocabulary of the run (and their files in its directory)."""
     split = prepare.setup_from_config(cfg)
     log.info("\n%s", prepare.summary(split, cfg.data))
-    after = None
-    if cfg.export.enabled:
-        pre = Preprocessing(split.spec, split.stats, cfg.data.max_frames)
-        val_ids = split.prepared.sequence_id[split.val] if cfg.export.evaluate else None
+    return split
 
-        def after(model, tracker: Tracker) -> dict:
-            report = budget.export_and_measure(
-                model,
-                pre,
-                run_dir,
-                cfg.budget,
-                cfg.export.quantize,
-                cfg.export.zip,
-                data_root=Path(split.prepared.meta["root"]),
-                val_ids=val_ids,
-            )
-            # only the files this export wrote (a submission.zip left by an earlier
-            # `aslfr-export --zip` would not be of these weights)
-            shipped = ["model.tflite", "inference_args.json", *(["submission.zip"] if cfg.export.zip else [])]
-            tracker.log_submission(
-                [run_dir / name for name in shipped],
-                {k: report[k] for k in SUBMISSION_METADATA if k in report},
-            )
-            return report
 
-    summary = loop.train(cfg, split, run_dir, known=known, after=after)
-    shown = (
-        names.VAL_SCORE,
-        names.BEST_VAL_SCORE,
-        names.INFER_VAL_SCORE,
-        names.INFER_LATENCY_MS,
-        names.BUDGET_OK,
+def export(cfg: Config, split: prepare.DataSplit, training: loop.Training) -> dict:
+    """The shipped model converted for the competition and measured against the budget (scored on
+    the validation fold with export.evaluate); its files logged with the run. Returns the report."""
+    run_dir = training.run_dir
+    report = budget.export_and_measure(
+        training.model,
+        Preprocessing(split.spec, split.stats, cfg.data.max_frames),
+        run_dir,
+        cfg.budget,
+        cfg.export.quantize,
+        cfg.export.zip,
+        data_root=Path(split.prepared.meta["root"]),
+        val_ids=split.prepared.sequence_id[split.val] if cfg.export.evaluate else None,
     )
-    log.info("done: %s", {k: summary[k] for k in shown if k in summary})
-    return summary
+    # only the files this export wrote (a submission.zip left by an earlier `aslfr-export --zip`
+    # would not be of these weights)
+    shipped = ["model.tflite", "inference_args.json", *(["submission.zip"] if cfg.export.zip else [])]
+    training.tracker.log_submission(
+        [run_dir / name for name in shipped],
+        {k: report[k] for k in SUBMISSION_METADATA if k in report},
+    )
+    return report
 
 
 def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
