@@ -16,8 +16,8 @@ once, as train.py's probe does. Its own keys say what it does:
     fake.seconds=0.1          the length of each epoch
     fake.exit=N               exit with status N before anything (a crash)
     fake.latency_ms=1         its inference latency
-    fake.hold=true            before its first epoch, wait while a file RUN_DIR.hold exists
-                              (sweep-dir/trial-001.hold holds the sweep's second trial)
+    fake.hold=true            before its first epoch, wait while a file hold-RUN_DIR_NAME exists
+                              beside its run directory (SWEEP_DIR/hold-trial-001: the second trial)
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(args: list[str]) -> int:
         write_json(run_dir / "summary.json", {**summary, **record}, sort_keys=True)
         return 0
 
-    hold = run_dir.with_name(run_dir.name + ".hold")
+    hold = run_dir.parent / f"hold-{run_dir.name}"
     while fake.get("hold") and hold.exists():
         time.sleep(0.05)
     best: dict = {}

@@ -75,7 +75,7 @@ JOURNAL = "optuna.journal"  # the default storage, in the sweep directory
 SETUP_LOCK = "sweep.lock"  # held while a runner sets the sweep up or picks its next trial
 HEARTBEAT_S = 30.0  # a running trial's "heartbeat" user attr is renewed this often
 GRACE_S = 120.0  # a running trial is interrupted once its heartbeat is this old (4 missed beats)
-WAIT_S = 5.0  # how often a runner with nothing to start looks at the others' trials
+WAIT_S = 2.0  # how often a runner with nothing to start looks at the others' trials
 POLL_S = 0.5  # how often the running trial's checkpoints are read
 STARTUP_TRIALS = 5  # bayes: random proposals before TPE takes over (Optuna's default 10
 # is a third of a typical 20-40 trial sweep)
