@@ -719,6 +719,8 @@ def run_sweep(
     runners' trials run, it waits for them: an interrupted one's parameters run here."""
     import filelock
     from optuna.trial import TrialState
+    from wandb.sdk.launch.sweeps import utils  # noqa: F401 (W&B's, for each trial's command: loaded
+    # here, before the first trial's clock, so a trial's "sweep overhead" is the sweep's own)
 
     definition = load(path)
     name = name or Path(path).stem
