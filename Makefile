@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train prepare test lint bench lock clean sweep agent sync leet
+.PHONY: train prepare test lint bench lock clean sweep agent sync leet dashboard optuna-dashboard
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -41,6 +41,20 @@ sync: $(VENV)/.installed
 
 leet: $(VENV)/.installed
 	$(IN_VENV) $(WANDB) leet $(DIR)
+
+# The W&B workspace of a sweep (docs/dashboard.md): ARGS="--sweep ID", "--group NAME", "--all".
+#   make dashboard SWEEP=sweeps/depth_width.yaml ARGS="--sweep SWEEP_ID"
+dashboard: $(VENV)/.installed
+	$(BIN)/aslfr-dashboard $(SWEEP) $(ARGS)
+
+# optuna-dashboard on an offline sweep's study: SWEEP is its directory (sweeps-out/NAME) or its
+# definition (sweeps/NAME.yaml -> sweeps-out/NAME).   make optuna-dashboard SWEEP=sweeps-out/folds
+OPTUNA_DASHBOARD ?= $(BIN)/optuna-dashboard
+optuna-dashboard: $(VENV)/.installed
+	@d="$(SWEEP)"; case "$$d" in *.yaml|*.yml) d="sweeps-out/$$(basename "$${d%.*}")";; esac; \
+	test -f "$$d/optuna.journal" || { echo "no $$d/optuna.journal: give an offline sweep's directory, make optuna-dashboard SWEEP=sweeps-out/NAME (with aslfr-sweep --storage URL: $(OPTUNA_DASHBOARD) URL)"; exit 2; }; \
+	echo "$(OPTUNA_DASHBOARD) $$d/optuna.journal $(ARGS)"; \
+	$(OPTUNA_DASHBOARD) "$$d/optuna.journal" $(ARGS)
 
 # The whole suite (CI), on every core; `make test ARGS='-m "not slow"'` is the inner loop.
 test: lint

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from aslfr import names
-from aslfr.config import register
+from aslfr.config import register, typed
 from aslfr.errors import exit_on_error
 from aslfr.runtime import import_tensorflow
 from aslfr.train.rundir import RunDir
@@ -30,13 +30,15 @@ os.environ.pop("WANDB_SERVICE", None)
 def main(cfg: DictConfig) -> float:
     """One run; returns the sweep metric (val/score: best of the run, or an over-budget run's
     worst score), for Hydra's sweeper plugins."""
-    # Claimed before TensorFlow loads: a refused resume (another config, another live process)
-    # answers in a second and leaves the directory as it was.
-    with RunDir(Path(cfg.paths.output_dir)).claim(cfg):
+    # Typed and checked across keys, then claimed, before TensorFlow loads: a refused config or
+    # resume (another config, another live process) answers in a second and leaves the
+    # directory as it was.
+    config = typed(cfg)
+    with RunDir(Path(config.paths.output_dir)).claim(cfg):
         import_tensorflow()
         from aslfr.train.run import run  # TensorFlow and Keras: after the claim, not for --help
 
-        summary = run(cfg)
+        summary = run(config)
     best = summary.get(names.BEST_VAL_SCORE)
     return float(summary[names.VAL_SCORE] if best is None else best)
 

@@ -14,9 +14,11 @@ milliseconds (names still sort by time) and six random characters.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,7 +27,11 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import MISSING, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from aslfr.errors import ConfigError
 
 
 # -- closed choices ------------------------------------------------------------------------------
@@ -72,16 +78,6 @@ class Decode(StrEnum):
     best = "best"  # every decoding the model can do scored; the best on the validation fold ships
 
 
-class OptimizerName(StrEnum):
-    adamw = "adamw"
-    adam = "adam"
-
-
-class ScheduleName(StrEnum):
-    cosine = "cosine"
-    constant = "constant"
-
-
 class Precision(StrEnum):
     float32 = "float32"
     mixed_float16 = "mixed_float16"
@@ -109,7 +105,7 @@ class Quantize(StrEnum):
 
 # -- the groups (values: conf/<group>/*.yaml) --------------------------------------------------
 @dataclass
-class Paths:
+class Paths:  # (strings: the run's record, .hydra/config.yaml, stays plain YAML)
     data_dir: str = MISSING
     cache_dir: str = MISSING
     output_dir: str = MISSING
@@ -223,9 +219,27 @@ class Data:
     cache: Cache = MISSING
     augment: Augment = MISSING
     # data=synthetic only
-    n_sequences: int = MISSING
-    n_signers: int = MISSING
-    synthetic: Synthetic = MISSING
+    n_sequences: int | None = None
+    n_signers: int | None = None
+    synthetic: Synthetic | None = None
+
+    def __post_init__(self):
+        if self.source == DataSource.kaggle and self.root in (None, "", MISSING):
+            raise ConfigError("data=kaggle needs the competition directory: data.root=DIR")
+        if not -1 <= self.fold < self.n_folds:
+            raise ConfigError(
+                f"data.fold={self.fold} is out of range: use 0..{self.n_folds - 1}, "
+                "or -1 to train on all folds"
+            )
+        if (
+            self.source == DataSource.synthetic
+            and self.use_supplemental
+            and not self.synthetic.n_supplemental
+        ):
+            raise ConfigError(
+                "data.use_supplemental=true on synthetic data needs supplemental "
+                "sequences: set data.synthetic.n_supplemental (e.g. 1000)"
+            )
 
 
 @dataclass
@@ -266,10 +280,42 @@ class Model:
     joint_weights: list[float] = MISSING  # decode=best: joint decoding is also tried at these
     token_noise: float = MISSING
 
+    @property
+    def heads(self) -> tuple[Decode, ...]:
+        """The decodings this model's heads can do: attention needs the decoder, CTC its head
+        (trained with ctc_weight > 0, or alone without a decoder), joint both."""
+        attention, ctc = self.decoder.depth > 0, self.ctc_weight > 0 or self.decoder.depth == 0
+        able = {Decode.attention: attention, Decode.ctc: ctc, Decode.joint: attention and ctc}
+        return tuple(how for how, ok in able.items() if ok)
+
+    def __post_init__(self):
+        if self.decode not in (Decode.auto, Decode.best, *self.heads):
+            need = {
+                Decode.attention: "an attention decoder (model.decoder.depth > 0)",
+                Decode.ctc: "a CTC head (model.ctc_weight > 0)",
+                Decode.joint: "an attention decoder and a CTC head "
+                "(model.decoder.depth > 0 and model.ctc_weight > 0)",
+            }[self.decode]
+            can = " or ".join(self.heads) or "nothing"
+            raise ConfigError(f"model.decode={self.decode} needs {need}; this model decodes with {can}")
+        if self.encoder.block == Block.conformer and self.encoder.conv_kernel < 1:
+            raise ConfigError(
+                "model.encoder.block=conformer needs its convolution: set model.encoder.conv_kernel (e.g. 15)"
+            )
+        at = self.encoder.downsample_at
+        if at is not None and not 1 <= at <= self.encoder.depth:
+            raise ConfigError(
+                f"model.encoder.downsample_at={at}: use a block number from 1 to "
+                f"{self.encoder.depth}, or null"
+            )
+
 
 @dataclass
 class Optimizer:
-    name: OptimizerName = MISSING
+    # the factory (conf/optimizer/*.yaml: aslfr.model.optim.adamw | adam), partial: called with
+    # the learning rate (the schedule) once the run's length is known
+    _target_: str = MISSING
+    _partial_: bool = MISSING
     lr: float = MISSING
     weight_decay_ratio: float = MISSING
     beta_1: float = MISSING
@@ -277,15 +323,37 @@ class Optimizer:
     epsilon: float = MISSING
     clipnorm: float | None = MISSING
     ema: float = MISSING
-    awp: float = MISSING
+    awp: float = MISSING  # adversarial weight perturbation: the train step's, not the optimizer's
     awp_from: float = MISSING
+
+    def factory(self) -> Callable:
+        """The optimizer's factory with this group's values: `factory(learning_rate)`."""
+        keras_args = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("awp", "awp_from")}
+        return instantiate(keras_args)
 
 
 @dataclass
 class Schedule:
-    name: ScheduleName = MISSING
+    # the factory (conf/schedule/*.yaml: aslfr.model.optim.cosine | constant), partial: called
+    # with the peak rate, the steps per epoch and the epochs
+    _target_: str = MISSING
+    _partial_: bool = MISSING
     warmup_epochs: float = MISSING
-    final_ratio: float = MISSING
+    final_ratio: float | None = None  # schedule=cosine: where the rate ends, x the peak
+
+    def __post_init__(self):
+        if self.final_ratio is not None and self._target_ != COSINE:
+            raise ConfigError(
+                f"schedule.final_ratio={self.final_ratio} is where schedule=cosine decays to; this "
+                "schedule holds the peak rate: use schedule=cosine schedule.final_ratio=..."
+            )
+
+    def factory(self) -> Callable:
+        """`factory(peak, steps_per_epoch, epochs)`: the learning rate, a number or a schedule."""
+        return instantiate({k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+COSINE = "aslfr.model.optim.cosine"
 
 
 @dataclass
@@ -377,6 +445,41 @@ class Config:
     paths: Paths = MISSING
     resume: Resume = MISSING
     fallback: Fallback = MISSING
+
+    def __post_init__(self):
+        if self.optimizer.awp > 0 and self.trainer.strategy == Strategy.mirrored:
+            raise ConfigError(
+                "optimizer.awp perturbs the weights inside each replica's step, which "
+                "trainer.strategy=mirrored cannot aggregate: use optimizer.awp=0 or trainer.strategy=auto"
+            )
+
+
+# -- at run time -------------------------------------------------------------------------------
+def typed(cfg: DictConfig) -> Config:
+    """The composed config as the schema's dataclasses, converted once: values of their declared
+    types, the closed choices as enums, and the rules across keys checked (each dataclass's
+    `__post_init__`). What is wrong is one line: a ConfigError."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), cfg))
+    except MissingMandatoryValue as e:
+        key = e.full_key or str(e).rsplit(" ", 1)[-1]
+        raise ConfigError(f"{key} has no value: give one on the command line ({key}=...)") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(str(e).splitlines()[0]) from None
+
+
+def as_dict(cfg: Config) -> dict:
+    """Plain values (the choices as their names): what W&B records as the run's config."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+
+
+def load(path: Path, output_dir: Path) -> Config:
+    """A run's .hydra/config.yaml, typed: `output_dir` is the run's directory (the record keeps
+    `paths.output_dir` as the ${hydra:...} that named it)."""
+    register()
+    saved = OmegaConf.load(path)
+    saved.paths.output_dir = str(output_dir)
+    return typed(saved)
 
 
 # -- registration -------------------------------------------------------------------------------

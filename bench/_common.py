@@ -9,7 +9,7 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 
-from aslfr.config import register
+from aslfr.config import register, typed
 from aslfr.data import synthetic  # the environment's aslfr: `make` installs this repository's
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +32,10 @@ def full_width_root(n_sequences: int, seed: int = 1) -> Path:
 
 
 def compose(overrides: list[str] = ()):
-    """The project's Hydra config with these overrides, as `python train.py` would see it."""
+    """The project's Hydra config with these overrides, typed as `python train.py` hands it on."""
     register()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides])
+        return typed(hydra_compose("config", overrides=["paths.output_dir=/tmp/aslfr-bench", *overrides]))
 
 
 def data_config(overrides: list[str] = ()):

@@ -9,6 +9,7 @@ measures the same on a small set (1,000 sequences, 16 signers, 30 epochs), where
 most. Runs already finished in --out are reused, so the script can be re-run after an interruption.
 
     python bench/ablation.py [--tricks time_mask ...] [--seeds 0 1] [--scale default|1000x16] [--out DIR]
+                             [--set KEY=VALUE ...]   (overrides for every run, under each trick's own)
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from aslfr.train.rundir import RunDir
 from _common import ROOT
 
 TRICKS = {  # name -> (what it is, its overrides)
-    "default": ("today's default", []),
-    "round2_default": (
-        "round 2's default: batches of 64, attention decoding",
+    "default": ("the default", []),
+    "batch64_attention": (
+        "batches of 64, attention decoding",
         ["trainer.batch_size=64", "model.decode=attention", "model.joint_weight=0.3"],
     ),
     "time_mask": ("temporal masking, p 0.5, up to half the frames", ["data.augment.time_mask.p=0.5"]),
@@ -45,7 +46,15 @@ TRICKS["length_pool"] = (
     ["data.length_pool=8"],
 )
 TRICKS["conformer_small"] = ("the conformer family sized for 2 cores", ["model=conformer_small"])
-TRICKS["three"] = (  # round 2's combined row (README, the table at the synthetic default)
+TRICKS["handless_keep"] = (
+    "frames without a hand kept (CTC sees every frame)",
+    ["data.features.handless_frames=keep"],
+)
+TRICKS["conformer_small_keep"] = (
+    "the conformer family, frames without a hand kept",
+    ["model=conformer_small", "data.features.handless_frames=keep"],
+)
+TRICKS["three"] = (  # the combined row of docs/benchmarks.md's table with batches of 64
     "time mask + decoder-input noise + EMA together",
     [o for name in ("time_mask", "token_noise", "ema") for o in TRICKS[name][1]],
 )
@@ -60,7 +69,7 @@ TRICKS["combined"] = (
 
 
 # The data the table is measured on: the synthetic default, or a small set as a new user might have
-# (issue 13: 1,000 sequences from 16 signers, 30 epochs), where a recipe shows most.
+# (1,000 sequences from 16 signers, 30 epochs), where a recipe shows most.
 SCALES = {
     "default": ("3,000 sequences / 30 signers (the synthetic default), 24 epochs", []),
     "1000x16": (
@@ -90,6 +99,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     ap.add_argument("--scale", default="default", choices=list(SCALES))
     ap.add_argument("--out", type=Path, help="runs' directory (default bench-out/ablation[-SCALE])")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
     args = ap.parse_args()
     scale, data = SCALES[args.scale]
     suffix = "" if args.scale == "default" else f"-{args.scale}"
@@ -100,7 +110,7 @@ def main() -> None:
         _, overrides = TRICKS[name]
         for seed in args.seeds:
             run_dir = out / f"{name}-seed{seed}"
-            seconds = train([*data, *overrides], seed, run_dir)
+            seconds = train([*data, *args.set, *overrides], seed, run_dir)
             rows[name, seed] = {"seconds": seconds, "scores": scores_at_best(run_dir)}
     print(f"\nfold 0 of the synthetic generator, {scale}; model=small unless named; seeds {args.seeds}\n")
     print(

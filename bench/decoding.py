@@ -152,7 +152,7 @@ def main() -> None:
     for positions in ("learned", "rope"):
         pcfg, pmodel, ppre = untrained(args.model, args.frames, f"model.encoder.positions={positions}")
         lite = export.convert(pmodel, ppre, decode_steps=steps)
-        mcfg = model_config(pcfg, ppre.spec, Vocab(CHARACTERS))
+        mcfg = model_config(pcfg.model, pcfg.data, pcfg.trainer.jit, ppre.spec, Vocab(CHARACTERS))
         keras.utils.set_random_seed(0)
         trainable = compile_model(build(mcfg), pcfg, 100, 10)
         rows[positions] = {"model": trainable, "tflite_ms": best_of({"x": lite}, inputs, args.repeats)["x"]}

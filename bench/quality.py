@@ -10,6 +10,7 @@ run's best weights are then exported with each decoding and timed on the budget'
 --out are reused, so the script can be re-run after an interruption.
 
     python bench/quality.py [--models small conformer_small] [--seeds 0 1] [--out bench-out/quality]
+                            [--set KEY=VALUE ...]   (overrides for every run, e.g. trainer.batch_size=64)
 """
 
 from __future__ import annotations
@@ -36,12 +37,19 @@ from _common import ROOT
 DECODES = ("attention", "ctc", "joint")
 
 
-def train(model: str, seed: int, run_dir: Path) -> float | None:
-    """One default run (reused when finished); its wall-clock seconds (None if reused)."""
+def train(model: str, seed: int, run_dir: Path, overrides: list[str]) -> float | None:
+    """One default run with `overrides` (reused when finished); its wall-clock seconds (None if reused)."""
     if RunDir(run_dir).status().get("status") == "finished":
         return None
     t0 = time.perf_counter()
-    cmd = [sys.executable, "train.py", f"model={model}", f"trainer.seed={seed}", f"hydra.run.dir={run_dir}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        f"model={model}",
+        *overrides,
+        f"trainer.seed={seed}",
+        f"hydra.run.dir={run_dir}",
+    ]
     subprocess.run(cmd, cwd=ROOT, check=True)
     return time.perf_counter() - t0
 
@@ -79,13 +87,14 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "quality")
     ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every run")
     args = ap.parse_args()
 
     rows = {}
     for model in args.models:
         for seed in args.seeds:
             run_dir = args.out / f"{model}-seed{seed}"
-            seconds = train(model, seed, run_dir)
+            seconds = train(model, seed, run_dir, args.set)
             rows[model, seed] = {
                 "seconds": seconds,
                 "scores": scores_at_best(run_dir),

@@ -1,6 +1,8 @@
 """Seed 001's transformer, ported to Keras 3 as it was written: the baseline of the benchmarks.
 
-What makes it seed 001 (../shared/seeds/001_*.txt, sections 16-24 and the TFLite model):
+Seed 001 is the public notebook "ASLFR Transformer training + inference" by Mark Wijkhuizen
+(https://www.kaggle.com/code/markwijkhuizen/aslfr-transformer-training-inference; docs/competition.md).
+What makes it seed 001 (its model and TFLite inference sections):
   - attention built from one small Dense per head for Q, K and V (no fused projections), a
     Softmax layer with a mask, and tf.concat of the heads;
   - post-norm blocks; an encoder -> decoder projection;

@@ -162,7 +162,7 @@ def main() -> None:
 
     keras.mixed_precision.set_global_policy(args.precision)
     spec = FeatureSpec.from_config(cfg.data.features)
-    mcfg = model_config(cfg, spec, Vocab(CHARACTERS))
+    mcfg = model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS))
     step = int(cfg.data.length_step)
     n_batches = args.steps * args.rounds
     data = {

@@ -51,7 +51,9 @@ def main() -> None:
             ]
         )
         spec = FeatureSpec.from_config(cfg.data.features)
-        mcfg = dataclasses.replace(model_config(cfg, spec, Vocab(CHARACTERS)), ctc_xla=dense)
+        mcfg = dataclasses.replace(
+            model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS)), ctc_xla=dense
+        )
         bs = bs or batches(spec, mcfg, args.batch, int(cfg.data.length_step), args.steps * args.rounds)
         keras.utils.set_random_seed(0)
         models[name] = compile_model(aslfr_model.build(mcfg), cfg, 100, 10)

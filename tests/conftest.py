@@ -16,7 +16,7 @@ import pytest
 from filelock import FileLock
 from hydra import compose, initialize_config_dir
 
-from aslfr.config import register
+from aslfr.config import Config, register, typed
 from aslfr.data import layout, synthetic
 from aslfr.train.rundir import RunDir
 
@@ -41,6 +41,11 @@ def compose_cfg(overrides: list[str], tmp_path: Path):
             return_hydra_config=False,
         )
     return cfg
+
+
+def typed_cfg(overrides: list[str], tmp_path: Path) -> Config:
+    """`compose_cfg` as the stages receive it: the schema's dataclasses (aslfr.config.typed)."""
+    return typed(compose_cfg(overrides, tmp_path))
 
 
 TINY = ["data.n_sequences=120", "data.n_signers=8", "data.synthetic.sequences_per_file=50", "data.n_folds=4"]

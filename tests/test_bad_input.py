@@ -15,7 +15,7 @@ import pytest
 from aslfr.data import layout, prepare
 from aslfr.errors import DataError
 
-from conftest import ROOT, compose_cfg, subprocess_env, write_sequences
+from conftest import ROOT, subprocess_env, typed_cfg, write_sequences
 
 
 def run_prepare(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -118,7 +118,7 @@ def bad_root(tmp_path) -> Path:
 
 
 def test_bad_sequences_are_skipped_and_counted(bad_root, tmp_path):
-    cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2"], tmp_path)
+    cfg = typed_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2"], tmp_path)
     split = prepare.setup_from_config(cfg, progress=False)
     skipped = split.prepared.meta["skipped"]
     assert skipped == {"unknown_characters": 1, "phrase_too_long": 1, "no_hands": 1, "missing_in_parquet": 1}
@@ -144,7 +144,7 @@ def test_bad_sequence_is_an_error_when_asked(change, reason, tmp_path):
     seqs = good(3)
     seqs[1].update(change)
     root = write_sequences(tmp_path / "kaggle", seqs)
-    cfg = compose_cfg(
+    cfg = typed_cfg(
         ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
     )
     with pytest.raises(DataError, match=r"line 3 \(sequence_id 11\)"):
@@ -186,7 +186,7 @@ def test_no_hands_sequence_with_nan_everywhere_is_counted(tmp_path):
     frames = np.full((5, len(layout.landmark_columns())), np.nan, np.float32)
     seqs = good(2) + [{"sequence_id": 77, "participant_id": 1, "phrase": "a", "frames": frames}]
     root = write_sequences(tmp_path / "kaggle", seqs)
-    cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
+    cfg = typed_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
     split = prepare.setup_from_config(cfg, progress=False)
     assert split.prepared.meta["skipped"] == {"no_hands": 1}
     assert split.prepared.meta["skipped_examples"]["no_hands"] == [77]
@@ -194,7 +194,7 @@ def test_no_hands_sequence_with_nan_everywhere_is_counted(tmp_path):
 
 def test_error_mode_is_not_bypassed_by_a_cache_entry_with_skips(bad_root, tmp_path):
     def setup(data_dir: Path, *extra: str):
-        cfg = compose_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra], data_dir)
+        cfg = typed_cfg(["data=kaggle", f"data.root={bad_root}", "data.n_folds=2", *extra], data_dir)
         return prepare.setup_from_config(cfg, progress=False)
 
     with pytest.raises(DataError) as fresh:  # a fresh cache: the first bad row stops the build
@@ -213,9 +213,9 @@ def test_error_mode_is_not_bypassed_by_a_cache_entry_with_skips(bad_root, tmp_pa
 
 def test_error_mode_reuses_an_entry_without_skips(tmp_path):
     root = write_sequences(tmp_path / "kaggle", good(4))
-    cfg = compose_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
+    cfg = typed_cfg(["data=kaggle", f"data.root={root}", "data.n_folds=2"], tmp_path)
     first = prepare.setup_from_config(cfg, progress=False)
-    strict = compose_cfg(
+    strict = typed_cfg(
         ["data=kaggle", f"data.root={root}", "data.n_folds=2", "data.on_bad_sequence=error"], tmp_path
     )
     second = prepare.setup_from_config(strict, progress=False)

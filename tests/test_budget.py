@@ -8,11 +8,12 @@ import json
 import pytest
 
 from aslfr.atomic import write_json
+from aslfr.config import Reference
 from aslfr.experiments.offline import read_runs
 from aslfr.export import budget, reference
 from aslfr.train.wandb_log import records
 
-from conftest import compose_cfg
+from conftest import typed_cfg
 
 
 @pytest.fixture
@@ -38,7 +39,9 @@ def test_the_reference_graph_is_timed_once_per_machine_and_again_when_it_changes
     assert json.loads(path.read_text())["ms"] == ms
     # a later measurement (another process, another run) reads the cache: no timing
     assert reference.machine_ms(tmp_path) == ms and len(timings) == 1
-    assert reference.cpu_factor({"ms": 2 * ms, "cache_dir": str(tmp_path)}) == pytest.approx(2.0)
+    assert reference.cpu_factor(Reference(scale=True, ms=2 * ms, cache_dir=str(tmp_path))) == pytest.approx(
+        2.0
+    )
     assert len(timings) == 1
     # another reference graph measures again, and its figure replaces the old one
     monkeypatch.setattr(reference, "GRAPH_VERSION", reference.GRAPH_VERSION + 1)
@@ -55,7 +58,7 @@ def test_the_reference_graph_is_timed_once_per_machine_and_again_when_it_changes
 
 def test_feasibility_follows_the_latency_on_the_reference_cpu(tmp_path, timings, monkeypatch):
     cache = tmp_path / "cache"
-    cfg = compose_cfg(["debug=default", f"budget.reference.cache_dir={cache}"], tmp_path)
+    cfg = typed_cfg(["debug=default", f"budget.reference.cache_dir={cache}"], tmp_path)
     # as cached, this machine runs the reference graph twice as fast as the reference CPU
     write_json(reference.cache_path(cache), {**reference.key(), "ms": cfg.budget.reference.ms / 2})
     m = budget.probe(cfg)

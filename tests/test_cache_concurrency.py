@@ -113,6 +113,7 @@ import json, sys, time
 from pathlib import Path
 from aslfr.data import reader as kaggle
 from aslfr.data import prepare
+from omegaconf import OmegaConf
 
 def hang(*args, **kwargs):
     print("reading", flush=True)
@@ -120,7 +121,7 @@ def hang(*args, **kwargs):
 
 kaggle.read_file = hang
 data_cfg, cache_dir, data_dir = json.loads(Path(sys.argv[1]).read_text())
-prepare.prepare(data_cfg, Path(cache_dir), Path(data_dir), progress=False)
+prepare.prepare(OmegaConf.create(data_cfg), Path(cache_dir), Path(data_dir), progress=False)
 """
 
 

@@ -12,12 +12,13 @@ from aslfr.data.vocab import Vocab
 from aslfr.model.config import model_config
 from aslfr.train import decide
 
-from conftest import compose_cfg
+from conftest import typed_cfg
 
 
 def mcfg_of(overrides: list[str], tmp_path, **kw):
-    cfg = compose_cfg(overrides, tmp_path)
-    return model_config(cfg, FeatureSpec.from_config(cfg.data.features), Vocab(CHARACTERS), **kw)
+    cfg = typed_cfg(overrides, tmp_path)
+    spec = FeatureSpec.from_config(cfg.data.features)
+    return model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS), **kw)
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from aslfr.model.decoding import NEG, CTCPrefixScore, ctc_greedy_decode, decode,
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, ctc_loss, edit_score
 from aslfr.model.model import build
 
-from conftest import min_ctc_frames
+from conftest import min_ctc_frames, typed_cfg
 
 
 def config(**kw) -> ModelConfig:
@@ -229,13 +229,24 @@ def test_drop_path_is_random_in_training_only():
     assert not np.allclose(a, b) and np.array_equal(c, d)
 
 
-def test_configurations_a_model_cannot_decode_are_refused():
-    with pytest.raises(ConfigError, match="model.decode=attention needs an attention decoder"):
-        config(decoder=StackConfig(0, 32, 4, 2, None, 0))
-    with pytest.raises(ConfigError, match="model.decode=joint needs"):
-        config(ctc_weight=0.0, decode="joint")
-    with pytest.raises(ConfigError, match="downsample_at=3"):
-        config(encoder=StackConfig(2, 32, 4, 2, None, 5, downsample_at=3))
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model.decoder.depth=0", "model.decode=attention"],
+            "model.decode=attention needs an attention decoder",
+        ),
+        (["model.ctc_weight=0", "model.decode=joint"], "model.decode=joint needs"),
+        (["model.encoder.downsample_at=3"], "downsample_at=3"),
+        (["model.encoder.block=conformer", "model.encoder.conv_kernel=0"], "needs its convolution"),
+    ],
+)
+def test_configurations_a_model_cannot_build_or_decode_are_refused(overrides, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        typed_cfg(overrides, tmp_path)
+
+
+def test_decodings_follow_the_heads():
     ctc_only = config(decoder=StackConfig(0, 32, 4, 2, None, 0), decode="ctc")
     assert ctc_only.decodes == ("ctc",) and config().decodes == ("attention", "ctc", "joint")
 

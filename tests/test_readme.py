@@ -2,7 +2,9 @@
 code blocks at least composes. train.py and aslfr-prepare get Hydra's `--cfg job` (the overrides
 must compose), the other commands `--help` (every option the README uses must be one of theirs),
 sweep commands also load their definition and compose their overrides, make targets get a dry run
-(`make -n`)."""
+(`make -n`). And the documentation stays a guide: the README within 25 KB, every relative link in
+it and in docs/ resolving (anchors included), nothing pointing outside the repository, and no
+account of how the project got where it is."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ import pytest
 from aslfr.experiments import sweep
 
 from conftest import ROOT, compose_cfg, subprocess_env
-
-pytestmark = pytest.mark.slow  # each command in a subprocess
 
 PROGRAM = re.compile(r"^(\.venv/bin/python|python|make|(\.venv/bin/)?aslfr-[a-z]+)\s")
 
@@ -54,6 +54,7 @@ def first_job(override: str) -> str:
     return f"{key}={value.split(',')[0]}" if value and value[0] not in "[{" else override
 
 
+@pytest.mark.slow  # each command in a subprocess
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_composes(command, tmp_path):
     words = shlex.split(command)
@@ -88,3 +89,90 @@ def test_readme_command_composes(command, tmp_path):
         assert definition, command
         sweep.load(ROOT / definition[0])
         compose_cfg(overrides, tmp_path)
+
+
+README_LIMIT = 25_600  # bytes: a guide a user reads; benchmarks and reasoning live in docs/
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+# Words that tell how the project got here instead of what it is (README, docs/).
+HISTORY = re.compile(
+    r"\bround \d|\bround's\b|\bissues?\b|\bsessions?\b|\bpreviously\b|\(was\b|\bwas \d"
+    r"|\bearlier machines?\b|\blent\b|\btoday's\b",
+    re.I,
+)
+
+
+def tracked_text_files() -> list[Path]:
+    """The repository's tracked files that are text (git's list; a tree without git: every file
+    outside hidden and generated directories)."""
+    proc = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if proc.returncode == 0:
+        paths = [ROOT / p for p in proc.stdout.decode().split("\0") if p]
+    else:
+        skip = {"data", "outputs", "multirun", "sweeps-out", "bench-out", "__pycache__"}
+        paths = [
+            p
+            for p in ROOT.rglob("*")
+            if not any(part.startswith(".") or part in skip for part in p.relative_to(ROOT).parts)
+        ]
+    texts = []
+    for path in paths:
+        if path.is_file() and b"\0" not in path.read_bytes()[:8192]:
+            texts.append(path)
+    return texts
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
+    return {slug(h) for h in re.findall(r"^#+\s+(.+?)\s*$", text, flags=re.M)}
+
+
+def test_the_readme_is_a_guide_within_25_kb():
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= README_LIMIT, (
+        f"README.md is {size:,} bytes (at most {README_LIMIT:,}): move detail to docs/"
+    )
+
+
+def test_nothing_points_outside_the_repository():
+    outside = "../" + "shared"
+    hits = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in tracked_text_files()
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if outside in line
+    ]
+    assert not hits, (
+        f"references outside the repository: {hits} (write the fact into docs/ with its public source)"
+    )
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_relative_link_resolves(doc):
+    text = re.sub(r"^```.*?^```", "", doc.read_text(), flags=re.S | re.M)
+    broken = []
+    for target in LINK.findall(text):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto:: not ours to check
+            continue
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve() if file else doc
+        inside = path.exists() and ROOT.resolve() in path.parents
+        if not inside or (anchor and path.suffix == ".md" and anchor not in anchors(path)):
+            broken.append(target)
+    assert not broken, f"{doc.relative_to(ROOT)}: links that do not resolve: {broken}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_the_documentation_says_what_is_not_how_it_came_to_be(doc):
+    hits = [
+        f"{n}: {m.group(0)!r}"
+        for n, line in enumerate(doc.read_text().splitlines(), 1)
+        for m in HISTORY.finditer(line)
+    ]
+    assert not hits, f"{doc.relative_to(ROOT)}: history words {hits}; say what is and why"

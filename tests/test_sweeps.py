@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from aslfr.errors import DataError
 from aslfr.experiments import sweep
 
-from conftest import ROOT, agent_command, compose_cfg, subprocess_env
+from conftest import ROOT, agent_command, compose_cfg, subprocess_env, typed_cfg
 
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
 
@@ -54,7 +54,7 @@ def test_definition_is_valid_and_its_arguments_are_hydra_overrides(path, tmp_pat
             assert got == value or np.isclose(got, value), (key, value, got)
 
 
-def test_depth_width_searches_blocks_and_ctc_only_models_that_can_decode():
+def test_depth_width_searches_blocks_and_ctc_only_models_that_can_decode(tmp_path):
     """Decoder depth 0 (CTC only) and both encoder blocks are in the search; model.decode=auto
     gives every proposed shape a decoding it can do."""
     d = sweep.load(ROOT / "sweeps" / "depth_width.yaml")
@@ -64,8 +64,11 @@ def test_depth_width_searches_blocks_and_ctc_only_models_that_can_decode():
     assert p["model.decode"]["value"] == "auto"
     from aslfr.model.config import resolve_decode
 
-    assert [resolve_decode("auto", depth, 0.5) for depth in (0, 1)] == ["ctc", "joint"]
-    assert resolve_decode("auto", 2, 0.0) == "attention"
+    def decoding(*overrides: str) -> str:
+        return resolve_decode(typed_cfg(["model.decode=auto", *overrides], tmp_path).model)
+
+    assert [decoding(f"model.decoder.depth={depth}") for depth in (0, 1)] == ["ctc", "joint"]
+    assert decoding("model.decoder.depth=2", "model.ctc_weight=0") == "attention"
 
 
 def test_depth_width_searches_both_stacks_with_hyperband():

@@ -192,11 +192,12 @@ def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tm
     from aslfr.model.model import build
     from aslfr.train.loop import compile_model
 
-    from conftest import compose_cfg
+    from conftest import typed_cfg
 
     def trained(*overrides: str) -> list[np.ndarray]:
-        cfg = compose_cfg([*DEBUG, "optimizer.awp=0.05", *overrides], tmp_path)
-        mcfg = model_config(cfg, FeatureSpec.from_config(cfg.data.features), Vocab(CHARACTERS))
+        cfg = typed_cfg([*DEBUG, "optimizer.awp=0.05", *overrides], tmp_path)
+        spec = FeatureSpec.from_config(cfg.data.features)
+        mcfg = model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS))
         rng = np.random.default_rng(0)
         batch = {
             "frames": tf.constant(rng.normal(size=(4, mcfg.max_frames, mcfg.n_features)), tf.float32),

@@ -16,52 +16,48 @@ from functools import cached_property
 
 import numpy as np
 
+from aslfr.config import Features, HandlessFrames, Hands
 from aslfr.data import layout
+from aslfr.errors import ConfigError
 
 HAND_GROUPS = ("hand", "other_hand")
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    hands: str  # "dominant": the signing hand only; "both": signing hand, then the other
+    hands: Hands  # dominant: the signing hand only; both: signing hand, then the other
     lip_points: tuple[int, ...]
     pose_points: tuple[int, ...]
     z: bool
     mirror: bool  # mirror left-dominant sequences to the right side
-    handless_frames: str  # "drop" | "keep" frames where no selected hand is visible
+    handless_frames: HandlessFrames  # drop | keep frames where no selected hand is visible
     hand_relative: bool  # add the signing hand relative to its wrist, scaled by its size
     # Derived in __post_init__:
     points: tuple[tuple[str, str, int], ...] = field(init=False)  # (group, part, index), right-dominant
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> FeatureSpec:
-        spec = cls(
-            hands=str(cfg["hands"]),
-            lip_points=tuple(int(i) for i in cfg["lip_points"]) if cfg["lips"] else (),
-            pose_points=tuple(int(i) for i in cfg["pose_points"]) if cfg["pose"] else (),
-            z=bool(cfg["z"]),
-            mirror=bool(cfg["mirror"]),
-            handless_frames=str(cfg["handless_frames"]),
-            hand_relative=bool(cfg["hand_relative"]),
+    def from_config(cls, features: Features) -> FeatureSpec:
+        """From the `data.features` group."""
+        return cls(
+            hands=features.hands,
+            lip_points=tuple(features.lip_points) if features.lips else (),
+            pose_points=tuple(features.pose_points) if features.pose else (),
+            z=features.z,
+            mirror=features.mirror,
+            handless_frames=features.handless_frames,
+            hand_relative=features.hand_relative,
         )
-        return spec
 
     def __post_init__(self):
-        if self.hands not in ("dominant", "both"):
-            raise ValueError(f"data.features.hands must be 'dominant' or 'both', not {self.hands!r}")
-        if self.handless_frames not in ("drop", "keep"):
-            raise ValueError(
-                f"data.features.handless_frames must be 'drop' or 'keep', not {self.handless_frames!r}"
-            )
         for part, idx in (("face", self.lip_points), ("pose", self.pose_points)):
             bad = [i for i in idx if i not in layout.MIRROR[part]]
             if bad:
-                raise ValueError(
+                raise ConfigError(
                     f"{part} points {bad} are not supported (lips: the 40 lip points "
                     f"of the face mesh; pose: 0-32)"
                 )
         points = [("hand", "right_hand", i) for i in range(layout.HAND_POINTS)]
-        if self.hands == "both":
+        if self.hands == Hands.both:
             points += [("other_hand", "left_hand", i) for i in range(layout.HAND_POINTS)]
         points += [("lips", "face", i) for i in self.lip_points]
         points += [("pose", "pose", i) for i in self.pose_points]
@@ -158,12 +154,12 @@ class FeatureSpec:
     def from_dict(cls, d: Mapping) -> FeatureSpec:
         """The inverse of `to_dict` (features.json in a run directory)."""
         return cls(
-            hands=d["hands"],
+            hands=Hands(d["hands"]),
             lip_points=tuple(d["lip_points"]),
             pose_points=tuple(d["pose_points"]),
             z=bool(d["z"]),
             mirror=bool(d["mirror"]),
-            handless_frames=d["handless_frames"],
+            handless_frames=HandlessFrames(d["handless_frames"]),
             hand_relative=bool(d.get("hand_relative", False)),
         )
 
@@ -203,7 +199,7 @@ def extract(raw: np.ndarray, spec: FeatureSpec) -> Extracted | None:
     if flip:
         x[..., 0] = 1.0 - x[..., 0]
     visible = ~np.isnan(x[:, spec.hand_points, :]).all(axis=(1, 2))
-    if spec.handless_frames == "drop":
+    if spec.handless_frames == HandlessFrames.drop:
         x = x[visible]
     return Extracted(np.ascontiguousarray(x, np.float32), dominant_left)
 

@@ -1,7 +1,8 @@
 """The Kaggle ASLFR data layout: file names, CSV columns and landmark column names.
 
-These are facts about the competition's files (see ../shared/reference/aslfr.md), shared by the
-reader (`aslfr.data.reader`) and the synthetic writer (`aslfr.data.synthetic`) so both agree by construction.
+These are facts about the competition's files (docs/competition.md, with their public sources),
+shared by the reader (`aslfr.data.reader`) and the synthetic writer (`aslfr.data.synthetic`) so both
+agree by construction.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from aslfr.config import Augment, HandlessFrames
 from aslfr.data import layout
 from aslfr.data.features import FeatureSpec, NormStats
 
@@ -55,7 +56,7 @@ def canonical_frames(raw: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     x = tf.where(left, tf.gather(raw, idx_left, axis=1), tf.gather(raw, idx_right, axis=1))
     if flip:
         x = tf.where(left, tf.concat([1.0 - x[..., :1], x[..., 1:]], axis=-1), x)
-    if spec.handless_frames == "drop":
+    if spec.handless_frames == HandlessFrames.drop:
         hand = tf.gather(x, spec.hand_points, axis=1)
         visible = ~tf.reduce_all(tf.math.is_nan(hand), axis=[1, 2])
         x = tf.cond(tf.reduce_any(visible), lambda: tf.boolean_mask(x, visible), lambda: x)
@@ -97,8 +98,8 @@ class Augmenter:
     """Train-time augmentation of one raw sequence [T, P, D], from `data.augment`. Randomness
     comes from a per-element seed pair (stateless ops), so a run is reproducible from its seed."""
 
-    def __init__(self, cfg: Mapping, spec: FeatureSpec):
-        self.cfg = cfg
+    def __init__(self, augment: Augment, spec: FeatureSpec):
+        self.augment = augment
         hand = spec.group_points("hand")
         self.fingers = tf.constant([[int(hand[i]) for i in f] for f in layout.FINGERS], tf.int32)
         self.hand = tf.constant(spec.hand_points, tf.int32)
@@ -115,36 +116,36 @@ class Augmenter:
         return tf.random.stateless_uniform(shape, seed, low, high)
 
     def resample(self, x, seed):
-        c = self.cfg["resample"]
+        c = self.augment.resample
         n = tf.shape(x)[0]
-        factor = self._uniform(seed, float(c["low"]), float(c["high"]))
+        factor = self._uniform(seed, c.low, c.high)
         m = tf.maximum(1, tf.cast(tf.round(tf.cast(n, tf.float32) * factor), tf.int32))
         return tf.gather(x, nearest_indices(n, m))
 
     def affine(self, x, seed):
-        c = self.cfg["affine"]
+        c = self.augment.affine
         seeds = tf.random.experimental.stateless_split(seed, 5)
         xy = x[..., :2]
         centre = _nanmean(tf.reshape(xy, [-1, 2]))
-        scale = self._uniform(seeds[0], 1 - float(c["scale"]), 1 + float(c["scale"]))
-        angle = self._uniform(seeds[1], -1.0, 1.0) * float(c["rotate_deg"]) * math.pi / 180
-        shear = self._uniform(seeds[2], -float(c["shear"]), float(c["shear"]))
-        shift = self._uniform(seeds[3], -float(c["shift"]), float(c["shift"]), [2])
+        scale = self._uniform(seeds[0], 1 - c.scale, 1 + c.scale)
+        angle = self._uniform(seeds[1], -1.0, 1.0) * c.rotate_deg * math.pi / 180
+        shear = self._uniform(seeds[2], -c.shear, c.shear)
+        shift = self._uniform(seeds[3], -c.shift, c.shift, [2])
         cos, sin = tf.cos(angle), tf.sin(angle)
         matrix = scale * tf.stack([[cos, -sin], [sin, cos]]) @ tf.stack([[1.0, shear], [0.0, 1.0]])
         moved = tf.einsum("tpd,ed->tpe", xy - centre, matrix) + centre + shift
         return tf.concat([moved, x[..., 2:]], axis=-1)
 
     def finger_dropout(self, x, seed):
-        c = self.cfg["finger_dropout"]
+        c = self.augment.finger_dropout
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        k = tf.random.stateless_uniform([], seeds[0], 1, int(c["max_fingers"]) + 1, tf.int32)
+        k = tf.random.stateless_uniform([], seeds[0], 1, c.max_fingers + 1, tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([5], seeds[1]))
         points = tf.reshape(tf.gather(self.fingers, order[:k]), [-1])
         return _blank_points(x, points, self.n_points)
 
     def hand_dropout(self, x, seed):
-        rate = float(self.cfg["hand_dropout"]["rate"])
+        rate = self.augment.hand_dropout.rate
         frames = tf.random.stateless_uniform([tf.shape(x)[0]], seed) < rate
         points = tf.scatter_nd(self.hand[:, None], tf.ones_like(self.hand, tf.bool), [self.n_points])
         blank = frames[:, None] & points[None, :]
@@ -169,7 +170,7 @@ class Augmenter:
         nothing is detected: the model's learned missing-frame embedding), as 3rd place did."""
         seeds = tf.random.experimental.stateless_split(seed, 2)
         n = tf.shape(x)[0]
-        longest = tf.cast(tf.cast(n, tf.float32) * float(self.cfg["time_mask"]["max_fraction"]), tf.int32)
+        longest = tf.cast(tf.cast(n, tf.float32) * self.augment.time_mask.max_fraction, tf.int32)
         length = tf.random.stateless_uniform([], seeds[0], 0, longest + 1, tf.int32)
         start = tf.random.stateless_uniform([], seeds[1], 0, n - length + 1, tf.int32)
         frames = tf.range(n)
@@ -182,7 +183,7 @@ class Augmenter:
         steps = ("resample", "affine", "finger_dropout", "hand_dropout", "part_dropout", "time_mask", "flip")
         seeds = tf.random.experimental.stateless_split(seed, 2 * len(steps))
         for k, name in enumerate(steps):
-            p = float(self.cfg[name]["p"])
+            p = getattr(self.augment, name).p
             if p <= 0:
                 continue
             augmented = functools.partial(getattr(self, name), x, seeds[2 * k + 1])
@@ -278,7 +279,7 @@ def make_dataset(
     max_frames: int,
     batch_size: int,
     training: bool,
-    augment: Mapping | None = None,
+    augment: Augment | None = None,
     seed: int = 0,
     length_step: int = 0,
     bucket_by_length: bool = False,
@@ -314,14 +315,14 @@ def make_dataset(
     ds = tf.data.Dataset.from_tensor_slices(indices)
     if training:
         ds = ds.shuffle(max(1, len(indices)), seed=seed, reshuffle_each_iteration=True).repeat()
-    augmenter = Augmenter(augment, spec) if training and augment and augment["enabled"] else None
+    augmenter = Augmenter(augment, spec) if training and augment and augment.enabled else None
     ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed).batch(2))
 
     cutmix = None
-    if augmenter is not None and float(augment["cutmix"]["p"]) > 0:
+    if augmenter is not None and augment.cutmix.p > 0:
         if participants is None:
             raise ValueError("augment.cutmix needs the sequences' participants")
-        cutmix = CutMix(float(augment["cutmix"]["p"]), participants, indices, load, table, pad, eos)
+        cutmix = CutMix(augment.cutmix.p, participants, indices, load, table, pad, eos)
 
     def element(i, pair):
         seed = tf.cast(pair % (2**31 - 1), tf.int32)

@@ -15,7 +15,7 @@ import itertools
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from aslfr.atomic import write_json
-from aslfr.config import register
+from aslfr.config import Config, Data, DataSource, OnBadSequence, register, typed
 from aslfr.data import cache, folds, layout, reader, synthetic
 from aslfr.data.features import FeatureSpec, NormStats, compute_stats
 from aslfr.data.vocab import Vocab
@@ -43,26 +43,19 @@ SKIP_REASONS = {
 }
 
 
-def resolve_root(data_cfg: Mapping, data_dir: Path, progress: bool = True) -> Path:
+def resolve_root(data: Data, data_dir: Path, progress: bool = True) -> Path:
     """The directory in the Kaggle layout: data.root, or the synthetic set (generated once)."""
-    if data_cfg["source"] == "synthetic":
+    if data.source == DataSource.synthetic:
         spec = synthetic.SyntheticSpec(
-            n_sequences=int(data_cfg["n_sequences"]),
-            n_signers=int(data_cfg["n_signers"]),
-            seed=int(data_cfg["synthetic"]["seed"]),
-            sequences_per_file=int(data_cfg["synthetic"]["sequences_per_file"]),
-            face=str(data_cfg["synthetic"]["face"]),
-            n_supplemental=int(data_cfg["synthetic"]["n_supplemental"]),
+            n_sequences=data.n_sequences,
+            n_signers=data.n_signers,
+            seed=data.synthetic.seed,
+            sequences_per_file=data.synthetic.sequences_per_file,
+            face=data.synthetic.face,
+            n_supplemental=data.synthetic.n_supplemental,
         )
-        if data_cfg["use_supplemental"] and spec.n_supplemental == 0:
-            raise DataError(
-                "data.use_supplemental=true on synthetic data needs supplemental "
-                "sequences: set data.synthetic.n_supplemental (e.g. 1000)"
-            )
         return synthetic.ensure(spec, Path(data_dir).resolve(), progress=progress)
-    if data_cfg.get("root") in (None, "", "???"):
-        raise DataError("data=kaggle needs the competition directory: data.root=DIR")
-    root = Path(str(data_cfg["root"])).expanduser().resolve()
+    root = Path(data.root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"data.root={root} is not a directory")
     return root
@@ -95,7 +88,7 @@ def _bad_sequence(reason: str, row, root: Path, detail: str) -> DataError:
     )
 
 
-def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool = True) -> cache.Prepared:
+def prepare(data: Data, cache_dir: Path, data_dir: Path, progress: bool = True) -> cache.Prepared:
     """The prepared data set for this config: from the cache, or read, extracted and cached.
 
     The cache key holds everything that changes what an entry contains (the files, the feature
@@ -104,12 +97,12 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
     with `error`, an entry that recorded skips stops with the message a fresh build would give
     (its first skip, named by file and line). One process builds a key at a time
     (`cache.build_lock`); the others wait, then reuse its entry."""
-    strict = data_cfg["on_bad_sequence"] == "error"  # or skip: the schema's closed choice
-    root = resolve_root(data_cfg, data_dir, progress)
-    spec = FeatureSpec.from_config(data_cfg["features"])
-    index = reader.read_index(root, bool(data_cfg["use_supplemental"]))
+    strict = data.on_bad_sequence == OnBadSequence.error
+    root = resolve_root(data, data_dir, progress)
+    spec = FeatureSpec.from_config(data.features)
+    index = reader.read_index(root, data.use_supplemental)
     vocab = Vocab.from_json(root / layout.CHARACTER_MAP_JSON)
-    max_len = int(data_cfg["max_phrase_length"])
+    max_len = data.max_phrase_length
     reader.check_files(root, index)
     files = list(dict.fromkeys(index["path"]))  # first-appearance order
     key = cache.make_key(
@@ -122,7 +115,7 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
         }
     )
     cache_dir = Path(cache_dir)
-    verify = bool(data_cfg["cache"]["verify"])
+    verify = data.cache.verify
     if cache_dir.is_dir():
         cache.clean_stale(cache_dir)
 
@@ -145,7 +138,7 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
                 return None
             raise _bad_sequence(first["reason"], next(row.itertuples(index=False)), root, first["detail"])
         log.info("feature cache: reusing %s", hit.path)
-        hit.meta.update(cache_hit=True, root=str(root), source=data_cfg["source"])
+        hit.meta.update(cache_hit=True, root=str(root), source=data.source)
         return hit
 
     if (hit := reuse()) is not None:
@@ -153,9 +146,7 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
     with cache.build_lock(cache_dir, key):
         if (hit := reuse()) is not None:  # built by the process this one waited for
             return hit
-        prepared = _build(
-            data_cfg, root, spec, index, vocab, max_len, files, cache_dir, key, strict, progress
-        )
+        prepared = _build(data, root, spec, index, vocab, max_len, files, cache_dir, key, strict, progress)
     log.info(
         "feature cache: built %s (%d sequences kept of %d, %.1f s)",
         prepared.path,
@@ -168,7 +159,7 @@ def prepare(data_cfg: Mapping, cache_dir: Path, data_dir: Path, progress: bool =
 
 
 def _build(
-    data_cfg: Mapping,
+    data: Data,
     root: Path,
     spec: FeatureSpec,
     index,
@@ -227,7 +218,7 @@ def _build(
                     root, rel, rows[next(iter(wanted[rel].values()))].csv, spec, wanted[rel], sink
                 )
 
-        for k, results in _ordered_map(read, enumerate(jobs), int(data_cfg["num_workers"])):
+        for k, results in _ordered_map(read, enumerate(jobs), data.num_workers):
             kept = []
             for r in results:
                 row = rows[r.position]
@@ -255,7 +246,7 @@ def _build(
             bar.update()
         meta = {
             "root": str(root),
-            "source": data_cfg["source"],
+            "source": data.source,
             "features": spec.to_dict(),
             "characters": vocab.chars,
             "max_phrase_length": max_len,
@@ -281,11 +272,9 @@ class DataSplit:
     stats: NormStats
 
 
-def setup(
-    data_cfg: Mapping, cache_dir: Path, data_dir: Path, run_dir: Path, progress: bool = True
-) -> DataSplit:
+def setup(data: Data, cache_dir: Path, data_dir: Path, run_dir: Path, progress: bool = True) -> DataSplit:
     """prepare + folds + normalization statistics; writes folds.csv and features.json to run_dir."""
-    prepared = prepare(data_cfg, cache_dir, data_dir, progress)
+    prepared = prepare(data, cache_dir, data_dir, progress)
     if len(prepared) == 0:
         raise DataError(
             f"no usable sequence in {prepared.meta['root']} (all skipped: {prepared.meta['skipped']})"
@@ -293,19 +282,15 @@ def setup(
     # Folds come from the primary listing (every row of train.csv), not from the loaded rows:
     # skips, feature options and supplemental rows never move a signer to another fold.
     listing = reader.read_index(Path(prepared.meta["root"]), use_supplemental=False)
-    n_folds = int(data_cfg["n_folds"])
     fold = folds.assign_folds(
-        prepared.participant_id,
-        n_folds,
-        int(data_cfg["split_seed"]),
-        listing=listing["participant_id"].to_numpy(),
+        prepared.participant_id, data.n_folds, data.split_seed, listing=listing["participant_id"].to_numpy()
     )
-    train, val = folds.split(fold, int(data_cfg["fold"]), n_folds)
+    train, val = folds.split(fold, data.fold, data.n_folds)
     run_dir = Path(run_dir)
     folds.write_folds_csv(run_dir / "folds.csv", prepared.sequence_id, prepared.participant_id, fold)
-    spec = FeatureSpec.from_config(data_cfg["features"])
+    spec = FeatureSpec.from_config(data.features)
     stats = compute_stats(prepared.frames, prepared.offsets, train, transform=features_fn(spec))
-    write_features_json(run_dir / "features.json", spec, stats, prepared, data_cfg)
+    write_features_json(run_dir / "features.json", spec, stats, prepared, data)
     return DataSplit(prepared, spec, Vocab(prepared.meta["characters"]), fold, train, val, stats)
 
 
@@ -321,22 +306,22 @@ def features_fn(spec: FeatureSpec):
 
 
 def write_features_json(
-    path: Path, spec: FeatureSpec, stats: NormStats, prepared: cache.Prepared, data_cfg: Mapping
+    path: Path, spec: FeatureSpec, stats: NormStats, prepared: cache.Prepared, data: Data
 ) -> None:
     """What inference needs to preprocess raw frames exactly as training did."""
     doc = {
         "features": spec.to_dict(),
         "stats": stats.to_dict(),
-        "max_frames": int(data_cfg["max_frames"]),
+        "max_frames": data.max_frames,
         "characters": prepared.meta["characters"],
-        "max_phrase_length": int(data_cfg["max_phrase_length"]),
+        "max_phrase_length": data.max_phrase_length,
         "cache_key": prepared.meta["key"],
         "data_root": prepared.meta["root"],
     }
     write_json(path, doc)
 
 
-def summary(split: DataSplit, data_cfg: Mapping) -> str:
+def summary(split: DataSplit, data: Data) -> str:
     """A human-readable account of what was read, kept and skipped, and how the folds look."""
     p, meta = split.prepared, split.prepared.meta
     n_skipped = sum(meta["skipped"].values())
@@ -350,10 +335,10 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
     raw, kept = p.n_raw_frames, p.lengths
     for name, a in (("raw frames per sequence", raw), ("frames kept per sequence", kept)):
         lines.append(f"{name}: mean {a.mean():.1f}, median {np.median(a):.0f}, min {a.min()}, max {a.max()}")
-    over = int((kept > int(data_cfg["max_frames"])).sum())
+    over = int((kept > data.max_frames).sum())
     mirrored = "mirrored" if split.spec.mirror else "not mirrored: data.features.mirror=false"
     lines.append(
-        f"longer than data.max_frames={data_cfg['max_frames']} (resampled): {over}; "
+        f"longer than data.max_frames={data.max_frames} (resampled): {over}; "
         f"left-dominant ({mirrored}): {int(p.dominant_left.sum())}"
     )
     spec, axes = split.spec, len(split.spec.axes)
@@ -368,10 +353,10 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
         f"per frame, from {len(spec.columns)} columns; cache {built}: {p.path}"
     )
     lines.append("fold  signers  sequences")
-    for k in range(int(data_cfg["n_folds"])):
+    for k in range(data.n_folds):
         sel = split.fold == k
         lines.append(f"{k:>4}  {len(np.unique(p.participant_id[sel])):>7}  {int(sel.sum()):>9}")
-    k = int(data_cfg["fold"])
+    k = data.fold
     lines.append(
         f"data.fold={k}: {len(split.train)} training / {len(split.val)} validation "
         f"sequences ({len(np.unique(p.participant_id[split.train]))} / "
@@ -380,10 +365,9 @@ def summary(split: DataSplit, data_cfg: Mapping) -> str:
     return "\n".join(lines)
 
 
-def setup_from_config(cfg: DictConfig, progress: bool = True) -> DataSplit:
-    return setup(
-        cfg.data, Path(cfg.paths.cache_dir), Path(cfg.paths.data_dir), Path(cfg.paths.output_dir), progress
-    )
+def setup_from_config(cfg: Config, progress: bool = True) -> DataSplit:
+    """`setup` with the `data` group, in the directories of `paths`."""
+    return setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, cfg.paths.output_dir, progress)
 
 
 # conf/ of the repository, by absolute path: a relative one would be looked up as a Python
@@ -394,8 +378,9 @@ CONF = str(Path(__file__).resolve().parents[2] / "conf")
 @hydra.main(version_base="1.3", config_path=CONF, config_name="prepare")
 @exit_on_error
 def main(cfg: DictConfig) -> None:
-    split = setup_from_config(cfg)  # (the config itself: aslfr-prepare --cfg job)
-    log.info("\n%s", summary(split, cfg.data))
+    config = typed(cfg)
+    split = setup_from_config(config)  # (the config itself: aslfr-prepare --cfg job)
+    log.info("\n%s", summary(split, config.data))
 
 
 def cli() -> None:

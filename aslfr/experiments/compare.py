@@ -13,6 +13,11 @@ are included. Runs that failed, were interrupted or are still running are listed
 finished ones. Runs of one configuration on several folds (`-m data.fold=0,1,2,3,4`,
 `sweeps/folds.yaml`) get a row with their mean ± standard deviation.
 
+For an offline sweep's directory (aslfr-sweep: its Optuna study in DIR/optuna.journal) with at
+least IMPORTANCE_MIN_TRIALS complete trials, it prints Optuna's parameter importances for the
+sweep's metric (fANOVA: the share of the score's variance each parameter explains) and logs them
+with the leaderboard.
+
 The plot shows val/score against infer/latency_ms with the Pareto front of the runs within
 budget and the budget line; when runs have no export to time (e.g. `debug=default`), against
 their parameter count instead. It is written as a PNG and logged to W&B with the tables.
@@ -36,12 +41,12 @@ from aslfr import names
 from aslfr.errors import DataError, exit_on_error
 from aslfr.experiments.offline import read_runs
 from aslfr.train.rundir import RECORD, RunDir, flatten
-from aslfr.train.tracking import describe, logged_in, resolve_mode
+from aslfr.train.tracking import CHOICES, CONFIGURATION, NOT_CONFIGURATION, describe, logged_in, resolve_mode
 
 SCORE, LATENCY = names.VAL_SCORE, names.INFER_LATENCY_MS
-# Keys that do not make two runs different configurations (the fold is what cross-validation
-# varies; paths and W&B settings say where a run went, not what it was).
-NOT_CONFIGURATION = ("data.fold", "paths", "wandb", "resume")
+IMPORTANCE_MIN_TRIALS = 4  # complete trials before fANOVA's forest says anything
+# what the W&B record adds to the resolved config: derived from it, so no part of the comparison
+NOT_COMPARED = (*NOT_CONFIGURATION, CHOICES, CONFIGURATION, "_wandb")
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Row:
         flat = {
             k: v
             for k, v in flatten(config).items()
-            if not any(k == p or k.startswith(p + ".") for p in NOT_CONFIGURATION)
+            if not any(k == p or k.startswith(p + ".") for p in NOT_COMPARED)
         }
         return cls(
             name=name,
@@ -232,6 +237,59 @@ def fold_summaries(rows: list[Row]) -> list[FoldSummary]:
     return out
 
 
+@dataclass
+class Importance:
+    """Optuna's parameter importances for one study of an offline sweep (empty: not enough trials)."""
+
+    sweep: str
+    trials: int  # complete trials
+    values: dict[str, float]  # parameter -> importance, largest first (they sum to 1)
+
+
+def importances(sweep_dir: Path) -> list[Importance]:
+    """The parameter importances of each study in an offline sweep's journal (DIR/optuna.journal,
+    written by aslfr-sweep): fANOVA over the complete trials, for the parameters they varied."""
+    from aslfr.experiments.sweep import JOURNAL, open_storage
+
+    if not (Path(sweep_dir) / JOURNAL).is_file():
+        return []
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(Path(sweep_dir))
+    out = []
+    for name in optuna.get_all_study_names(storage):
+        study = optuna.load_study(study_name=name, storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        varied = {k for t in complete for k in t.params if len({str(u.params.get(k)) for u in complete}) > 1}
+        values = {}
+        if len(complete) >= IMPORTANCE_MIN_TRIALS and varied:
+            found = optuna.importance.get_param_importances(
+                study, evaluator=FanovaImportanceEvaluator(seed=0), params=sorted(varied)
+            )
+            values = {k: float(v) for k, v in found.items()}
+        out.append(Importance(name, len(complete), values))
+    return out
+
+
+def importance_table(found: list[Importance], metric: str = SCORE) -> str:
+    lines = []
+    for imp in found:
+        if not imp.values:
+            lines.append(
+                f"parameter importances ({imp.sweep}): {imp.trials} complete trial(s) with varied "
+                f"parameters; at least {IMPORTANCE_MIN_TRIALS} needed"
+            )
+            continue
+        lines.append(
+            f"parameter importances for {metric} ({imp.sweep}, fANOVA over {imp.trials} complete trials):"
+        )
+        lines += [f"  {k:40} {v:6.3f}" for k, v in imp.values.items()]
+    return "\n".join(lines)
+
+
 def _fmt(v, f):
     return format(v, f) if v is not None else "-"
 
@@ -357,7 +415,9 @@ def plot(rows: list[Row], out: Path) -> Path:
     return out
 
 
-def log_to_wandb(rows: list[Row], png: Path, where: Path, project: str, group: str) -> None:
+def log_to_wandb(
+    rows: list[Row], png: Path, where: Path, project: str, group: str, found: list[Importance] = ()
+) -> None:
     import wandb
 
     Path(where).mkdir(parents=True, exist_ok=True)
@@ -426,6 +486,15 @@ def log_to_wandb(rows: list[Row], png: Path, where: Path, project: str, group: s
         for s in summaries:
             run.summary[f"folds/{s.name}/mean"] = s.mean
             run.summary[f"folds/{s.name}/sd"] = s.sd
+    shown = [imp for imp in found if imp.values]
+    if shown:
+        logged["compare/importance"] = wandb.Table(
+            columns=["sweep", "parameter", "importance", "complete_trials"],
+            data=[[imp.sweep, k, v, imp.trials] for imp in shown for k, v in imp.values.items()],
+        )
+        for imp in shown:
+            for k, v in imp.values.items():
+                run.summary[f"importance/{imp.sweep}/{k}"] = v
     run.log(logged)
     run.finish()
 
@@ -488,9 +557,12 @@ def compare(args) -> None:
             f"{total:.1f} of {members[0].budget_ms:.0f} ms; build, measure and score it with\n"
             f"  aslfr-export {' '.join(m.path for m in members)} --ensemble {base / 'ensemble'}"
         )
+    found = [imp for d in args.dirs for imp in importances(d)]
+    if found:
+        print(f"\n{importance_table(found)}")
     print(f"plot: {plot(rows, out)}")
     if not args.no_wandb:
-        log_to_wandb(rows, out, base / ".compare", args.project, group=base.name)
+        log_to_wandb(rows, out, base / ".compare", args.project, group=base.name, found=found)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ class OfflineRun:
     name: str = ""
     group: str = ""
     project: str = ""
+    job_type: str = ""
+    sweep_id: str = ""  # the sweep W&B started it for (`wandb agent`), else empty
     tags: list[str] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
@@ -58,6 +60,7 @@ def read_run(path: Path) -> OfflineRun:
         if kind == "run":
             r = rec.run
             run.id, run.name, run.group, run.project = r.run_id, r.display_name, r.run_group, r.project
+            run.job_type, run.sweep_id = r.job_type, r.sweep_id
             run.tags = list(r.tags)
             run.config.update(_unwrap_config(_items(r.config.update)))
         elif kind == "config":
@@ -114,6 +117,7 @@ def read_runs(root: Path) -> list[OfflineRun]:
             whole.exit_code = part.exit_code
             if part.project:  # the part has its run record (a killed one may have none)
                 whole.tags, whole.name, whole.group = part.tags, part.name, part.group
+                whole.job_type, whole.sweep_id = part.job_type, part.sweep_id
         else:
             runs[part.id] = part
     return list(runs.values())

@@ -17,7 +17,7 @@ from aslfr import names
 from aslfr.experiments.offline import read_runs  # noqa: E402
 
 # The score of always answering the same phrase ("2 a-e -aroe", the best constant on the real
-# data; ../shared/reference/aslfr.md): the line a model must clear to have learned anything.
+# data; docs/competition.md): the line a model must clear to have learned anything.
 CONSTANT_PHRASE_SCORE = 0.157
 
 

@@ -550,8 +550,8 @@ def _progress(run_dir: Path, metric: str) -> tuple[int, float | None] | None:
 def _planned_epochs(run_dir: Path) -> int | None:
     """trainer.epochs of a running trial, from the configuration it records (.hydra/)."""
     try:
-        cfg = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
-        return int(cfg["trainer"]["epochs"])
+        record = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        return int(record["trainer"]["epochs"])  # (a file another process writes: checked here)
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
 

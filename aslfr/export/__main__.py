@@ -16,8 +16,6 @@ import json
 import logging
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from aslfr.runtime import import_tensorflow
 
 import_tensorflow()  # first, so that TensorFlow's start-up lines are held back
@@ -58,7 +56,7 @@ def _export_cli(args) -> None:
         print(json.dumps(report, indent=1))
         return
     run = RunFiles.load(args.run_dirs[0])
-    quantize = args.quantize or OmegaConf.select(run.cfg, "export.quantize", default="none")
+    quantize = args.quantize or run.cfg.export.quantize
     evaluate = not args.no_evaluate
     if evaluate and not (run.data_root and run.data_root.exists()):
         log.warning("not scoring the export: the run's data (%s) is not here", run.data_root)

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from omegaconf import DictConfig
 
 from aslfr import names
+from aslfr.config import Benchmark, Budget, Config, Quantize
 from aslfr.data import layout
 from aslfr.data.features import FeatureSpec, NormStats
 from aslfr.data.vocab import Vocab
@@ -72,7 +72,7 @@ class Measurement:
 
     def advice(self) -> str:
         """What brings a configuration within budget, for the limits it exceeds (figures in
-        the README: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
+        docs/benchmarks.md: fp16 halves the file but is not faster on CPU; int8_dynamic quarters it
         and speeds up the decoder's steps; every character re-runs the decoder)."""
         fixes = []
         if self.latency_ms > self.latency_budget_ms:
@@ -101,16 +101,16 @@ class Measurement:
         }
 
 
-def benchmark_inputs(spec: FeatureSpec, bench: Mapping) -> list[np.ndarray]:
+def benchmark_inputs(spec: FeatureSpec, bench: Benchmark) -> list[np.ndarray]:
     """`bench.sequences` raw sequences [bench.frames, len(spec.columns)]: landmarks in [0.2, 0.8],
     the right (signing) hand visible in a central stretch of `bench.hand_frames` frames, the left
     hand never, face and pose always (as in a typical Kaggle clip)."""
-    rng = np.random.default_rng(int(bench.seed))
-    n, visible = int(bench.frames), int(bench.hand_frames)
+    rng = np.random.default_rng(bench.seed)
+    n, visible = bench.frames, bench.hand_frames
     start = (n - visible) // 2
     part = np.array([layout.parse_column(c)[1] for c in spec.columns])
     out = []
-    for _ in range(int(bench.sequences)):
+    for _ in range(bench.sequences):
         raw = rng.uniform(0.2, 0.8, (n, len(spec.columns))).astype(np.float32)
         raw[:, part == "left_hand"] = np.nan
         hidden = np.ones(n, bool)
@@ -132,28 +132,26 @@ def latency_ms(content: bytes, inputs: list[np.ndarray], threads: int = 1, passe
 def measure(
     model: FingerspellingModel,
     pre: Preprocessing,
-    budget_cfg: Mapping,
-    quantize: str = "none",
+    budget: Budget,
+    quantize: Quantize = Quantize.none,
     shipped: bytes | None = None,
 ) -> Measurement:
     """Latency and size of `model` as exported. The latency graph decodes exactly
     `benchmark.characters` + 1 tokens (no early stop), so trained and untrained models are
     timed alike, and the latency is stated for the reference CPU when `budget.reference.scale`;
     the size is that of `shipped` (the real export) when given."""
-    bench = budget_cfg.benchmark
-    timed = convert(model, pre, quantize, decode_steps=int(bench.characters) + 1)
-    return measure_graph(timed, pre.spec.columns, budget_cfg, shipped)
+    timed = convert(model, pre, quantize, decode_steps=budget.benchmark.characters + 1)
+    return measure_graph(timed, pre.spec.columns, budget, shipped)
 
 
 def measure_graph(
-    timed: bytes, columns: Sequence[str], budget_cfg: Mapping, shipped: bytes | None = None
+    timed: bytes, columns: Sequence[str], budget: Budget, shipped: bytes | None = None
 ) -> Measurement:
     """`measure` of a converted latency graph (`benchmark.characters` + 1 decoder steps) whose
     input holds `columns`."""
-    bench = budget_cfg.benchmark
-    inputs = benchmark_inputs(SimpleNamespace(columns=list(columns)), bench)
-    raw = latency_ms(timed, inputs, int(budget_cfg.threads), int(bench.passes))
-    factor = reference.cpu_factor(budget_cfg.reference) if budget_cfg.reference.scale else None
+    inputs = benchmark_inputs(SimpleNamespace(columns=list(columns)), budget.benchmark)
+    raw = latency_ms(timed, inputs, budget.threads, budget.benchmark.passes)
+    factor = reference.cpu_factor(budget.reference) if budget.reference.scale else None
     ms = raw * factor if factor is not None else raw
     size = len(shipped if shipped is not None else timed) / 1e6
     return Measurement(
@@ -161,33 +159,33 @@ def measure_graph(
         latency_ms_raw=raw,
         cpu_factor=factor,
         model_mb=size,
-        projected_hours=ms * int(budget_cfg.test_sequences) / 3.6e6,
-        latency_budget_ms=float(budget_cfg.latency_ms),
-        model_budget_mb=float(budget_cfg.model_mb),
+        projected_hours=ms * budget.test_sequences / 3.6e6,
+        latency_budget_ms=budget.latency_ms,
+        model_budget_mb=budget.model_mb,
     )
 
 
-def untrained(cfg: DictConfig) -> tuple[FingerspellingModel, Preprocessing]:
+def untrained(cfg: Config) -> tuple[FingerspellingModel, Preprocessing]:
     """The untrained model of this config and its preprocessing, with no data: the feature
     layout comes from the config, the vocabulary is the competition's 59 characters, the
     normalization is the identity."""
     spec = FeatureSpec.from_config(cfg.data.features)
-    model = build(model_config(cfg, spec, Vocab(layout.CHARACTERS)))
-    return model, Preprocessing(spec, NormStats.identity(spec.n_features), int(cfg.data.max_frames))
+    model = build(model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(layout.CHARACTERS)))
+    return model, Preprocessing(spec, NormStats.identity(spec.n_features), cfg.data.max_frames)
 
 
-def probe(cfg: DictConfig) -> Measurement:
+def probe(cfg: Config) -> Measurement:
     """Measure the untrained model of this config."""
     model, pre = untrained(cfg)
-    return measure(model, pre, cfg.budget, str(cfg.export.quantize))
+    return measure(model, pre, cfg.budget, cfg.export.quantize)
 
 
 def export_and_measure(
     model: FingerspellingModel,
     pre: Preprocessing,
     run_dir: Path,
-    budget_cfg: Mapping,
-    quantize: str = "none",
+    budget: Budget,
+    quantize: Quantize = Quantize.none,
     zip_: bool = False,
     data_root: Path | None = None,
     val_ids: Sequence[int] | None = None,
@@ -199,7 +197,7 @@ def export_and_measure(
     content = convert(model, pre, quantize)
     path = write_export(run_dir, content, pre, zip_)
     t1 = time.perf_counter()
-    m = measure(model, pre, budget_cfg, quantize, shipped=content)
+    m = measure(model, pre, budget, quantize, shipped=content)
     report = {**m.metrics(), names.EXPORT_QUANTIZE: quantize}
     log.info(
         "exported %s (%s, %.0f s; measured in %.0f s): %s",

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from omegaconf import DictConfig, OmegaConf
 
 from aslfr import names
 from aslfr.atomic import replacing, write_json
+from aslfr.config import Config, Quantize
+from aslfr.config import load as load_config
 from aslfr.data import pipeline
 from aslfr.data.features import FeatureSpec, NormStats
 from aslfr.data.vocab import Vocab
@@ -38,7 +39,7 @@ from aslfr.model.model import FingerspellingModel, build
 from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
-QUANTIZE = ("none", "fp16", "int8_dynamic")
+QUANTIZE = tuple(q.value for q in Quantize)  # export.quantize
 
 
 @dataclass
@@ -97,13 +98,16 @@ def inference_module(
 
 
 def convert(
-    model: FingerspellingModel, pre: Preprocessing, quantize: str = "none", decode_steps: int | None = None
+    model: FingerspellingModel,
+    pre: Preprocessing,
+    quantize: Quantize = Quantize.none,
+    decode_steps: int | None = None,
 ) -> bytes:
     """The TFLite flatbuffer (built-in ops only) of `inference_module`."""
     return convert_module(inference_module(model, pre, decode_steps), quantize)
 
 
-def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
+def convert_module(module: tf.Module, quantize: Quantize = Quantize.none) -> bytes:
     """TFLite flatbuffer of `module.serve` as signature serving_default, built-in ops only."""
     if quantize not in QUANTIZE:
         raise ValueError(f"export.quantize must be one of {', '.join(QUANTIZE)}, not {quantize!r}")
@@ -113,9 +117,9 @@ def convert_module(module: tf.Module, quantize: str = "none") -> bytes:
         tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantize != "none":
+        if quantize != Quantize.none:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "fp16":
+        if quantize == Quantize.fp16:
             converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
 
@@ -159,7 +163,7 @@ class RunFiles:
     """What a run directory holds for export."""
 
     dir: Path
-    cfg: DictConfig
+    cfg: Config
     pre: Preprocessing
     vocab: Vocab
     weights: Path
@@ -188,7 +192,7 @@ class RunFiles:
         root = doc.get("data_root")
         return cls(
             run_dir,
-            OmegaConf.load(need[0]),
+            load_config(need[0], run_dir),
             Preprocessing.from_dict(doc),
             Vocab(doc["characters"]),
             weights,
@@ -201,7 +205,9 @@ class RunFiles:
         rule, decoding = (self.dir / name for name in (names.FALLBACK_FILE, names.DECODING_FILE))
         model = build(
             model_config(
-                self.cfg,
+                self.cfg.model,
+                self.cfg.data,
+                self.cfg.trainer.jit,
                 self.pre.spec,
                 self.vocab,
                 json.loads(rule.read_text()) if rule.exists() else None,

@@ -85,10 +85,9 @@ def export_ensemble(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = write_files(out, content, columns, zip_)
-    budget_cfg = runs[0].cfg.budget
-    steps = int(budget_cfg.benchmark.characters) + 1
+    steps = runs[0].cfg.budget.benchmark.characters + 1
     timed = convert_module(ensemble_module(runs, models, decode_steps=steps), quantize)
-    m = budget.measure_graph(timed, columns, budget_cfg, shipped=content)
+    m = budget.measure_graph(timed, columns, runs[0].cfg.budget, shipped=content)
     report = {**m.metrics(), names.EXPORT_QUANTIZE: quantize}
     log.info("ensemble of %d runs -> %s: %s", len(runs), path, m.why())
     ids = common_validation_ids(runs) if evaluate else []

@@ -40,7 +40,6 @@ import math
 import os
 import platform
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 import filelock
@@ -48,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from aslfr.atomic import host, write_json
+from aslfr.config import Reference
 from aslfr.export.convert import TFLiteModel, convert_module
 
 log = logging.getLogger(__name__)
@@ -243,10 +243,10 @@ def machine_ms(cache_dir: Path, fresh: bool = False) -> float:
         lock.release()
 
 
-def cpu_factor(reference: Mapping) -> float:
+def cpu_factor(reference: Reference) -> float:
     """This CPU's speed relative to the reference CPU (`budget.reference`): a latency measured
     here x the factor = the latency on the reference CPU."""
-    return float(reference["ms"]) / machine_ms(Path(str(reference["cache_dir"])))
+    return reference.ms / machine_ms(Path(reference.cache_dir))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from omegaconf import DictConfig
-
+from aslfr.config import Block, Data, Decode, Model, Positions, Stack
 from aslfr.data.features import FeatureSpec
 from aslfr.data.vocab import Vocab
-from aslfr.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -22,8 +20,8 @@ class StackConfig:
     key_dim: int | None  # per-head attention size; None: width // heads
     conv_kernel: int  # a depthwise temporal convolution in each block (0: none)
     # The encoder's (a decoder is a transformer with learned positions and none of these):
-    block: str = "transformer"  # transformer | conformer
-    positions: str = "learned"  # learned | rope
+    block: Block = Block.transformer
+    positions: Positions = Positions.learned
     drop_path: float = 0.0  # stochastic depth of the last block
     downsample_at: int | None = None  # halve the frames after this block (1-based)
 
@@ -51,7 +49,7 @@ class ModelConfig:
     # CTC from dense labels (TensorFlow ops, which XLA compiles: trainer.jit=true) instead of
     # TensorFlow's C++ kernel for sparse labels (faster on CPU, but XLA has no kernel for it)
     ctc_xla: bool
-    decode: str  # attention | ctc | joint (model.decode=best: auto's choice until the run chooses)
+    decode: Decode  # attention | ctc | joint (model.decode=best: auto's choice until the run chooses)
     joint_weight: float  # decode=joint: the CTC prefix score's weight
     token_noise: float = 0.0  # fraction of teacher-forced input characters replaced in training
     # clips whose signing hand is seen in fewer frames decode as fallback_tokens (0: never)
@@ -81,8 +79,8 @@ class ModelConfig:
         """Every decoding this model can do, its configured one first; with model.decode=best
         also joint decoding at the other weights of model.joint_weights, named `joint@W`
         (`decoding` reads a name back)."""
-        able = [d for d in ("attention", "ctc", "joint") if self.can_decode(d)]
-        if self.choose_decode and self.can_decode("joint"):
+        able = [d for d in (Decode.attention, Decode.ctc, Decode.joint) if self.can_decode(d)]
+        if self.choose_decode and self.can_decode(Decode.joint):
             able += [f"joint@{w:g}" for w in self.joint_weights if w != self.joint_weight]
         return (self.decode, *[d for d in able if d != self.decode])
 
@@ -90,125 +88,86 @@ class ModelConfig:
         """This config decoding as `name` says (one of `decodes`): attention, ctc, joint (at
         joint_weight) or joint@W (at weight W)."""
         how, _, weight = name.partition("@")
-        return replace(self, decode=how, joint_weight=float(weight) if weight else self.joint_weight)
+        return replace(self, decode=Decode(how), joint_weight=float(weight) if weight else self.joint_weight)
 
-    def can_decode(self, how: str) -> bool:
+    def can_decode(self, how: Decode) -> bool:
         return {
-            "attention": self.has_decoder,
-            "ctc": self.has_ctc,
-            "joint": self.has_decoder and self.has_ctc,
+            Decode.attention: self.has_decoder,
+            Decode.ctc: self.has_ctc,
+            Decode.joint: self.has_decoder and self.has_ctc,
         }[how]
 
-    def __post_init__(self):
-        if not self.can_decode(self.decode):
-            need = {
-                "attention": "an attention decoder (model.decoder.depth > 0)",
-                "ctc": "a CTC head (model.ctc_weight > 0)",
-                "joint": "an attention decoder and a CTC head (model.decoder.depth > 0 and "
-                "model.ctc_weight > 0)",
-            }[self.decode]
-            raise ConfigError(
-                f"model.decode={self.decode} needs {need}; this model decodes "
-                f"with {' or '.join(self.decodes[1:]) or 'nothing'}"
-            )
-        if self.encoder.block == "conformer" and self.encoder.conv_kernel < 1:
-            raise ConfigError(
-                "model.encoder.block=conformer needs its convolution: set model.encoder.conv_kernel (e.g. 15)"
-            )
-        at = self.encoder.downsample_at
-        if at is not None and not 1 <= at <= self.encoder.depth:
-            raise ConfigError(
-                f"model.encoder.downsample_at={at}: use a block number from 1 to "
-                f"{self.encoder.depth}, or null"
-            )
-
     @classmethod
-    def from_config(cls, model_cfg: Mapping, **data) -> ModelConfig:
+    def from_config(cls, model: Model, **data) -> ModelConfig:
         """From the `model` config group (the YAML holds every value: no default here)."""
-        enc, dec = model_cfg["encoder"], model_cfg["decoder"]
-        shape = {
-            k: (
-                int(c["depth"]),
-                int(c["width"]),
-                int(c["heads"]),
-                float(c["mlp_ratio"]),
-                _none_or_int(c["key_dim"]),
-            )
-            for k, c in (("encoder", enc), ("decoder", dec))
-        }
-        stack = {
-            "encoder": StackConfig(
-                *shape["encoder"],
-                conv_kernel=int(enc["conv_kernel"]),
-                block=str(enc["block"]),
-                positions=str(enc["positions"]),
-                drop_path=float(enc["drop_path"]),
-                downsample_at=_none_or_int(enc["downsample_at"]),
-            ),
-            "decoder": StackConfig(*shape["decoder"], conv_kernel=0),
-        }
-        drop = model_cfg["dropout"]
         return cls(
             **data,
-            **stack,
-            attention_dropout=float(drop["attention"]),
-            mlp_dropout=float(drop["mlp"]),
-            classifier_dropout=float(drop["classifier"]),
-            ctc_weight=float(model_cfg["ctc_weight"]),
-            decode=resolve_decode(
-                str(model_cfg["decode"]), stack["decoder"].depth, float(model_cfg["ctc_weight"])
+            encoder=_stack(
+                model.encoder,
+                model.encoder.conv_kernel,
+                block=model.encoder.block,
+                positions=model.encoder.positions,
+                drop_path=model.encoder.drop_path,
+                downsample_at=model.encoder.downsample_at,
             ),
-            joint_weight=float(model_cfg["joint_weight"]),
-            token_noise=float(model_cfg["token_noise"]),
-            choose_decode=str(model_cfg["decode"]) == "best",
-            # (a run directory written before model.joint_weights existed has none)
-            joint_weights=tuple(float(w) for w in model_cfg.get("joint_weights", ())),
+            decoder=_stack(model.decoder, 0),
+            attention_dropout=model.dropout.attention,
+            mlp_dropout=model.dropout.mlp,
+            classifier_dropout=model.dropout.classifier,
+            ctc_weight=model.ctc_weight,
+            decode=resolve_decode(model),
+            joint_weight=model.joint_weight,
+            token_noise=model.token_noise,
+            choose_decode=model.decode == Decode.best,
+            joint_weights=tuple(model.joint_weights),
         )
 
 
-def resolve_decode(decode: str, decoder_depth: int, ctc_weight: float) -> str:
+def _stack(stack: Stack, conv_kernel: int, **encoder) -> StackConfig:
+    return StackConfig(
+        stack.depth, stack.width, stack.heads, stack.mlp_ratio, stack.key_dim, conv_kernel, **encoder
+    )
+
+
+def resolve_decode(model: Model) -> Decode:
     """model.decode=auto (and best, until the run has chosen): joint with both heads, else the
     one the model has (a sweep over decoder depths, 0 included, needs no decoding per trial)."""
-    if decode not in ("auto", "best"):
-        return decode
-    if decoder_depth == 0:
-        return "ctc"
-    return "joint" if ctc_weight > 0 else "attention"
-
-
-def _none_or_int(v) -> int | None:
-    return None if v in (None, "None", "null") else int(v)
+    if model.decode in (Decode.auto, Decode.best):
+        return model.heads[-1]  # joint, else the only one
+    return model.decode
 
 
 def model_config(
-    cfg: DictConfig,
+    model: Model,
+    data: Data,
+    jit: bool,
     spec: FeatureSpec,
     vocab: Vocab,
     fallback: Mapping | None = None,
     decoding: Mapping | None = None,
 ) -> ModelConfig:
     """The model's dimensions: the `model` group plus what the features, data and vocabulary fix
-    (and, for the CTC loss, whether the train step is XLA-compiled); the run's fallback rule
-    (its phrase and threshold, as fallback.json holds them: none, or a threshold not yet chosen,
-    is off) and, once the run has chosen it, its decoding (decoding.json)."""
+    (and, for the CTC loss, whether the train step is XLA-compiled: trainer.jit); the run's
+    fallback rule (its phrase and threshold, as fallback.json holds them: none, or a threshold
+    not yet chosen, is off) and, once the run has chosen it, its decoding (decoding.json)."""
     rule = fallback or {}
-    min_frames = int(rule.get("min_hand_frames") or 0)
-    max_length = int(cfg.data.max_phrase_length) + 1
+    min_frames = rule.get("min_hand_frames") or 0
+    max_length = data.max_phrase_length + 1
     tokens = tuple(int(t) for t in vocab.encode([rule["phrase"]], max_length)[0]) if min_frames else ()
     mcfg = ModelConfig.from_config(
-        cfg.model,
+        model,
         n_features=spec.n_features,
         hand_features=len(spec.group_points("hand")) * len(spec.axes),
-        max_frames=int(cfg.data.max_frames),
+        max_frames=data.max_frames,
         max_length=max_length,
         vocab_size=vocab.size,
         pad=vocab.pad,
         sos=vocab.sos,
         eos=vocab.eos,
-        ctc_xla=bool(cfg.trainer.jit),
+        ctc_xla=jit,
         fallback_frames=min_frames,
         fallback_tokens=tokens,
     )
     if decoding:
-        mcfg = replace(mcfg, decode=str(decoding["decode"]), joint_weight=float(decoding["joint_weight"]))
+        mcfg = replace(mcfg, decode=Decode(decoding["decode"]), joint_weight=decoding["joint_weight"])
     return mcfg

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import tensorflow as tf
 from keras import layers
 
+from aslfr.config import Decode
 from aslfr.model.layers import DecoderBlock
 from aslfr.model.model import FingerspellingModel
 
@@ -61,7 +62,7 @@ def ensemble_decode(
     for model in models[1:]:
         if (model.cfg.vocab_size, model.cfg.max_length) != (first.vocab_size, first.max_length):
             raise ValueError("ensemble members must share the vocabulary and data.max_phrase_length")
-        if how != "attention" and (
+        if how != Decode.attention and (
             model.cfg.max_frames != first.max_frames
             or (model.cfg.encoder.downsample_at is None) != (first.encoder.downsample_at is None)
         ):
@@ -69,10 +70,10 @@ def ensemble_decode(
                 f"decode={how} averages frame log-probabilities: every member needs the same "
                 "data.max_frames and the same time reduction (or decode with attention)"
             )
-    if how == "ctc":
+    if how == Decode.ctc:
         tokens = ctc_greedy_decode_ensemble(models, inputs, max_length)
     else:
-        joint = chosen.joint_weight if how == "joint" else None
+        joint = chosen.joint_weight if how == Decode.joint else None
         tokens = greedy_decode_ensemble(models, inputs, max_length, early_stop, joint)
     if not first.fallback_frames:
         return tokens

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from aslfr.config import Positions
 from aslfr.model.config import ModelConfig, StackConfig
 
 
@@ -48,7 +49,7 @@ class FrameEmbedding(layers.Layer):
         self.dense2 = layers.Dense(cfg.encoder.width, name="dense2")
         self.missing = self.add_weight(shape=(cfg.encoder.width,), initializer="zeros", name="missing_frame")
         self.position = None
-        if cfg.encoder.positions == "learned":
+        if cfg.encoder.positions == Positions.learned:
             self.position = self.add_weight(
                 shape=(cfg.max_frames, cfg.encoder.width),
                 initializer=keras.initializers.RandomNormal(stddev=0.02),
@@ -160,7 +161,7 @@ class EncoderBlock(_ResidualBlock):
     ):
         super().__init__(**kw)
         self.norm1, self.norm2 = layer_norm("norm1"), layer_norm("norm2")
-        if cfg.positions == "rope":
+        if cfg.positions == Positions.rope:
             self.attention = SelfAttention(
                 cfg.width, cfg.heads, cfg.head_dim, attention_dropout, rope=True, name="attention"
             )
@@ -207,7 +208,12 @@ class ConformerBlock(_ResidualBlock):
         self.ff1, self.ff2 = (mlp(width, cfg.mlp_ratio, mlp_dropout, n, "swish") for n in ("ff1", "ff2"))
         self.attention_norm = layer_norm("attention_norm")
         self.attention = SelfAttention(
-            width, cfg.heads, cfg.head_dim, attention_dropout, rope=cfg.positions == "rope", name="attention"
+            width,
+            cfg.heads,
+            cfg.head_dim,
+            attention_dropout,
+            rope=cfg.positions == Positions.rope,
+            name="attention",
         )
         self.conv_norm = layer_norm("conv_norm")
         self.pointwise_in = layers.Dense(2 * width, name="pointwise_in")  # GLU halves it

@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from aslfr.config import Block
 from aslfr.model.config import ModelConfig
 from aslfr.model.layers import (
     ConformerBlock,
@@ -46,7 +47,7 @@ class FingerspellingModel(keras.Model):
         self.cfg = cfg
         enc, dec = cfg.encoder, cfg.decoder
         self.embedding = FrameEmbedding(cfg, name="frame_embedding")
-        block = ConformerBlock if enc.block == "conformer" else EncoderBlock
+        block = ConformerBlock if enc.block == Block.conformer else EncoderBlock
         self.encoder_blocks = [
             block(enc, cfg.attention_dropout, cfg.mlp_dropout, drop_path=rate, name=f"encoder_{i}")
             for i, rate in enumerate(drop_paths(enc.drop_path, enc.depth))

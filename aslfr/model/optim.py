@@ -1,12 +1,14 @@
-"""Optimizers and learning-rate schedules from the `optimizer` and `schedule` config groups."""
+"""Optimizers and learning-rate schedules: the factories that the `optimizer` and `schedule` config
+groups name (`_target_`)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import keras
 import tensorflow as tf
+
+from aslfr.config import Optimizer, Schedule
 
 
 @keras.saving.register_keras_serializable("aslfr")
@@ -37,46 +39,49 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def make_schedule(schedule_cfg: Mapping, lr: float, steps_per_epoch: int, epochs: int):
-    """Linear warm-up over schedule.warmup_epochs, then a cosine decay to final_ratio x peak at the
-    end of training. `schedule=constant` is the same with final_ratio 1 (no decay); without a
-    warm-up it is a plain number."""
-    warmup = int(round(float(schedule_cfg["warmup_epochs"]) * steps_per_epoch))
-    final_ratio = float(schedule_cfg["final_ratio"])
-    if warmup == 0 and final_ratio == 1.0:
-        return lr
-    return WarmupCosine(lr, warmup, steps_per_epoch * epochs, final_ratio)
+def cosine(peak: float, steps_per_epoch: int, epochs: int, *, warmup_epochs: float, final_ratio: float):
+    """schedule=cosine: linear warm-up over warmup_epochs, then a cosine decay to final_ratio x
+    peak at the end of training."""
+    warmup = round(warmup_epochs * steps_per_epoch)
+    return WarmupCosine(peak, warmup, steps_per_epoch * epochs, final_ratio)
 
 
-def _adamw(lr: float, opt_cfg: Mapping, **common) -> keras.optimizers.Optimizer:
-    # Keras' AdamW decays by weight_decay * lr(t): with weight_decay = ratio * peak LR the decay
-    # follows the learning rate, as seed 001's WD = 0.05 x LR callback did.
-    return keras.optimizers.AdamW(weight_decay=float(opt_cfg["weight_decay_ratio"]) * lr, **common)
+def constant(peak: float, steps_per_epoch: int, epochs: int, *, warmup_epochs: float):
+    """schedule=constant: the peak rate throughout, after an optional linear warm-up (a plain
+    number without one)."""
+    warmup = round(warmup_epochs * steps_per_epoch)
+    return peak if warmup == 0 else WarmupCosine(peak, warmup, steps_per_epoch * epochs, final_ratio=1.0)
 
 
-def _adam(lr: float, opt_cfg: Mapping, **common) -> keras.optimizers.Optimizer:
-    return keras.optimizers.Adam(**common)
+def adamw(learning_rate, *, lr: float, weight_decay_ratio: float, **common) -> keras.optimizers.Optimizer:
+    """optimizer=adamw. Keras' AdamW decays by weight_decay x lr(t): with weight_decay = ratio x
+    peak LR the decay follows the learning rate, as seed 001's WD = 0.05 x LR callback did."""
+    return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay_ratio * lr, **_keras(**common))
 
 
-OPTIMIZERS = {"adamw": _adamw, "adam": _adam}  # optimizer.name (the schema's closed choice)
+def adam(learning_rate, *, lr: float, weight_decay_ratio: float, **common) -> keras.optimizers.Optimizer:
+    """optimizer=adam (no weight decay: weight_decay_ratio is AdamW's)."""
+    return keras.optimizers.Adam(learning_rate, **_keras(**common))
 
 
-def make_optimizer(opt_cfg: Mapping, schedule_cfg: Mapping, steps_per_epoch: int, epochs: int):
-    lr = float(opt_cfg["lr"])
-    schedule = make_schedule(schedule_cfg, lr, steps_per_epoch, epochs)
-    return OPTIMIZERS[str(opt_cfg["name"])](
-        lr,
-        opt_cfg,
-        learning_rate=schedule,
-        beta_1=float(opt_cfg["beta_1"]),
-        beta_2=float(opt_cfg["beta_2"]),
-        epsilon=float(opt_cfg["epsilon"]),
-        clipnorm=float(opt_cfg["clipnorm"]) if opt_cfg["clipnorm"] else None,
-        # the weights' moving average (updated every step; the Loop swaps it in for validation,
-        # the best checkpoint and the export)
-        use_ema=float(opt_cfg["ema"]) > 0,
-        ema_momentum=float(opt_cfg["ema"]) or 0.99,
-    )
+def _keras(*, beta_1: float, beta_2: float, epsilon: float, clipnorm: float | None, ema: float) -> dict:
+    """The arguments both optimizers share: clipnorm null or 0 is off; ema > 0 keeps the
+    weights' moving average at that momentum (updated every step; swapped in for validation, the
+    best checkpoint and the export)."""
+    return {
+        "beta_1": beta_1,
+        "beta_2": beta_2,
+        "epsilon": epsilon,
+        "clipnorm": clipnorm or None,
+        "use_ema": ema > 0,
+        "ema_momentum": ema or 0.99,
+    }
+
+
+def make_optimizer(optimizer: Optimizer, schedule: Schedule, steps_per_epoch: int, epochs: int):
+    """The `optimizer` and `schedule` groups' factories (their `_target_`, partial): the schedule
+    given the peak rate and the run's length, the optimizer given the schedule."""
+    return optimizer.factory()(schedule.factory()(optimizer.lr, steps_per_epoch, epochs))
 
 
 def current_lr(optimizer) -> float:

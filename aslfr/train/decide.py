@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aslfr import names
+from aslfr.config import Decode
 from aslfr.model.config import ModelConfig
 from aslfr.model.losses import edit_score
 
@@ -51,8 +52,8 @@ def choose_decoding(mcfg: ModelConfig, scores: dict[str, float], epoch: int | No
 
 
 def _logged(cfg: ModelConfig) -> dict:
-    weight = {names.DECODE_JOINT_WEIGHT: cfg.joint_weight} if cfg.decode == "joint" else {}
-    return {names.DECODE: cfg.decode, **weight}
+    weight = {names.DECODE_JOINT_WEIGHT: cfg.joint_weight} if cfg.decode == Decode.joint else {}
+    return {names.DECODE: cfg.decode.value, **weight}
 
 
 def threshold_gains(hand_frames: np.ndarray, model_distance, phrase_distance, up_to: int) -> np.ndarray:

@@ -14,14 +14,14 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from aslfr import names
 from aslfr.atomic import write_json
+from aslfr.config import Config, Fallback, Strategy, Trainer
 from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
-from aslfr.errors import TrainingDiverged
+from aslfr.errors import ConfigError, TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
 from aslfr.model.decoding import decode, hand_frames
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
@@ -34,26 +34,28 @@ from aslfr.train.tracking import Tracker, new_run_id
 log = logging.getLogger(__name__)
 
 
-def configure_devices(trainer_cfg) -> None:
+def configure_devices(trainer: Trainer) -> None:
     """Logical CPU devices and precision; must run before TensorFlow touches a device."""
-    n_cpu = int(trainer_cfg.cpu_devices)
-    if n_cpu > 1:
+    if trainer.cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * n_cpu)
-    keras.mixed_precision.set_global_policy(str(trainer_cfg.precision))
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * trainer.cpu_devices
+        )
+    keras.mixed_precision.set_global_policy(trainer.precision.value)
 
 
-def make_strategy(trainer_cfg) -> tf.distribute.Strategy:
-    """trainer.strategy (the schema's closed choice): one device, or mirrored over all GPUs (or,
-    without GPUs, over trainer.cpu_devices logical CPUs)."""
+def make_strategy(trainer: Trainer) -> tf.distribute.Strategy:
+    """trainer.strategy: one device, or mirrored over all GPUs (or, without GPUs, over
+    trainer.cpu_devices logical CPUs). A choice among three, each needing the devices this
+    process found: a name in the config (sweepable, and a key a resume may change), not a
+    `_target_`."""
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    strategies = {
-        "auto": tf.distribute.get_strategy,
-        "mirrored": lambda: tf.distribute.MirroredStrategy(devices=devices),
-        "one_device": lambda: tf.distribute.OneDeviceStrategy(devices[0]),
-    }
-    return strategies[str(trainer_cfg.strategy)]()
+    if trainer.strategy == Strategy.mirrored:
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if trainer.strategy == Strategy.one_device:
+        return tf.distribute.OneDeviceStrategy(devices[0])
+    return tf.distribute.get_strategy()
 
 
 @dataclass
@@ -119,7 +121,7 @@ class Loop(keras.callbacks.Callback):
     def __init__(
         self,
         *,
-        cfg,
+        trainer: Trainer,
         tracker: Tracker,
         checkpoints: Checkpoints,
         decoder: Decoder,
@@ -129,11 +131,11 @@ class Loop(keras.callbacks.Callback):
         batch_size: int,
     ):
         super().__init__()
-        self.cfg, self.tracker, self.checkpoints = cfg, tracker, checkpoints
+        self.trainer, self.tracker, self.checkpoints = trainer, tracker, checkpoints
         self.decoder, self.val_ds, self.state = decoder, val_ds, state
         self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
-        self.log_every = max(1, int(cfg.trainer.log_every))
-        self.eval_every = max(1, int(cfg.trainer.eval_every))
+        self.log_every = max(1, trainer.log_every)
+        self.eval_every = max(1, trainer.eval_every)
         self.diverged: str | None = None
         self.last_eval: dict = state.get("last_eval", {})
         self.scores: dict[str, float] = {}  # each decoding's val/score at the last evaluation
@@ -215,7 +217,7 @@ class Loop(keras.callbacks.Callback):
             metrics.update(ev.metrics, **{names.VAL_SECONDS: time.perf_counter() - t})
             self.last_eval = ev.metrics
             # Validation runs shortest first: pick examples across the whole range of lengths.
-            n = int(self.cfg.trainer.examples)
+            n = self.trainer.examples
             pick = np.unique(np.linspace(0, len(ev.truth) - 1, n).astype(int))
             self.tracker.log_examples(
                 [ev.truth[i] for i in pick], [ev.predicted[i] for i in pick], ev.distances[pick], self.step
@@ -295,28 +297,26 @@ def _xy(batch):
     return batch, batch["tokens"]
 
 
-def choose_fallback(cfg: DictConfig, train_phrases: list[str], run_dir: Path) -> dict:
+def choose_fallback(fallback: Fallback, train_phrases: list[str], run_dir: Path) -> dict:
     """The fallback rule of this run (`fallback`; {} when off): the configured phrase, or the one
     that maximizes the expected (N - D)/N on the training folds' phrases, and the threshold
     (None until the run has chosen it: fallback.min_hand_frames=null). Written to the run
     directory, where the export finds it."""
-    threshold = cfg.fallback.min_hand_frames
-    if threshold is not None and int(threshold) <= 0:
+    threshold, phrase = fallback.min_hand_frames, fallback.phrase
+    if threshold is not None and threshold <= 0:
         return {}
-    phrase = cfg.fallback.phrase
     if phrase is None:
         phrase, expected = best_constant_phrase(train_phrases)
     else:
-        phrase = str(phrase)
         score = edit_score(train_phrases, [phrase] * len(train_phrases))
         expected = float(score.n_chars - score.distances.sum()) / max(len(train_phrases), 1)
     rule = {
-        "min_hand_frames": None if threshold is None else int(threshold),
+        "min_hand_frames": threshold,
         "phrase": phrase,
         "expected_score": expected,
     }
     write_json(run_dir / names.FALLBACK_FILE, rule)
-    below = "a number of" if threshold is None else f"fewer than {int(threshold)}"
+    below = "a number of" if threshold is None else f"fewer than {threshold}"
     log.info(
         "fallback: clips with %s frames showing the hand decode as %r (expected N - D per clip on "
         "the training folds: %.2f)%s",
@@ -328,26 +328,26 @@ def choose_fallback(cfg: DictConfig, train_phrases: list[str], run_dir: Path) ->
     return rule
 
 
-def compile_model(model: keras.Model, cfg: DictConfig, steps_per_epoch: int, epochs: int) -> keras.Model:
+def compile_model(model: keras.Model, cfg: Config, steps_per_epoch: int, epochs: int) -> keras.Model:
     """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
     pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
     optimizer = make_optimizer(cfg.optimizer, cfg.schedule, steps_per_epoch, epochs)
-    model.awp_epsilon = float(cfg.optimizer.awp)
-    model.awp_from_step = int(float(cfg.optimizer.awp_from) * steps_per_epoch * epochs)
+    model.awp_epsilon = cfg.optimizer.awp
+    model.awp_from_step = math.floor(cfg.optimizer.awp_from * steps_per_epoch * epochs)
     if not model.cfg.has_decoder:  # CTC only: the model adds its CTC loss itself
-        model.compile(optimizer=optimizer, jit_compile=bool(cfg.trainer.jit))
+        model.compile(optimizer=optimizer, jit_compile=cfg.trainer.jit)
         return model
     model.compile(
         optimizer=optimizer,
-        loss=SmoothedCrossEntropy(vocab_size, pad, float(cfg.model.label_smoothing)),
+        loss=SmoothedCrossEntropy(vocab_size, pad, cfg.model.label_smoothing),
         metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
-        jit_compile=bool(cfg.trainer.jit),
+        jit_compile=cfg.trainer.jit,
     )
     return model
 
 
 def validation_dataset(
-    cfg: DictConfig, split: DataSplit, mcfg: ModelConfig, batch_size: int, tokens: np.ndarray | None = None
+    cfg: Config, split: DataSplit, mcfg: ModelConfig, batch_size: int, tokens: np.ndarray | None = None
 ) -> tf.data.Dataset:
     """The validation fold as the validation metric reads it: deterministic batches of
     `batch_size`, frames cut to data.length_step, phrases encoded for the model (`tokens`, if
@@ -358,7 +358,7 @@ def validation_dataset(
 
 
 def _fold_dataset(
-    cfg: DictConfig,
+    cfg: Config,
     split: DataSplit,
     mcfg: ModelConfig,
     batch_size: int,
@@ -380,18 +380,18 @@ def _fold_dataset(
         stats=split.stats,
         max_frames=mcfg.max_frames,
         batch_size=batch_size,
-        seed=int(cfg.trainer.seed),
+        seed=cfg.trainer.seed,
         training=training,
-        **{"length_step": int(cfg.data.length_step or 0), **options},
+        **{"length_step": cfg.data.length_step, **options},
     )
 
 
-def choose_threshold(model, cfg: DictConfig, split: DataSplit, tokens, phrase: str, batch_size: int) -> dict:
+def choose_threshold(model, cfg: Config, split: DataSplit, tokens, phrase: str, batch_size: int) -> dict:
     """fallback.min_hand_frames=null: the threshold (frames showing the hand) below which the
     fallback phrase beats the model's own predictions on the training folds, searched up to
     fallback.search_up_to frames; only the clips below that are decoded. The model decodes
     without the fallback (model.cfg's)."""
-    up_to = int(cfg.fallback.search_up_to)
+    up_to = cfg.fallback.search_up_to
     # every training clip's frames showing the hand, in split.train's order (no length sort)
     seen = [
         hand_frames(model.cfg, b["frames"], b["mask"]).numpy()
@@ -429,7 +429,7 @@ def choose_threshold(model, cfg: DictConfig, split: DataSplit, tokens, phrase: s
 
 def ship(
     model,
-    cfg: DictConfig,
+    cfg: Config,
     split: DataSplit,
     tokens,
     state: dict,
@@ -444,7 +444,9 @@ def ship(
     shipped model's score on the validation fold (best/val/score)."""
     choice = decide.choose_decoding(model.cfg, state.get("best_scores", {}), state.get("best_epoch"))
     mcfg, metrics = choice.cfg, dict(choice.metrics)
-    write_json(run_dir / names.DECODING_FILE, {"decode": mcfg.decode, "joint_weight": mcfg.joint_weight})
+    write_json(
+        run_dir / names.DECODING_FILE, {"decode": mcfg.decode.value, "joint_weight": mcfg.joint_weight}
+    )
     score = state.get("best_scores", {}).get(choice.name, state.get("best_score"))
     if rule:
         model.cfg = decide.fallback_off(mcfg)
@@ -479,7 +481,7 @@ def ship(
 
 
 def train(
-    cfg: DictConfig,
+    cfg: Config,
     split: DataSplit,
     run_dir: Path,
     *,
@@ -493,14 +495,13 @@ def train(
     summary."""
     run_dir = Path(run_dir)
     tcfg = cfg.trainer
-    keras.utils.set_random_seed(int(tcfg.seed))
+    keras.utils.set_random_seed(tcfg.seed)
     strategy = make_strategy(tcfg)
     p = split.prepared
-    fallback = choose_fallback(cfg, [str(t) for t in p.phrase[split.train]], run_dir)
-    mcfg = model_config(cfg, split.spec, split.vocab, fallback)
+    fallback = choose_fallback(cfg.fallback, [str(t) for t in p.phrase[split.train]], run_dir)
+    mcfg = model_config(cfg.model, cfg.data, tcfg.jit, split.spec, split.vocab, fallback)
     tokens = split.vocab.encode(list(p.phrase), mcfg.max_length)
-    batch_size, eval_batch_size = int(tcfg.batch_size), int(tcfg.eval_batch_size)
-    bucket = bool(cfg.data.bucket_by_length)
+    batch_size, eval_batch_size = tcfg.batch_size, tcfg.eval_batch_size
     train_ds = _fold_dataset(
         cfg,
         split,
@@ -510,8 +511,8 @@ def train(
         split.train,
         training=True,
         augment=cfg.data.augment,
-        bucket_by_length=bucket,
-        length_pool=int(cfg.data.length_pool),
+        bucket_by_length=cfg.data.bucket_by_length,
+        length_pool=cfg.data.length_pool,
         participants=p.participant_id,
         pad=split.vocab.pad,
         eos=split.vocab.eos,
@@ -526,10 +527,11 @@ def train(
     val_ds = validation_dataset(cfg, split, mcfg, eval_batch_size, tokens).cache() if len(split.val) else None
     steps_per_epoch = len(split.train) // batch_size
     if steps_per_epoch == 0:
-        raise ValueError(
-            f"trainer.batch_size={batch_size} is larger than the training set ({len(split.train)} sequences)"
+        raise ConfigError(
+            f"trainer.batch_size={batch_size} is larger than the training set ({len(split.train)} "
+            "sequences): lower trainer.batch_size"
         )
-    epochs = int(tcfg.epochs)
+    epochs = tcfg.epochs
 
     with strategy.scope():
         model = compile_model(build(mcfg), cfg, steps_per_epoch, epochs)
@@ -583,7 +585,7 @@ def train(
     )
 
     loop = Loop(
-        cfg=cfg,
+        trainer=tcfg,
         tracker=tracker,
         checkpoints=checkpoints,
         decoder=Decoder(model, split.vocab, mcfg.decodes),

@@ -6,12 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from aslfr import names
 from aslfr.atomic import write_json
+from aslfr.config import Config
 from aslfr.data import prepare
-from aslfr.errors import ConfigError
 from aslfr.export import budget
 from aslfr.export.convert import Preprocessing
 from aslfr.train import loop
@@ -30,13 +28,8 @@ SUBMISSION_METADATA = (
 )
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: Config) -> dict:
     """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
-    if float(cfg.optimizer.awp) > 0 and str(cfg.trainer.strategy) == "mirrored":
-        raise ConfigError(
-            "optimizer.awp perturbs the weights inside each replica's step, which "
-            "trainer.strategy=mirrored cannot aggregate: use optimizer.awp=0 or trainer.strategy=auto"
-        )
     loop.configure_devices(cfg.trainer)
     run_dir = Path(cfg.paths.output_dir)
     known = {}
@@ -50,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     log.info("\n%s", prepare.summary(split, cfg.data))
     after = None
     if cfg.export.enabled:
-        pre = Preprocessing(split.spec, split.stats, int(cfg.data.max_frames))
+        pre = Preprocessing(split.spec, split.stats, cfg.data.max_frames)
         val_ids = split.prepared.sequence_id[split.val] if cfg.export.evaluate else None
 
         def after(model, tracker: Tracker) -> dict:
@@ -59,8 +52,8 @@ def run(cfg: DictConfig) -> dict:
                 pre,
                 run_dir,
                 cfg.budget,
-                str(cfg.export.quantize),
-                bool(cfg.export.zip),
+                cfg.export.quantize,
+                cfg.export.zip,
                 data_root=Path(split.prepared.meta["root"]),
                 val_ids=val_ids,
             )
@@ -85,12 +78,12 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def over_budget(cfg: DictConfig, run_dir: Path, probe: budget.Measurement) -> dict:
+def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
     """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
     so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
     summary = {
         **probe.metrics(),
-        names.VAL_SCORE: float(cfg.budget.worst_score),
+        names.VAL_SCORE: cfg.budget.worst_score,
         names.BUDGET_REASON: probe.why(),
         names.EPOCHS: 0,
     }

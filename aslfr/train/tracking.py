@@ -7,10 +7,20 @@ log on disk (`run-*.wandb`, written in offline and online mode alike) holds the 
 is done survives a `kill -9` in the W&B record too. W&B flushes that file on a timer
 (`x_transaction_log_flush_interval`, 15 s by default, which lost whole epochs on a kill); it is
 set to FLUSH_SECONDS here, which bounds the wait.
+
+The run's W&B config is the resolved config whatever starts the run. Under `wandb agent`, W&B
+merges the sweep's parameters into the config after `wandb.init(config=...)` and locks them; a
+config group's choice (`model: small`) would replace the nested dict under `model`. The tracker
+puts the resolved tree back over such keys (the agent's dotted keys, `model.encoder.width`, stay
+beside it), records which option each config group took under `hydra.choices`, and names the
+configuration (`configuration`: every key but the fold and where the run goes), so the
+dashboard groups, filters and plots by any of them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import netrc
 import os
@@ -25,13 +35,21 @@ from urllib.parse import urlparse
 
 import numpy as np
 import wandb
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from aslfr import names
+from aslfr.config import Config, WandbMode, as_dict
+from aslfr.train.rundir import flatten
 from aslfr.train.wandb_log import history_steps
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.2  # W&B writes its transaction log this often (the default 15 s loses epochs)
+# Keys that do not make two runs different configurations: the fold is what cross-validation
+# varies; paths and W&B settings say where a run went, not what it was.
+NOT_CONFIGURATION = ("data.fold", "paths", "wandb", "resume")
+CHOICES = "hydra"  # W&B config key: {"choices": {group: option}} (Hydra's runtime.choices)
+CONFIGURATION = "configuration"  # W&B config key: the configuration's name (folds share it)
 
 
 def new_run_id() -> str:
@@ -51,9 +69,9 @@ def logged_in() -> bool:
         return False
 
 
-def resolve_mode(mode: str) -> str:
-    if mode != "auto":
-        return mode
+def resolve_mode(mode: WandbMode) -> str:
+    if mode != WandbMode.auto:
+        return WandbMode(mode).value
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
     if logged_in():
@@ -66,8 +84,9 @@ def resolve_mode(mode: str) -> str:
     return "offline"
 
 
-def describe(cfg: DictConfig) -> dict:
-    """Run name, group and tags that tell runs apart and group them in the dashboard."""
+def describe(cfg: Config | DictConfig) -> dict:
+    """Run name, group and tags that tell runs apart and group them in the dashboard (of a run's
+    config, or of a W&B run's config read back)."""
     m = cfg.model
     shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
     fold = cfg.data.fold
@@ -79,6 +98,41 @@ def describe(cfg: DictConfig) -> dict:
         ),
         "tags": [m.name, cfg.data.source, f"fold{fold}", shape, *cfg.wandb.tags],
     }
+
+
+def configuration(cfg: Config | DictConfig) -> str:
+    """A name shared by the runs of one configuration on different folds and by no other: the
+    run group's default name (model, shape, data) and a hash of every key but NOT_CONFIGURATION."""
+    m = cfg.model
+    shape = f"e{m.encoder.depth}x{m.encoder.width}-d{m.decoder.depth}x{m.decoder.width}"
+    kept = {
+        k: v
+        for k, v in flatten(as_dict(cfg) if isinstance(cfg, Config) else OmegaConf.to_container(cfg)).items()
+        if not any(k == p or k.startswith(p + ".") for p in NOT_CONFIGURATION)
+    }
+    digest = hashlib.sha1(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{m.name}-{shape}-{cfg.data.source}-{digest}"
+
+
+def group_choices() -> dict:
+    """The option each config group took (`model: small`, `debug: default`, ...), from Hydra;
+    Hydra's own groups (hydra/...) left out. Empty outside a Hydra app."""
+    if not HydraConfig.initialized():
+        return {}
+    choices = HydraConfig.get().runtime.choices
+    return {k: v for k, v in choices.items() if not k.startswith("hydra/")}
+
+
+def keep_resolved(run, resolved: Mapping, cfg: Config) -> None:
+    """Put the resolved config back over whatever W&B merged into `run.config` after
+    `wandb.init(config=resolved)` (a sweep agent's parameters, locked by W&B: `update_locked` is
+    the one update they do not refuse), and add the group choices and the configuration's name."""
+    clobbered = {k: v for k, v in resolved.items() if run.config.get(k) != v}
+    if clobbered:
+        run.config.update_locked(clobbered, user="aslfr", _allow_val_change=True)
+    run.config.update(
+        {CHOICES: {"choices": group_choices()}, CONFIGURATION: configuration(cfg)}, allow_val_change=True
+    )
 
 
 def gather(folder: Path, into: Path) -> Path:
@@ -98,9 +152,10 @@ def gather(folder: Path, into: Path) -> Path:
 
 
 class Tracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, run_id: str):
-        self.mode = resolve_mode(str(cfg.wandb.mode))
+    def __init__(self, cfg: Config, run_dir: Path, run_id: str):
+        self.mode = resolve_mode(cfg.wandb.mode)
         labels = describe(cfg)  # name, group, tags
+        resolved = as_dict(cfg)
         self.run = wandb.init(
             project=cfg.wandb.project,
             entity=cfg.wandb.entity,
@@ -109,7 +164,7 @@ class Tracker:
             id=run_id,
             resume="allow",
             job_type="train",
-            config=OmegaConf.to_container(cfg, resolve=True),
+            config=resolved,
             settings=wandb.Settings(
                 console="off",
                 x_disable_stats=True,
@@ -118,6 +173,8 @@ class Tracker:
             ),
             **labels,
         )
+        if self.mode != "disabled":
+            keep_resolved(self.run, resolved, cfg)
         for key, goal in (
             (names.VAL_SCORE, "max"),
             (names.VAL_LEVENSHTEIN, "min"),
@@ -127,7 +184,7 @@ class Tracker:
         ):
             self.run.define_metric(key, summary=goal)
         self.run_dir = Path(run_dir)
-        gather_dir = cfg.wandb.get("gather_dir")
+        gather_dir = cfg.wandb.gather_dir
         if gather_dir and self.mode != "disabled":
             try:
                 link = gather(Path(self.run.dir).parent, Path(gather_dir))

@@ -9,13 +9,15 @@ reader, the features and a model can be exercised end to end without the 190 GB 
   vector, loosely after the ASL manual alphabet; some pairs differ only slightly (`CONFUSABLE_PAIRS`)
   and j and z move (`MOVING_CHARACTERS`).
 * **Signers** with their own hand size, camera aspect, place of the hand, hand rotation, speed, landmark
-  noise, detection dropout rate, shape accent, mouthing and handedness. Left-handed signers are
+  noise, hand detector (the fraction of signing frames in which the hand is found, and the mean length
+  of the runs in which it is lost), how often the other hand shows, shape accent, mouthing and
+  handedness. Left-handed signers are
   synthesised right-handed and then mirrored (x -> 1 - x, left/right parts and points swapped with
   `layout.MIRROR` / `layout.MIRROR_PART`), so their hand is in the ``left_hand`` columns.
 * **Sequences** with smooth transitions between letters, a slight drift, pauses at spaces and
-  repeated letters, idle frames while the hand rises and falls, dropouts, near-empty (~2%), handless
-  (~0.5%) and broken 1-12 frame (~0.5%) clips, a resting other hand, an arm pose that follows the
-  hand and a face that mouths along.
+  repeated letters, idle frames while the hand rises and falls, runs of frames in which the detector
+  loses the hand, near-empty (~3%), handless (~1%) and broken 1-12 frame (~1%) clips, an other hand
+  that rarely shows, an arm pose that follows the hand and a face that mouths along.
 * **Phrases** like the real ones (addresses, phone numbers, URLs, names, e-mail addresses); every
   data set is patched so that it contains all 59 characters.
 

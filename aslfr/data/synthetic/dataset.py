@@ -28,7 +28,7 @@ from aslfr.data.synthetic.phrases import _cover_all_characters, make_phrase
 from aslfr.data.synthetic.sequence import _sequence
 from aslfr.data.synthetic.signers import _draw_signer, _Signer
 
-FORMAT_VERSION = 2  # bump whenever the generator's output changes: it is part of spec_digest()
+FORMAT_VERSION = 3  # bump whenever the generator's output changes: it is part of spec_digest()
 
 
 @dataclass(frozen=True)

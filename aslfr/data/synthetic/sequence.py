@@ -119,15 +119,22 @@ def _add_motion(angles, offset, char, t, w) -> None:
             angles[frames, 20] += w[frames] * (np.interp(p[frames], knots, _J_ROLL) - _J_ROLL[-1])
 
 
-def _dropouts(rng: np.random.Generator, n: int, rate: float) -> np.ndarray:
-    """(n,) bool, True where the detector misses: single frames and short runs, about `rate` of all."""
-    mean_run = 0.65 * 1 + 0.35 * 4
-    starts = np.flatnonzero(rng.random(n) < rate / mean_run)
-    runs = np.where(rng.random(starts.size) < 0.65, 1, rng.integers(2, 7, starts.size))
-    missed = np.zeros(n + 6, dtype=bool)
-    for k in range(6):
-        missed[starts[runs > k] + k] = True
-    return missed[:n]
+def _detected(rng: np.random.Generator, n: int, rate: float, miss_run: float) -> np.ndarray:
+    """(n,) bool, True where the detector finds the hand: runs found and runs missed alternate, each
+    of geometric length, the missed runs `miss_run` frames long on average and about 1 - `rate` of
+    all frames (a tracker that loses the hand for a while, not a coin tossed per frame)."""
+    if rate >= 1.0:
+        return np.ones(n, dtype=bool)
+    found_run = max(1.0, miss_run * rate / (1.0 - rate))
+    pairs = int(n / (found_run + miss_run)) + 4
+    while True:
+        lengths = np.stack([rng.geometric(1.0 / found_run, pairs), rng.geometric(1.0 / miss_run, pairs)], 1)
+        start = int(rng.integers(0, lengths[0].sum()))  # the clip starts anywhere in the first cycle
+        if lengths.sum() >= start + n:
+            break
+        pairs *= 2  # rare: the draws fell short of the clip
+    states = np.resize(np.array([True, False]), 2 * pairs)
+    return np.repeat(states, lengths.ravel())[start : start + n]
 
 
 _BYTE_PAIR_STD = math.sqrt(2 * (256**2 - 1) / 12)
@@ -177,21 +184,24 @@ class _Hands:
 
 
 def _hands(signer: _Signer, track: _Track, rng: np.random.Generator) -> _Hands:
-    """The signing (right) hand from the track; the other (left) hand hanging at the side, now and then
-    found resting low in the image. Empty (~0.5%) and near-empty (~2%) clips lose the signing hand."""
+    """The signing (right) hand from the track, found by the detector in runs (`_detected`, at the
+    signer's rate, a little better or worse in each clip); the other (left) hand hanging at the side,
+    in a few of the signer's clips found resting low in the image for a while. Empty (~1%) and
+    near-empty (~3%) clips lose the signing hand."""
     n = track.angles.shape[0]
     wrist = np.array(signer.sign_at) + signer.palm * track.offset * [1, -1]
     right = _place_hand(hand_pose(track.angles), wrist, signer.palm)
-    right_seen = (right[:, 9, 1] < 1.0) & ~_dropouts(rng, n, signer.dropout)
+    rate = float(np.clip(signer.detect + rng.normal(0, 0.08), 0.2, 0.995))
+    right_seen = (right[:, 9, 1] < 1.0) & _detected(rng, n, rate, signer.miss_run)
     kind = rng.random()
-    if kind < 0.005:  # the hand is never found
+    if kind < 0.01:  # the hand is never found
         right_seen[:] = False
-    elif kind < 0.025:  # a near-empty clip: the hand is found in 1-5 frames only
+    elif kind < 0.04:  # a near-empty clip: the hand is found in 1-5 frames only
         keep = rng.choice(n, size=min(n, int(rng.integers(1, 6))), replace=False)
         right_seen[:] = False
         right_seen[keep] = True
 
-    shown = rng.random() < 0.12
+    shown = rng.random() < signer.other_hand
     hang_y = rng.uniform(0.8, 0.93) if shown else rng.uniform(0.98, 1.2)
     hang = np.array([0.2 * signer.scale + rng.normal(0, 0.02), hang_y])
     hang = hang + _smooth_noise(rng, n, 2, 0.004, width=9)
@@ -199,10 +209,10 @@ def _hands(signer: _Signer, track: _Track, rng: np.random.Generator) -> _Hands:
     left = _place_hand(shape, hang, signer.palm, left=True)
     left_seen = np.zeros(n, dtype=bool)
     if shown:
-        length = max(1, int(n * rng.uniform(0.1, 1.0)))
+        length = max(1, int(n * rng.uniform(0.05, 0.6)))
         first = int(rng.integers(0, n - length + 1))
         left_seen[first : first + length] = True
-        left_seen &= (left[:, 9, 1] < 1.0) & ~_dropouts(rng, n, signer.dropout)
+        left_seen &= (left[:, 9, 1] < 1.0) & _detected(rng, n, 0.7, 4.0)
     return _Hands(right=right, left=left, right_seen=right_seen, left_seen=left_seen)
 
 
@@ -347,7 +357,7 @@ def _sequence(signer: _Signer, phrase: str, rng: np.random.Generator, face: _Fac
     for name, seen in (("left_hand", hands.left_seen), ("right_hand", hands.right_seen)):
         parts[name][:, 0, 2] = 0.0  # hand z is relative to the wrist
         parts[name][~seen] = np.nan
-    if rng.random() < 0.005:  # a broken clip: only a few frames of it survive
+    if rng.random() < 0.01:  # a broken clip: only a few frames of it survive
         keep = int(rng.integers(1, 13))
         first = int(rng.integers(0, max(1, n - keep)))
         parts = {name: points[first : first + keep] for name, points in parts.items()}

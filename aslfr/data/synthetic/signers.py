@@ -1,7 +1,8 @@
 """Signers: one participant's style, drawn once from its own random stream.
 
-Hand size, camera aspect, place of the hand, hand rotation, speed, landmark noise, detection dropout
-rate, shape accent, mouthing and handedness.
+Hand size, camera aspect, place of the hand, hand rotation, speed, landmark noise, how well the hand
+detector finds the signing hand (the fraction of signing frames and the length of the runs it misses),
+how often the other hand shows, shape accent, mouthing and handedness.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class _Signer:
     frames_per_char: float
     transition: float  # fraction of a character's frames spent moving into it
     noise: float  # landmark noise, palm lengths
-    dropout: float  # fraction of frames in which the hand is not detected
+    detect: float  # fraction of signing frames in which the detector finds the signing hand
+    miss_run: float  # mean length of a run of frames in which it misses the hand
+    other_hand: float  # fraction of clips in which the other hand is detected at all
     drift: float  # sideways drift over a phrase, palm lengths
     idle: float  # mean idle frames (beyond 3) before and after signing
     mouthing: float  # 0: lips still .. 1: mouths every letter
@@ -56,7 +59,10 @@ def _draw_signer(seed: np.random.SeedSequence, participant_id: int, left_handed:
         frames_per_char=float(np.clip(rng.normal(7.5, 1.5), 6, 13)),
         transition=rng.uniform(0.4, 0.75),
         noise=rng.uniform(0.006, 0.03),
-        dropout=rng.uniform(0, 0.15),
+        # most signers' hand is found in 60-95% of the signing frames, a few in far fewer
+        detect=float(0.3 + 0.68 * rng.beta(2.2, 1.3)),
+        miss_run=rng.uniform(1.5, 8.0),
+        other_hand=rng.uniform(0.0, 0.25),
         drift=rng.normal(0.6, 0.3),
         idle=rng.uniform(4, 14),
         mouthing=rng.uniform(0, 1),
