@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from aslfr.config import typed
 from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.experiments.sweep import agent_args
@@ -83,7 +84,7 @@ def trial_in_process(tmp: Path, params: dict, data_dir: Path, env: dict) -> Path
             from aslfr.train.run import run
 
             with RunDir(run_dir).claim(cfg):
-                run(cfg)
+                run(typed(cfg))
         finally:
             wandb.teardown()  # the next run in this process must not inherit this agent's settings
             HydraConfig.instance().cfg = None

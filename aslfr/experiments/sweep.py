@@ -4,32 +4,40 @@ server:
     aslfr-sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME]
                           [--storage URL] [hydra overrides for every trial, e.g. debug=default]
 
-A definition's `command` runs `python train.py ${args_no_hyphens}`: the agent turns each proposed
-parameter into `key=value` (a Hydra override; W&B writes None as the string "None"). `agent_args`
-builds exactly those arguments. The runner lets Optuna propose the parameters (bayes: TPE,
-random, grid), runs each trial as a train.py process with those arguments (plus the run directory
-and the overrides given for every trial), logs it offline in the sweep's W&B group, reads
-`summary.json` back and tells Optuna. A line is printed at each epoch of the running trial.
+A definition's `command` (e.g. `${env} python ${program} ${args_no_hyphens}`) is expanded as
+`wandb agent` expands it, with W&B's own helpers: each proposed parameter becomes `key=value` (a
+Hydra override; None is written "None"). The runner lets Optuna propose the parameters (bayes:
+TPE, random, grid), runs each trial as that command (plus the overrides given for every trial and
+the run directory), logs it offline in the sweep's W&B group, reads its result back and tells
+Optuna. A line is printed at each epoch of the running trial.
+
+The result. A trial's value is `best/METRIC` from its `summary.json` where the summary has it
+(best/val/score: the shipped model's), otherwise the best of the metric's evaluations in the
+goal's direction (what W&B summarizes for the metric), from the trial's W&B record and its
+checkpoints: a sweep on val/levenshtein (minimize) gets each trial's lowest distance.
 
 Storage. The study lives in Optuna's journal file `DIR/optuna.journal` (append-only, with a lock
 that works over NFS), or in any database with `--storage URL` (SQLAlchemy). Several runners may
 work on one sweep at once, on one machine or on several sharing DIR (or the database): a lock next
 to the journal (`DIR/sweep.lock`) serializes their set-up (grid points are queued once) and the
 choice of each next trial, so no point runs twice and `--trials N` means N finished trials in all.
+A runner with nothing left to start waits while other runners' trials run, and ends with them.
 
-Interrupted trials. Each trial records its runner (host, pid) and a heartbeat renewed every
-HEARTBEAT_S while it runs. A trial still "running" in storage is taken as interrupted only when its
-runner is gone: on this host, its pid is dead; on another, its heartbeat is older than GRACE_S.
-It is then recorded as failed (user attr `interrupted`) and its parameters are queued again, so a
-killed sweep resumes where it stopped. Ctrl-C does the same at once for the running trial. An
-interrupted trial does not count towards --trials; a trial that crashed on its own does (it is
-recorded as failed and the sweep goes on).
+Interrupted trials. A trial's runner renews the trial's heartbeat (a user attr) every HEARTBEAT_S
+while it runs. A trial still "running" in storage whose heartbeat is older than GRACE_S is taken
+as interrupted, on any host: it is recorded as failed and Optuna's RetryHeartbeatStaleTrialCallback
+queues its parameters again (the retry records the trials it retries: `retry_history`), so a
+killed sweep resumes where it stopped. Optuna's own heartbeat serves RDBStorage only, and only
+inside `study.optimize` (optuna 5.0's JournalStorage has none); the user attr works the same in
+every storage. Ctrl-C does the same at once for the running trial. An interrupted trial does not
+count towards --trials; a trial that crashed on its own does (it is recorded as failed and the
+sweep goes on).
 
 The record. The study keeps the definition and the overrides it was started with (study user
 attrs); a run with another definition or other overrides is refused rather than resumed, so the
 runner never reports another sweep's results as its own (--name or --out start a new one).
 
-`early_terminate: hyperband` prunes trials on the val/score of each evaluation (read from the
+`early_terminate: hyperband` prunes trials on the metric of each evaluation (read from the
 checkpoints as they are written). The inference budget is a hard constraint: over-budget trials
 end in seconds and are infeasible for the sampler.
 """
@@ -66,7 +74,8 @@ ARG_MACROS = ("${args_no_hyphens}", "${args_override_hydra}")
 JOURNAL = "optuna.journal"  # the default storage, in the sweep directory
 SETUP_LOCK = "sweep.lock"  # held while a runner sets the sweep up or picks its next trial
 HEARTBEAT_S = 30.0  # a running trial's "heartbeat" user attr is renewed this often
-GRACE_S = 300.0  # another host's trial is interrupted once silent this long
+GRACE_S = 120.0  # a running trial is interrupted once its heartbeat is this old (4 missed beats)
+WAIT_S = 2.0  # how often a runner with nothing to start looks at the others' trials
 POLL_S = 0.5  # how often the running trial's checkpoints are read
 STARTUP_TRIALS = 5  # bayes: random proposals before TPE takes over (Optuna's default 10
 # is a third of a typical 20-40 trial sweep)
@@ -100,20 +109,18 @@ def load(path: Path) -> dict:
     return definition
 
 
-def format_value(value) -> str:
-    """A parameter value as the W&B agent writes it after `key=`."""
-    if value is None:
-        return "None"
-    if isinstance(value, bool):
-        return str(value)  # True / False, which Hydra's grammar reads as booleans
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    return str(value)
+def macros(params: Mapping) -> dict[str, list[str]]:
+    """The argument macros of a sweep's `command` for proposed parameters, made by W&B's own
+    helper, the one `wandb agent` calls: `args_no_hyphens` is one `key=value` per parameter in
+    the definition's order (None written "None", True "True": what Hydra's grammar reads)."""
+    from wandb.sdk.launch.sweeps import utils
+
+    return utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
 
 
 def agent_args(params: Mapping) -> list[str]:
-    """`${args_no_hyphens}`: one `key=value` per parameter, in the definition's order."""
-    return [f"{key}={format_value(value)}" for key, value in params.items()]
+    """`${args_no_hyphens}`: what W&B's agent passes train.py for these parameters."""
+    return macros(params)["args_no_hyphens"]
 
 
 def grid(definition: Mapping) -> list[dict]:
@@ -246,80 +253,70 @@ def open_storage(out: Path, url: str | None = None):
 
 
 # -- runners and interrupted trials -------------------------------------------------------------
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks after boot) of a process, from Linux's /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[0], fields[19]
-    except (OSError, IndexError):
-        return None
-
-
 def this_runner() -> dict:
-    """Who runs a trial: host and pid, and the process's start time where /proc has it (a pid
-    is reused sooner or later; the pair is not)."""
-    pid = os.getpid()
-    stat = _proc_stat(pid)
-    return {"host": socket.gethostname(), "pid": pid, **({"started": stat[1]} if stat else {})}
+    """Who runs a trial (host and pid): shown while other runners wait for it."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def runner_alive(runner: Mapping) -> bool:
-    """Whether a runner of this host still runs."""
-    pid = int(runner["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True  # no /proc here: the pid is all there is to go by
-    return stat[0] != "Z" and runner.get("started", stat[1]) == stat[1]
-
-
-def why_interrupted(trial, now: float, host: str) -> str | None:
-    """Why a trial that storage says is running has in fact been interrupted, or None while its
-    runner may still be working on it. A runner of this host is asked directly (its pid); one of
-    another host can only be judged by its heartbeat, renewed every HEARTBEAT_S while it runs."""
-    runner = trial.user_attrs.get("runner")
-    if runner and runner.get("host") == host:
-        return None if runner_alive(runner) else f"its runner (pid {runner['pid']}) is gone"
+def why_stale(trial, now: float) -> str | None:
+    """Why a trial that storage says is running has in fact been interrupted (its runner has not
+    renewed its heartbeat for GRACE_S), or None while its runner may still be working on it."""
     beat = trial.user_attrs.get("heartbeat")
-    if beat is None and trial.datetime_start is not None:  # a runner from before heartbeats
+    if beat is None and trial.datetime_start is not None:  # asked, not yet marked
         beat = trial.datetime_start.timestamp()
     if beat is None or now - beat <= GRACE_S:
         return None
+    runner = trial.user_attrs.get("runner")
     who = f"{runner.get('host')}, pid {runner.get('pid')}" if runner else "an unknown runner"
     return f"no heartbeat from its runner ({who}) for {now - beat:.0f} s"
 
 
-def interrupt(study, trial, reason: str) -> bool:
-    """Record a running trial (a FrozenTrial) as interrupted: user attr `interrupted`, failed, its
-    parameters queued again. False if it ended meanwhile (or another runner recorded it first:
-    telling a finished trial fails, so only one runner queues the parameters again)."""
+def _retry():
+    """Optuna's own re-queueing of an interrupted trial (the callback its RDB storage runs on a
+    heartbeat-stale trial): a waiting trial with the same parameters, which records the trials it
+    retries (`retry_history`)."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # experimental in Optuna 5: it says so on every use
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback()
+
+
+def retried(trial) -> list[int]:
+    """The numbers of the interrupted trials whose parameters `trial` runs again."""
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retry_history(trial)
+
+
+def requeue(study, trial) -> bool:
+    """Record a running trial (a FrozenTrial) as failed and queue its parameters again. False if
+    it ended meanwhile or another runner recorded it first: telling a finished trial fails, so
+    only one runner queues the parameters again."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     try:
-        # Optuna has no public call to set an attribute of a trial this process did not ask for.
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", reason)
         study.tell(trial.number, state=TrialState.FAIL)
     except (ValueError, UpdateFinishedTrialError):
         return False
-    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+    _retry()(study, trial)
     return True
 
 
 def reclaim(study, now: float | None = None) -> list:
-    """Record every running trial whose runner is gone as interrupted (see `why_interrupted`);
-    returns those trials."""
+    """Record every running trial whose heartbeat is stale as interrupted (failed, its parameters
+    queued again); returns those trials."""
     from optuna.trial import TrialState
 
-    now, host, taken = time.time() if now is None else now, socket.gethostname(), []
+    now, taken = time.time() if now is None else now, []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = why_interrupted(trial, now, host)
-        if reason and interrupt(study, trial, reason):
+        reason = why_stale(trial, now)
+        if reason and requeue(study, trial):
             log.info(
                 "trial %d was interrupted (%s): recorded as failed, its parameters queued again",
                 trial.number,
@@ -329,14 +326,15 @@ def reclaim(study, now: float | None = None) -> list:
     return taken
 
 
-def counted(trial) -> bool:
-    """Whether a trial counts towards --trials: finished, and not failed by an interruption (its
-    parameters were queued again)."""
+def finished_trials(trials) -> int:
+    """How many trials count towards --trials: finished ones, less the failures that were
+    interruptions (their parameters were queued again)."""
     from optuna.trial import TrialState
 
-    if trial.state == TrialState.FAIL:
-        return not trial.user_attrs.get("interrupted")
-    return trial.state.is_finished()
+    interrupted = {n for t in trials for n in retried(t)}
+    return sum(
+        t.state.is_finished() and not (t.state == TrialState.FAIL and t.number in interrupted) for t in trials
+    )
 
 
 class Stop:
@@ -366,6 +364,12 @@ class Stop:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, less if a signal comes."""
+        end = time.monotonic() + seconds
+        while not self and time.monotonic() < end:
+            time.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
     def exit(self):
         """Leave the runner as the signal asks: KeyboardInterrupt (130), Interrupted (143)."""
@@ -497,6 +501,41 @@ def set_up(
 
 
 # -- one trial ----------------------------------------------------------------------------------
+def trial_command(
+    definition: Mapping, params: Mapping, run_dir: Path, out: Path, name: str, overrides: list[str]
+) -> tuple[list[str], dict]:
+    """The command and environment of one trial. The definition's `command` is expanded as `wandb
+    agent` expands it (wandb_agent.py, Agent._command_run): W&B's own helpers for the argument
+    and `${envvar:NAME}` macros, `${env}` /usr/bin/env, `${interpreter}` python, `${program}` the
+    definition's program. Then come the overrides for every trial, the run directory and the
+    sweep's W&B directory (out/wandb: every trial's run, for `wandb leet`). `python` is this
+    environment's: its bin directory comes first on the PATH, as `make agent` puts it for W&B's
+    agent. The trial logs offline (unless WANDB_MODE says otherwise) in the sweep's W&B group."""
+    from wandb.sdk.launch.sweeps import utils
+
+    expanded = {
+        **macros(params),
+        "env": ["/usr/bin/env"],
+        "interpreter": ["python"],
+        "program": [str(definition["program"])],
+        "args_json_file": [str(run_dir / "args.json")],
+    }
+    cmd: list[str] = []
+    for part in utils.create_sweep_command(list(definition["command"])):
+        part = str(part)
+        cmd += (expanded.get(part[2:-1]) or []) if part.startswith("${") and part.endswith("}") else [part]
+    if "${args_json_file}" in definition["command"]:
+        (run_dir / "args.json").write_text(expanded["args_json"][0])
+    cmd += [*overrides, f"hydra.run.dir={run_dir}", f"wandb.gather_dir={out}"]
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "WANDB_RUN_GROUP": name,
+        "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+    }
+    return cmd, env
+
+
 def _progress(run_dir: Path, metric: str) -> tuple[int, float | None] | None:
     """(epoch, last evaluation's `metric` or None) of a running trial's newest checkpoint."""
     state = Checkpoints(run_dir / "checkpoints").latest_state()
@@ -517,6 +556,25 @@ def _planned_epochs(run_dir: Path) -> int | None:
         return None
 
 
+def result(summary: Mapping, run_dir: Path, metric: str, goal: str, seen: list[float]) -> float | None:
+    """A finished trial's value of the sweep's metric: `best/METRIC` where the summary has it
+    (best/val/score: the shipped model's), otherwise the best evaluation in the goal's direction,
+    as W&B summarizes the metric: every value the trial logged to W&B (its record in run_dir),
+    the evaluations the runner read from its checkpoints (`seen`) and the summary's last.
+    None if the trial reported none."""
+    from aslfr.experiments.offline import read_runs
+
+    if summary.get(f"best/{metric}") is not None:
+        return float(summary[f"best/{metric}"])
+    values = [*seen, *([summary[metric]] if summary.get(metric) is not None else [])]
+    values += [
+        row[metric] for run in read_runs(run_dir) for row in run.history if row.get(metric) is not None
+    ]
+    if not values:
+        return None
+    return float(min(values) if goal == "minimize" else max(values))
+
+
 def _end(proc: subprocess.Popen, signum: int | None) -> None:
     """Let a trial's process end. After Ctrl-C it has the signal too (same process group) and
     closes its W&B run: it gets END_GRACE_S for that, then SIGTERM (which it also unwinds from),
@@ -535,6 +593,10 @@ def _end(proc: subprocess.Popen, signum: int | None) -> None:
         proc.wait()
 
 
+def _frozen(study, number: int):
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
 def run_trial(
     study,
     trial,
@@ -546,29 +608,23 @@ def run_trial(
     *,
     stop: Stop | None = None,
 ) -> dict:
-    """Run one proposed trial as train.py; tell the study how it ended. On a signal (`stop`) the
-    trial is recorded as interrupted at once and its parameters queued again."""
+    """Run one proposed trial (the definition's command); tell the study how it ended. On a
+    signal (`stop`) the trial is recorded as interrupted at once and its parameters queued again."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     stop = stop if stop is not None else Stop()
+    goal = definition.get("metric", {}).get("goal", "maximize")
     params = {k: p["value"] for k, p in definition["parameters"].items() if "value" in p}
     params = {**params, **trial.params}
     params = {k: params[k] for k in definition["parameters"]}  # the definition's order
     run_dir = out / f"trial-{trial.number:03d}"
-    cmd = [
-        sys.executable,
-        "train.py",
-        *agent_args(params),
-        *overrides,
-        f"hydra.run.dir={run_dir}",
-        f"wandb.gather_dir={out}",  # out/wandb: every trial's W&B run, for `wandb leet`
-    ]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd, env = trial_command(definition, params, run_dir, out, name, overrides)
     trial.set_user_attr("run_dir", str(run_dir))
     trial.set_user_attr("args", agent_args(params))
-    env = {**os.environ, "WANDB_RUN_GROUP": name, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    seen: list[float] = []  # the metric at each evaluation read from the checkpoints
     with open(run_dir / "trial.log", "w") as logf:
         # Same process group as the runner: Ctrl-C (or killing the sweep) stops the trial too.
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
@@ -588,6 +644,7 @@ def run_trial(
                 last = f", last {metric} {score:.4f}" if score is not None else ""
                 print(f"[{name}] trial {trial.number}: epoch {shown}/{planned or '?'}{last}", flush=True)
                 if score is not None:  # the pruner sees the last evaluation at each epoch
+                    seen.append(score)
                     trial.report(score, shown)
                     if trial.should_prune():
                         proc.terminate()
@@ -604,9 +661,10 @@ def run_trial(
     seconds = time.perf_counter() - t0
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    succeeded = proc.poll() == 0 and metric in summary
-    if stop and not pruned and not succeeded:
-        if interrupt(study, study._storage.get_trial(trial._trial_id), f"stopped by {stop.what}"):
+    value = result(summary, run_dir, metric, goal, seen) if proc.poll() == 0 else None
+    over = summary.get(names.BUDGET_OK) is False
+    if stop and not pruned and value is None:
+        if requeue(study, _frozen(study, trial.number)):
             print(
                 f"[{name}] trial {trial.number} {agent_args(params)}: interrupted by "
                 f"{stop.what}; recorded as failed and its parameters queued again: it runs "
@@ -619,33 +677,34 @@ def run_trial(
         if pruned:
             study.tell(trial, state=TrialState.PRUNED)
             return {"state": "pruned", "seconds": seconds, **summary}
-        if not succeeded:
-            study.tell(trial, state=TrialState.FAIL)
-            return {
-                "state": f"failed (exit {proc.returncode}; see {run_dir / 'trial.log'})",
-                "seconds": seconds,
-            }
-        if summary.get(names.BUDGET_OK) is False:
+        if over:
             trial.set_user_attr("over_budget", float(summary[names.INFER_LATENCY_MS]))
             trial.set_constraint("over_budget", float(summary[names.INFER_LATENCY_MS]))  # infeasible
-        value = summary.get(f"best/{metric}")
-        if value is None:  # over-budget runs report only the metric itself
-            value = summary[metric]
-        study.tell(trial, float(value))
+        if value is None:
+            study.tell(trial, state=TrialState.FAIL)
+            why = (
+                f"over budget and reports no {metric}"
+                if over
+                else f"exit {proc.returncode}"
+                if proc.returncode
+                else f"no {metric} reported"
+            )
+            return {"state": f"failed ({why}; see {run_dir / 'trial.log'})", "seconds": seconds}
+        study.tell(trial, value)
     except (ValueError, UpdateFinishedTrialError):  # tell/set_* of a finished trial
-        if not study._storage.get_trial(trial._trial_id).state.is_finished():
+        if not _frozen(study, trial.number).state.is_finished():
             raise  # something else
         # taken over meanwhile (see above)
         return {"state": f"taken over by another runner; its result stays in {run_dir}", "seconds": seconds}
-    return {
-        "state": "over budget" if summary.get(names.BUDGET_OK) is False else "complete",
-        "value": float(value),
-        "seconds": seconds,
-        **summary,
-    }
+    return {"state": "over budget" if over else "complete", "value": value, "seconds": seconds, **summary}
 
 
 # -- the sweep ----------------------------------------------------------------------------------
+def _runners(trials) -> str:
+    who = ({"host": None, "pid": None, **t.user_attrs.get("runner", {})} for t in trials)
+    return "; ".join(sorted({f"{r['host']}, pid {r['pid']}" for r in who}))
+
+
 def run_sweep(
     path: Path,
     trials: int,
@@ -656,9 +715,12 @@ def run_sweep(
     name: str | None = None,
 ) -> Path:
     """Run the sweep `path` until it has `trials` finished trials (all runners together) or, for a
-    grid, no point left; returns the sweep directory."""
+    grid, no point left; returns the sweep directory. With nothing left to start while other
+    runners' trials run, it waits for them: an interrupted one's parameters run here."""
     import filelock
     from optuna.trial import TrialState
+    from wandb.sdk.launch.sweeps import utils  # noqa: F401 (W&B's, for each trial's command: loaded
+    # here, before the first trial's clock, so a trial's "sweep overhead" is the sweep's own)
 
     definition = load(path)
     name = name or Path(path).stem
@@ -675,51 +737,50 @@ def run_sweep(
     dists = distributions(definition)
     is_grid = definition["method"] == "grid"
     lock = filelock.FileLock(out / SETUP_LOCK)  # an OS lock: it dies with a killed runner
+    waiting_for: set[int] = set()
     with Stop().catching() as stop:
         with holding(lock, stop, "the sweep's set-up"):
             study = set_up(definition, name, out, storage, list(overrides), seed, path)
         while True:
+            trial = None
             with holding(lock, stop, "the choice of the next trial"):
                 if stop:
                     stop.exit()
                 reclaim(study)
                 all_trials = study.get_trials(deepcopy=False)
-                finished = sum(counted(t) for t in all_trials)
+                finished = finished_trials(all_trials)
                 running = [t for t in all_trials if t.state == TrialState.RUNNING]  # elsewhere
                 waiting = any(t.state == TrialState.WAITING for t in all_trials)
-                if finished + len(running) >= trials or (is_grid and not waiting):
+                if not (finished + len(running) >= trials or (is_grid and not waiting)):
+                    t0 = time.perf_counter()
+                    # A seed per trial: runners started together must not propose the same points.
+                    study.sampler = make_sampler(definition, seed + len(all_trials))
+                    trial = study.ask(dists)
+                    trial.set_user_attr("runner", this_runner())
+                    trial.set_user_attr("heartbeat", time.time())
+            if trial is None:
+                if not running:
                     break
-                t0 = time.perf_counter()
-                # A seed per trial: runners started together must not propose the same points.
-                study.sampler = make_sampler(definition, seed + len(all_trials))
-                trial = study.ask(dists)
-                trial.set_user_attr("runner", this_runner())
-                trial.set_user_attr("heartbeat", time.time())
-            result = run_trial(study, trial, definition, name, out, list(overrides), metric, stop=stop)
-            if result["state"] == "interrupted":
+                if {t.number for t in running} != waiting_for:
+                    waiting_for = {t.number for t in running}
+                    print(
+                        f"[{name}] {finished} trials finished; waiting for {len(running)} running in "
+                        f"other runners ({_runners(running)}): if one is interrupted, it runs again here",
+                        flush=True,
+                    )
+                stop.sleep(WAIT_S)
+                continue
+            outcome = run_trial(study, trial, definition, name, out, list(overrides), metric, stop=stop)
+            if outcome["state"] == "interrupted":
                 stop.exit()
-            overhead = time.perf_counter() - t0 - result["seconds"]
-            value = f" {metric} {result['value']:.4f}" if "value" in result else ""
+            overhead = time.perf_counter() - t0 - outcome["seconds"]
+            value = f" {metric} {outcome['value']:.4f}" if "value" in outcome else ""
             print(
-                f"[{name}] trial {trial.number} {trial.user_attrs['args']}: {result['state']}"
-                f"{value} in {result['seconds']:.1f} s (+{overhead:.2f} s sweep overhead)",
+                f"[{name}] trial {trial.number} {trial.user_attrs['args']}: {outcome['state']}"
+                f"{value} in {outcome['seconds']:.1f} s (+{overhead:.2f} s sweep overhead)",
                 flush=True,
             )
-    if running:
-        where = sorted(
-            {
-                f"{t.user_attrs.get('runner', {}).get('host')}, pid "
-                f"{t.user_attrs.get('runner', {}).get('pid')}"
-                for t in running
-            }
-        )
-        print(
-            f"[{name}] nothing left for this runner: {finished} trials finished, "
-            f"{len(running)} still running in other runners ({'; '.join(where)}): {out}",
-            flush=True,
-        )
-    else:
-        print(f"[{name}] done: {finished} trials finished: {out} (aslfr-compare {out})", flush=True)
+    print(f"[{name}] done: {finished} trials finished: {out} (aslfr-compare {out})", flush=True)
     return out
 
 
