@@ -1,7 +1,22 @@
-"""The names a run is logged and summarized under, in W&B and in summary.json: defined once here.
-They are the contract with the dashboard, the sweep definitions (`metric: {name: val/score}`) and
-`aslfr-compare`. (aslfr/export/competition.py, which knows nothing of aslfr, spells the one it
-reads itself.)"""
+"""The names a run is logged and summarized under, in W&B and in summary.json, and the names of the
+files in its directory: defined once here. They are the contract with the dashboard, the sweep
+definitions (`metric: {name: val/score}`), `aslfr-compare` and the tools that read a run
+directory. (aslfr/export/competition.py, which knows nothing of aslfr, spells the ones it reads
+itself.)"""
+
+# the run directory's files
+RECORD_DIR = ".hydra"  # the run's configuration: config.yaml, hydra.yaml, overrides.yaml
+CONFIG_FILE = "config.yaml"  # (in RECORD_DIR) the composed configuration
+STATUS_FILE = "status.json"  # running | finished | failed | interrupted, host, pid
+SUMMARY_FILE = "summary.json"  # what the run measured (aslfr.summary.Summary writes it)
+FEATURES_FILE = "features.json"  # the feature layout and normalization statistics
+FOLDS_FILE = "folds.csv"  # each sequence's participant and fold
+CHECKPOINTS_DIR = "checkpoints"  # aslfr/train/checkpoints.py
+BEST_WEIGHTS_FILE = "best.weights.h5"  # (in CHECKPOINTS_DIR) the best validation score's weights
+MODEL_FILE = "model.tflite"  # the export
+INFERENCE_ARGS_FILE = "inference_args.json"  # the export's selected_columns
+SUBMISSION_FILE = "submission.zip"  # model.tflite and inference_args.json, as the competition takes them
+ENSEMBLE_FILE = "ensemble.json"  # aslfr-export --ensemble: its members and measurements
 
 # training, per logged step and per epoch
 TRAIN_LOSS = "train/loss"

@@ -56,7 +56,7 @@ def train(model: str, seed: int, run_dir: Path, overrides: list[str]) -> float |
 
 def scores_at_best(run_dir: Path) -> dict[str, float]:
     """Every decoding's val/score at the evaluation of the run's best val/score."""
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / names.SUMMARY_FILE).read_text())
     (run,) = read_runs(run_dir)
     best = [
         row

@@ -25,6 +25,7 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from aslfr import names
 from aslfr.atomic import write_json
 from aslfr.config import Config, Data, DataSource, OnBadSequence, register, typed
 from aslfr.data import cache, folds, layout, reader, synthetic
@@ -287,10 +288,10 @@ def setup(data: Data, cache_dir: Path, data_dir: Path, run_dir: Path, progress: 
     )
     train, val = folds.split(fold, data.fold, data.n_folds)
     run_dir = Path(run_dir)
-    folds.write_folds_csv(run_dir / "folds.csv", prepared.sequence_id, prepared.participant_id, fold)
+    folds.write_folds_csv(run_dir / names.FOLDS_FILE, prepared.sequence_id, prepared.participant_id, fold)
     spec = FeatureSpec.from_config(data.features)
     stats = compute_stats(prepared.frames, prepared.offsets, train, transform=features_fn(spec))
-    write_features_json(run_dir / "features.json", spec, stats, prepared, data)
+    write_features_json(run_dir / names.FEATURES_FILE, spec, stats, prepared, data)
     return DataSplit(prepared, spec, Vocab(prepared.meta["characters"]), fold, train, val, stats)
 
 

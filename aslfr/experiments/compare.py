@@ -115,7 +115,7 @@ def run_dirs(root: Path) -> list[Path]:
 def run_row(run_dir: Path) -> Row:
     """One run: summary.json and status.json first, the offline W&B record for the rest."""
     config = yaml.safe_load(run_dir.joinpath(*RECORD).read_text()) or {}
-    path = run_dir / "summary.json"
+    path = run_dir / names.SUMMARY_FILE
     own = json.loads(path.read_text()) if path.exists() else {}
     wandb_runs = [r for r in read_runs(run_dir) if "model" in r.config]
     logged = next(

@@ -538,7 +538,7 @@ def trial_command(
 
 def _progress(run_dir: Path, metric: str) -> tuple[int, float | None] | None:
     """(epoch, last evaluation's `metric` or None) of a running trial's newest checkpoint."""
-    state = Checkpoints(run_dir / "checkpoints").latest_state()
+    state = Checkpoints(run_dir / names.CHECKPOINTS_DIR).latest_state()
     try:
         epoch = int(state["epoch"])
     except (KeyError, TypeError, ValueError):  # no checkpoint yet
@@ -550,7 +550,7 @@ def _progress(run_dir: Path, metric: str) -> tuple[int, float | None] | None:
 def _planned_epochs(run_dir: Path) -> int | None:
     """trainer.epochs of a running trial, from the configuration it records (.hydra/)."""
     try:
-        record = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+        record = yaml.safe_load((run_dir / names.RECORD_DIR / names.CONFIG_FILE).read_text())
         return int(record["trainer"]["epochs"])  # (a file another process writes: checked here)
     except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
         return None
@@ -659,7 +659,7 @@ def run_trial(
                 "seconds": time.perf_counter() - t0,
             }
     seconds = time.perf_counter() - t0
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / names.SUMMARY_FILE
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     value = result(summary, run_dir, metric, goal, seen) if proc.poll() == 0 else None
     over = summary.get(names.BUDGET_OK) is False

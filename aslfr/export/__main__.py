@@ -20,11 +20,11 @@ from aslfr.runtime import import_tensorflow
 
 import_tensorflow()  # first, so that TensorFlow's start-up lines are held back
 
-from aslfr.atomic import write_json  # noqa: E402
 from aslfr.errors import exit_on_error  # noqa: E402
 from aslfr.export import budget, competition  # noqa: E402
 from aslfr.export.convert import QUANTIZE, RunFiles  # noqa: E402
 from aslfr.export.ensemble import export_ensemble  # noqa: E402
+from aslfr.summary import Summary  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ def _export_cli(args) -> None:
         data_root=run.data_root if evaluate else None,
         val_ids=competition.validation_ids(run.dir) if evaluate else None,
     )
-    summary = run.dir / "summary.json"
-    if summary.exists():  # the run directory describes the model.tflite it holds
-        write_json(summary, {**json.loads(summary.read_text()), **report}, sort_keys=True)
+    summary = Summary.load(run.dir)
+    if summary is not None:  # the run directory describes the model.tflite it holds
+        summary.update(report).write()
     print(json.dumps(report, indent=1))
 
 

@@ -209,7 +209,9 @@ def export_and_measure(
     )
     if data_root is not None and val_ids is not None and len(val_ids):
         with quiet():  # (competition.py stands alone: its interpreter's start-up line held here)
-            result = competition.score(path, Path(run_dir) / "inference_args.json", data_root, list(val_ids))
+            result = competition.score(
+                path, Path(run_dir) / names.INFERENCE_ARGS_FILE, data_root, list(val_ids)
+            )
         report[names.INFER_VAL_SCORE] = result.score
         log.info(
             "the exported file scores %.4f on the %d validation sequences (LiteRT, competition rules)",

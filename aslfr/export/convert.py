@@ -172,15 +172,15 @@ class RunFiles:
     @classmethod
     def load(cls, run_dir: Path) -> RunFiles:
         run_dir = Path(run_dir)
-        need = [run_dir / ".hydra" / "config.yaml", run_dir / "features.json"]
+        need = [run_dir / names.RECORD_DIR / names.CONFIG_FILE, run_dir / names.FEATURES_FILE]
         for path in need:
             if not path.exists():
                 raise DataError(
                     f"{path} is missing: {run_dir} is not a train.py run directory "
                     "(it needs .hydra/config.yaml, features.json and checkpoints/)"
                 )
-        ckpt = run_dir / "checkpoints"
-        weights = ckpt / "best.weights.h5"
+        ckpt = run_dir / names.CHECKPOINTS_DIR
+        weights = ckpt / names.BEST_WEIGHTS_FILE
         if not weights.exists():
             latest = ckpt / "latest.json"
             if not latest.exists():
@@ -226,14 +226,14 @@ def write_export(run_dir: Path, content: bytes, pre: Preprocessing, zip_: bool =
 def write_files(run_dir: Path, content: bytes, columns, zip_: bool = False) -> Path:
     """`write_export` for a graph whose input holds `columns`."""
     run_dir = Path(run_dir)
-    with replacing(run_dir / "model.tflite") as tmp:
+    with replacing(run_dir / names.MODEL_FILE) as tmp:
         tmp.write_bytes(content)
-    write_json(run_dir / "inference_args.json", {"selected_columns": list(columns)})
+    write_json(run_dir / names.INFERENCE_ARGS_FILE, {"selected_columns": list(columns)})
     if zip_:
         with (
-            replacing(run_dir / "submission.zip") as tmp,
+            replacing(run_dir / names.SUBMISSION_FILE) as tmp,
             zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z,
         ):
-            z.write(run_dir / "model.tflite", "model.tflite")
-            z.write(run_dir / "inference_args.json", "inference_args.json")
-    return run_dir / "model.tflite"
+            z.write(run_dir / names.MODEL_FILE, names.MODEL_FILE)
+            z.write(run_dir / names.INFERENCE_ARGS_FILE, names.INFERENCE_ARGS_FILE)
+    return run_dir / names.MODEL_FILE

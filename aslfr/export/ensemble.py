@@ -94,7 +94,7 @@ def export_ensemble(
     root = runs[0].data_root
     if ids and root is not None and root.exists():
         with quiet():
-            result = competition.score(path, out / "inference_args.json", root, ids)
+            result = competition.score(path, out / names.INFERENCE_ARGS_FILE, root, ids)
         report[names.INFER_VAL_SCORE] = result.score
         log.info(
             "the ensemble scores %.4f on the %d validation sequences all members held out",
@@ -104,5 +104,5 @@ def export_ensemble(
     elif evaluate:
         log.warning("not scoring the ensemble: its members held out no common validation sequences here")
     report[names.EXPORT_SECONDS] = time.perf_counter() - t0
-    write_json(out / "ensemble.json", {"members": [str(Path(d).resolve()) for d in run_dirs], **report})
+    write_json(out / names.ENSEMBLE_FILE, {"members": [str(Path(d).resolve()) for d in run_dirs], **report})
     return report

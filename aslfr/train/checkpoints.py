@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from aslfr import names
 from aslfr.atomic import building_dir, clean_stale_temps, replacing, write_json
 
 LATEST = "latest.json"
-BEST = "best.weights.h5"
+BEST = names.BEST_WEIGHTS_FILE
 
 
 class Checkpoints:

@@ -29,6 +29,7 @@ from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_ph
 from aslfr.model.model import FingerspellingModel
 from aslfr.model.model import build as build_model
 from aslfr.model.optim import current_lr, make_optimizer
+from aslfr.summary import Summary
 from aslfr.train import decide
 from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.tracking import Tracker, new_run_id
@@ -501,8 +502,8 @@ class Training:
         self.steps_per_epoch = self._steps_per_epoch()
         self.train_ds = self._train_dataset()
         self.eval_batch_size, self.val_ds = self._validation()
-        self.checkpoints = Checkpoints(self.run_dir / "checkpoints")
-        self.summary: dict = {}
+        self.checkpoints = Checkpoints(self.run_dir / names.CHECKPOINTS_DIR)
+        self.summary = Summary(self.run_dir)
         self.shipped: dict = {}
         self.after_step = 0
 
@@ -615,7 +616,7 @@ class Training:
                 ),
             }
         )
-        self.tracker.save_file(self.run_dir / "folds.csv")
+        self.tracker.save_file(self.run_dir / names.FOLDS_FILE)
         log.info(
             "model %s: %s parameters; %d training / %d validation sequences; %d steps per epoch",
             self.cfg.model.name,
@@ -662,19 +663,21 @@ class Training:
                 f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
                 "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume"
             )
-        self.summary = {
-            **loop.last_eval,
-            names.PARAMS: self.n_params,
-            names.EPOCHS: int(state["epoch"]),
-            names.BEST_VAL_SCORE: state.get("best_score"),
-            names.BEST_EPOCH: state.get("best_epoch"),
-            names.WANDB_ID: state["wandb_id"],
-            names.WANDB_MODE: self.tracker.mode,
-        }
+        self.summary.update(
+            {
+                **loop.last_eval,
+                names.PARAMS: self.n_params,
+                names.EPOCHS: int(state["epoch"]),
+                names.BEST_VAL_SCORE: state.get("best_score"),
+                names.BEST_EPOCH: state.get("best_epoch"),
+                names.WANDB_ID: state["wandb_id"],
+                names.WANDB_MODE: self.tracker.mode,
+            }
+        )
 
     @property
     def best(self) -> Path:
-        return self.checkpoints.dir / "best.weights.h5"
+        return self.checkpoints.dir / names.BEST_WEIGHTS_FILE
 
     def ship(self) -> dict:
         """The best weights loaded, and what the run ships chosen from its own data: its decoding
@@ -719,5 +722,4 @@ class Training:
                     names.PARAMS: self.n_params,
                 },
             )
-        write_json(self.run_dir / "summary.json", self.summary, sort_keys=True)
-        return self.summary
+        return self.summary.write()

@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 
 from aslfr import names
-from aslfr.atomic import write_json
 from aslfr.config import Config
 from aslfr.data import prepare
 from aslfr.export import budget
 from aslfr.export.convert import Preprocessing
+from aslfr.summary import Summary
 from aslfr.train import loop
 from aslfr.train.tracking import Tracker, new_run_id
 
@@ -89,7 +89,11 @@ def export(cfg: Config, split: prepare.DataSplit, training: loop.Training) -> di
     )
     # only the files this export wrote (a submission.zip left by an earlier `aslfr-export --zip`
     # would not be of these weights)
-    shipped = ["model.tflite", "inference_args.json", *(["submission.zip"] if cfg.export.zip else [])]
+    shipped = [
+        names.MODEL_FILE,
+        names.INFERENCE_ARGS_FILE,
+        *([names.SUBMISSION_FILE] if cfg.export.zip else []),
+    ]
     training.tracker.log_submission(
         [run_dir / name for name in shipped],
         {k: report[k] for k in SUBMISSION_METADATA if k in report},
@@ -109,11 +113,7 @@ def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
     tracker = Tracker(cfg, run_dir, new_run_id())
     tracker.record(summary, 0)
     tracker.finish(0)
-    write_json(
-        run_dir / "summary.json",
-        {**summary, names.WANDB_ID: tracker.run.id, names.WANDB_MODE: tracker.mode},
-        sort_keys=True,
-    )
+    Summary(run_dir, summary).update({names.WANDB_ID: tracker.run.id, names.WANDB_MODE: tracker.mode}).write()
     log.warning(
         "stopping: the model is over the inference budget, so it is not trained (%s). What helps: %s.",
         probe.why(),

@@ -33,12 +33,13 @@ import filelock
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from aslfr import names
 from aslfr.atomic import replacing, write_json
 from aslfr.errors import HarnessError, Interrupted, raise_interrupted
 
 log = logging.getLogger(__name__)
-RECORD = (".hydra", "config.yaml")
-STATUS = "status.json"
+RECORD = (names.RECORD_DIR, names.CONFIG_FILE)
+STATUS = names.STATUS_FILE
 LOCK = ".lock"
 ABSENT = "(absent)"
 
@@ -125,7 +126,7 @@ class RunDir:
             "(nothing in it was changed):"
         ]
         lines += [f"  {k}: {_show(old)} in the run, {_show(new)} now" for k, old, new in diff]
-        overrides = self.path / ".hydra" / "overrides.yaml"
+        overrides = self.path / names.RECORD_DIR / "overrides.yaml"
         original = " ".join(OmegaConf.to_container(OmegaConf.load(overrides))) if overrides.exists() else ""
         lines += [
             "Either start a new run: leave out hydra.run.dir (each run gets its own "
@@ -138,7 +139,7 @@ class RunDir:
 
     def save_record(self, cfg: DictConfig) -> None:
         """.hydra/config.yaml, hydra.yaml and overrides.yaml, as Hydra writes them."""
-        files = {"config.yaml": cfg}
+        files = {names.CONFIG_FILE: cfg}
         if HydraConfig.initialized():
             hydra_cfg = HydraConfig.instance().cfg
             files["hydra.yaml"] = OmegaConf.create({"hydra": hydra_cfg.hydra})
