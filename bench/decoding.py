@@ -38,7 +38,7 @@ from aslfr.data.vocab import Vocab
 from aslfr.export import budget
 from aslfr.export import convert as export
 from aslfr.model.config import model_config
-from aslfr.model.decoding import decode
+from aslfr.model.decoding import transcribe
 from aslfr.model.model import build
 from aslfr.train.loop import compile_model
 
@@ -74,8 +74,9 @@ def decoding_at(revision: str):
 
 def against(revision: str, model, pre, inputs, steps: int, repeats: int) -> None:
     """This tree's joint decoding against `revision`'s: alone and whole, interleaved."""
-    theirs = functools.partial(decoding_at(revision).decode, how="joint")
-    ours = functools.partial(decode, how="joint")
+    module = decoding_at(revision)  # whichever name the revision gives the function
+    theirs = functools.partial(getattr(module, "transcribe", None) or module.decode, how="joint")
+    ours = functools.partial(transcribe, how="joint")
     alone = {name: decoding_alone(model, steps, fn) for name, fn in (("this tree", ours), (revision, theirs))}
     cost = best_of(alone, encoder_outputs(model, pre, inputs), 5 * repeats)
     whole = {
@@ -123,12 +124,12 @@ def main() -> None:
             return
     graphs = {"encoder": export.convert_module(export.inference_module(model, pre, steps, no_decode))}
     for how in ("attention", "ctc", "joint"):
-        module = export.inference_module(model, pre, steps, functools.partial(decode, how=how))
+        module = export.inference_module(model, pre, steps, functools.partial(transcribe, how=how))
         graphs[how] = export.convert_module(module)
     ms = best_of(graphs, inputs, args.repeats)
     enc = ms["encoder"]
     difference = {how: ms[how] - enc for how in ("attention", "ctc", "joint")}
-    alone = {how: decoding_alone(model, steps, functools.partial(decode, how=how)) for how in difference}
+    alone = {how: decoding_alone(model, steps, functools.partial(transcribe, how=how)) for how in difference}
     cost = best_of(alone, encoder_outputs(model, pre, inputs), 5 * args.repeats)  # ~0.3 ms a pass
     print(
         f"model={args.model} ({model.count_params():,} parameters), max_frames {args.frames}; "

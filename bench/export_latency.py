@@ -118,7 +118,7 @@ def no_decode(model, frames, mask, max_length: int, early_stop: bool = True):
 def decoding_alone(model: FingerspellingModel, steps: int, decode=None):
     """A graph of decoding only: input `inputs` [1, T, We], the encoder's output (T as the set
     has it); output as the export's. `decode` as `export.inference_module` takes it."""
-    decode = decode or decoding.decode
+    decode = decode or decoding.transcribe
     module = tf.Module()
     module.weights = [v.value for v in model.variables]
 

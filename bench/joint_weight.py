@@ -16,7 +16,7 @@ from pathlib import Path
 from aslfr.data import prepare
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import Decoder, validation_dataset
+from aslfr.train.loop import DatasetDecoder, validation_dataset
 
 
 def rescored(run_dir: Path, weights: list[float]) -> dict[str, float]:
@@ -32,7 +32,7 @@ def rescored(run_dir: Path, weights: list[float]) -> dict[str, float]:
         if how not in trained.decodes:
             continue
         model.cfg = dataclasses.replace(trained, joint_weight=weight or trained.joint_weight)
-        truth, predicted = Decoder(model, split.vocab, how)(ds)
+        truth, predicted = DatasetDecoder(model, split.vocab, how)(ds)
         out[how if weight is None else f"joint {weight}"] = edit_score(truth, predicted).score
     model.cfg = trained
     return out

@@ -29,7 +29,7 @@ from aslfr import names
 from aslfr.experiments.offline import read_runs
 from aslfr.export import budget, reference
 from aslfr.export import convert as export
-from aslfr.model.decoding import decode
+from aslfr.model.decoding import transcribe
 from aslfr.train.rundir import RunDir
 
 from _common import ROOT
@@ -76,7 +76,7 @@ def latencies(run_dir: Path, passes: int) -> dict[str, float]:
     inputs = budget.benchmark_inputs(run.pre.spec, bench)
     out = {}
     for how in model.cfg.decodes:
-        module = export.inference_module(model, run.pre, steps, functools.partial(decode, how=how))
+        module = export.inference_module(model, run.pre, steps, functools.partial(transcribe, how=how))
         out[how] = budget.latency_ms(export.convert_module(module), inputs, passes=passes)
     return out
 

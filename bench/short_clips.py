@@ -23,7 +23,7 @@ import numpy as np
 from aslfr.data import prepare
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import Decoder, validation_dataset
+from aslfr.train.loop import DatasetDecoder, validation_dataset
 
 GROUPS = (  # name -> which clips: hand frames h, the true phrase's fewest CTC frames n
     ("h < n", lambda h, n: h < n),
@@ -47,7 +47,7 @@ def rescored(run_dir: Path) -> dict[tuple[str, str], tuple[float, int]]:
     )
     model.cfg = dataclasses.replace(model.cfg, fallback_frames=0, fallback_tokens=())
     ds = validation_dataset(cfg, split, model.cfg, batch_size=64)
-    decoder = Decoder(model, split.vocab, model.cfg.decodes)
+    decoder = DatasetDecoder(model, split.vocab, model.cfg.decodes)
     truth, predicted = decoder.each(ds)
     h = decoder.hand_frames
     n = np.array([ctc_frames(t) for t in truth])

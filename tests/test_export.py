@@ -24,8 +24,8 @@ from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
-from aslfr.model.decoding import decode
-from aslfr.train.loop import Decoder, validation_dataset
+from aslfr.model.decoding import transcribe
+from aslfr.train.loop import DatasetDecoder, validation_dataset
 
 from conftest import ROOT, compose_cfg, min_ctc_frames, train
 
@@ -89,7 +89,9 @@ def keras_phrases_by_id(run, model, tmp_path: Path, how: str | None = None) -> d
     configured decoding by default): sequence id -> phrase."""
     cfg = run.cfg
     split = prepare.setup(cfg.data, cfg.paths.cache_dir, cfg.paths.data_dir, tmp_path, progress=False)
-    _, phrases = Decoder(model, split.vocab, how)(validation_dataset(cfg, split, model.cfg, batch_size=16))
+    _, phrases = DatasetDecoder(model, split.vocab, how)(
+        validation_dataset(cfg, split, model.cfg, batch_size=16)
+    )
     return dict(zip(split.prepared.sequence_id[split.val].tolist(), phrases))
 
 
@@ -110,7 +112,7 @@ def test_litert_decodes_the_validation_fold_exactly_like_keras(debug_run, export
     # edge cases: one frame, no hand at all, longer than max_frames (the model's own decoding)
     for name, case in edge_cases(Path(root), run, model).items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)
-        keras_tokens = decode(model, frames, mask)[0].numpy()
+        keras_tokens = transcribe(model, frames, mask)[0].numpy()
         np.testing.assert_array_equal(lite(case), keras_tokens, err_msg=name)
 
 
@@ -123,7 +125,7 @@ def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, export
     run, _, _ = exported
     model = run.model()
     model.cfg = dataclasses.replace(model.cfg, fallback_frames=0)
-    module = export.inference_module(model, run.pre, decode=functools.partial(decode, how=how))
+    module = export.inference_module(model, run.pre, decode=functools.partial(transcribe, how=how))
     (tmp_path / "model.tflite").write_bytes(export.convert_module(module))
     keras_by_id = keras_phrases_by_id(run, model, tmp_path, how)
     root = json.loads((debug_run / "features.json").read_text())["data_root"]
@@ -136,7 +138,7 @@ def test_litert_decodes_like_keras_with_ctc_and_joint_decoding(debug_run, export
     beyond = []  # clips spelled longer than CTC can align: the attention search alone ran
     for name, case in edge_cases(Path(root), run, model).items():
         frames, mask = export.preprocess(tf.constant(case), run.pre)
-        tokens = decode(model, frames, mask, how=how)[0].numpy()
+        tokens = transcribe(model, frames, mask, how=how)[0].numpy()
         np.testing.assert_array_equal(lite(case), tokens, err_msg=name)
         beyond += [name] if min_ctc_frames(tokens, model.cfg.eos) > int(mask.numpy().sum()) else []
     assert how == "ctc" or beyond, "no edge case exercised the attention search for unaligned clips"
@@ -188,7 +190,7 @@ def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_
     the union of their columns decodes the validation fold string for string as Keras' ensemble
     decoding does, is measured against the budget and scored by the competition's rules."""
     from aslfr.export.ensemble import ensemble_module, union_columns
-    from aslfr.model.decoding import ensemble_decode
+    from aslfr.model.decoding import transcribe_ensemble
 
     other = tmp_path / "other"
     same_data = f"paths.data_dir={debug_run.parent / 'data'}"  # the same files and folds
@@ -221,12 +223,12 @@ def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_
         raw = pd.read_parquet(root / index.loc[sid, "path"], columns=columns).loc[[sid]].to_numpy(np.float32)
         keras_tokens = module.serve(tf.constant(raw))["outputs"].numpy().argmax(1)
         assert vocab.decode(keras_tokens) == predicted == vocab.decode(lite(raw)), sid
-    # the graph's own decoding is ensemble_decode: one member alone is that member's own decoding
+    # the graph's own decoding is transcribe_ensemble: one member alone is that member's own decoding
     frames, mask = export.preprocess(
         tf.constant(raw[:, [columns.index(c) for c in runs[0].pre.spec.columns]]), runs[0].pre
     )
     np.testing.assert_array_equal(
-        ensemble_decode(models[:1], [(frames, mask)]), decode(models[0], frames, mask)
+        transcribe_ensemble(models[:1], [(frames, mask)]), transcribe(models[0], frames, mask)
     )
 
 

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from aslfr.errors import ConfigError
 from aslfr.model.config import ModelConfig, StackConfig
-from aslfr.model.decoding import NEG, CTCPrefixScore, ctc_greedy_decode, decode, greedy_decode
+from aslfr.model.decoding import NEG, CTCPrefixScore, ctc_greedy_decode, greedy_decode, transcribe
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, ctc_loss, edit_score
 from aslfr.model.model import build
 
@@ -72,7 +72,9 @@ def test_decoder_input_noise_replaces_characters_only_and_only_in_training():
     # evaluation sees the true history: the decoder run on the unaltered input tokens
     encoded, real = model._encode(batch["frames"], batch["mask"], training=False)
     clean_in = np.concatenate([np.full((4, 1), 60), tokens_in[:4, 1:-1]], axis=1)
-    expected = model.decode(model.bridge(encoded), real, tf.constant(clean_in, tf.int32), training=False)
+    expected = model.decoder_logits(
+        model.bridge(encoded), real, tf.constant(clean_in, tf.int32), training=False
+    )
     np.testing.assert_allclose(model(batch, training=False).numpy(), expected.numpy(), atol=1e-6)
 
 
@@ -94,9 +96,9 @@ def test_the_fallback_phrase_maximizes_the_expected_score_and_replaces_clips_wit
     mask[2, 2:] = False  # 2 real frames: fallback
     used = uses_fallback(cfg, tf.constant(frames), tf.constant(mask)).numpy()
     assert used.tolist() == [True, False, True]
-    out = decode(model, tf.constant(np.nan_to_num(frames, nan=0.0)), tf.constant(mask)).numpy()
+    out = transcribe(model, tf.constant(np.nan_to_num(frames, nan=0.0)), tf.constant(mask)).numpy()
     assert out.tolist()[2] == list(cfg.fallback_tokens)
-    out = decode(model, tf.constant(frames), tf.constant(mask), how="ctc").numpy()
+    out = transcribe(model, tf.constant(frames), tf.constant(mask), how="ctc").numpy()
     assert out[0].tolist() == list(cfg.fallback_tokens) and out[1].tolist() != list(cfg.fallback_tokens)
 
 
@@ -105,7 +107,7 @@ def naive_decode(model, frames, mask, length):
     memory, mask = model.encode(frames, mask)
     tokens = np.full((len(frames), 1), model.cfg.sos)
     for _ in range(length):
-        logits = model.decode(memory, mask, tf.constant(tokens)).numpy()
+        logits = model.decoder_logits(memory, mask, tf.constant(tokens)).numpy()
         tokens = np.concatenate([tokens, logits[:, -1].argmax(-1)[:, None]], 1)
     return tokens[:, 1:]
 
@@ -352,10 +354,10 @@ def test_joint_decoding_without_ctc_weight_is_the_attention_search():
     frames = rng.normal(size=(4, 24, 30)).astype(np.float32)
     mask = np.ones((4, 24), bool)
     mask[1, 6:] = False
-    joint = decode(model, frames, mask).numpy()
+    joint = transcribe(model, frames, mask).numpy()
     np.testing.assert_array_equal(joint, greedy_decode(model, frames, mask).numpy())
     model.cfg = config(decode="joint", joint_weight=0.6)  # now the CTC scores steer the search
-    steered = decode(model, frames, mask).numpy()
+    steered = transcribe(model, frames, mask).numpy()
     assert steered.shape == joint.shape and not np.array_equal(steered, joint)
 
 
@@ -375,7 +377,7 @@ def test_joint_decoding_spells_what_attention_spells_where_ctc_cannot_align(monk
     lengths = [1, 3, 8, 24]
     mask = np.arange(24)[None, :] < np.array(lengths)[:, None]
     attention = greedy_decode(model, frames, mask).numpy()
-    joint = decode(model, frames, mask).numpy()
+    joint = transcribe(model, frames, mask).numpy()
     needs = [min_ctc_frames(row) for row in attention]
     assert all(need > n for need, n in zip(needs, lengths[:3])) and needs[3] <= 24
     np.testing.assert_array_equal(joint[:3], attention[:3])

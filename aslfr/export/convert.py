@@ -7,7 +7,7 @@ The TFLite file has one signature, `serving_default`: input `inputs`, float32
 axis 1 spells the phrase (indices >= 59 are PAD/SOS/EOS and spell nothing). Inside the graph:
 the same preprocessing as training (`pipeline.canonical_frames` -> `frame_features` ->
 `normalize` -> `resample`; the columns, mirroring and statistics of the run's features.json) and
-`aslfr.model.decoding.decode` as model.decode says: attention (key/value cache, early stop at
+`aslfr.model.decoding.transcribe` as model.decode says: attention (key/value cache, early stop at
 EOS), ctc (greedy) or joint. Built-in TFLite ops only.
 """
 
@@ -34,7 +34,7 @@ from aslfr.data.features import FeatureSpec, NormStats
 from aslfr.data.vocab import Vocab
 from aslfr.errors import DataError
 from aslfr.model.config import model_config
-from aslfr.model.decoding import decode as model_decode
+from aslfr.model.decoding import transcribe
 from aslfr.model.model import FingerspellingModel, build
 from aslfr.runtime import quiet
 
@@ -79,7 +79,7 @@ def inference_module(
     frames, mask, max_length, early_stop)` replaces the model's own decoding (the benchmarks'
     baseline)."""
     cfg = model.cfg
-    decode = decode or model_decode
+    decode = decode or transcribe
     module = tf.Module()
     # Keras 3 variables are not tf.Module-trackable themselves: track the tf.Variables they wrap
     # (otherwise the converted graph's decode loop reads uninitialized weights).

@@ -5,7 +5,7 @@
 One TFLite graph takes the union of the members' columns; each member preprocesses its own
 columns with its own statistics (members may differ in features and size), then the members
 decode together: attention decoding averages their per-step log-probabilities, CTC decoding
-their frame log-probabilities, joint decoding both (`aslfr.model.decoding.ensemble_decode`).
+their frame log-probabilities, joint decoding both (`aslfr.model.decoding.transcribe_ensemble`).
 The decoding is the first member's configured one, and its fallback rule applies. OUT gets
 model.tflite, inference_args.json (+ submission.zip) and ensemble.json (the members and the
 figures); the file is measured against the first member's budget and scored by the
@@ -26,7 +26,7 @@ from aslfr.atomic import write_json
 from aslfr.errors import DataError
 from aslfr.export import budget, competition
 from aslfr.export.convert import RunFiles, convert_module, preprocess, write_files
-from aslfr.model.decoding import ensemble_decode
+from aslfr.model.decoding import transcribe_ensemble
 from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def ensemble_module(runs: Sequence[RunFiles], models: Sequence, decode_steps: in
         member_inputs = [
             preprocess(tf.gather(inputs, pick, axis=1), run.pre) for pick, run in zip(picks, runs)
         ]
-        tokens = ensemble_decode(
+        tokens = transcribe_ensemble(
             list(models),
             member_inputs,
             max_length=decode_steps or cfg.max_length,

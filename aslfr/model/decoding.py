@@ -31,7 +31,7 @@ from aslfr.model.layers import DecoderBlock
 from aslfr.model.model import FingerspellingModel
 
 
-def decode(
+def transcribe(
     model: FingerspellingModel,
     frames,
     mask,
@@ -42,20 +42,20 @@ def decode(
     """[B, T, F], [B, T] -> [B, max_length] int32 tokens (characters, EOS, then PAD), decoded as
     model.decode says (or `how`): attention, ctc, joint or joint@W (at CTC weight W).
     `early_stop=False` runs every attention step (the latency of a phrase of known length)."""
-    return ensemble_decode([model], [(frames, mask)], max_length, early_stop, how)
+    return transcribe_ensemble([model], [(frames, mask)], max_length, early_stop, how)
 
 
-def ensemble_decode(
+def transcribe_ensemble(
     models: list[FingerspellingModel],
     inputs: list[tuple],
     max_length: int | None = None,
     early_stop: bool = True,
     how: str | None = None,
 ):
-    """`decode` for several models at once, each on its own input (frames, mask): attention
+    """`transcribe` for several models at once, each on its own input (frames, mask): attention
     decoding averages the members' per-step log-probabilities, CTC their frame log-probabilities
     (the members must then see as many frames: the same max_frames and time reduction), joint
-    both. One model is the plain `decode`. The first member's fallback rule applies."""
+    both. One model is the plain `transcribe`. The first member's fallback rule applies."""
     first = models[0].cfg
     chosen = first.decoding(how) if how else first
     how = chosen.decode

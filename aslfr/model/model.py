@@ -109,7 +109,7 @@ class FingerspellingModel(keras.Model):
     def _logits(self, x, training=None):
         return self.classifier(self.classifier_dropout(self.decoder_norm(x), training=training))
 
-    def decode(self, memory, mask, tokens_in, training=None):
+    def decoder_logits(self, memory, mask, tokens_in, training=None):
         mask = tf.cast(mask, tf.bool)
         x = self._embed_tokens(tokens_in)
         for block in self.decoder_blocks:
@@ -132,7 +132,7 @@ class FingerspellingModel(keras.Model):
         tokens_in = tf.concat([sos, tokens[:, :-1]], axis=1)
         if training and self.cfg.token_noise > 0:
             tokens_in = self.noisy(tokens_in)
-        return self.decode(self.bridge(encoded), mask, tokens_in, training)
+        return self.decoder_logits(self.bridge(encoded), mask, tokens_in, training)
 
     def train_step(self, data):
         """Keras' own step, or with adversarial weight perturbation (1st place, from part way

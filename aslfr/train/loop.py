@@ -1,21 +1,20 @@
-"""The training loop: Keras `fit` with callbacks for evaluation (loss, top-k, greedy-decoded
-Levenshtein on the whole validation fold), W&B logging, checkpoints, resume and the NaN guard."""
+"""The training of one run (`Training`): devices and strategy, the model's configuration and data
+sets, the model built or restored, Keras `fit` with the callbacks of aslfr.train.callbacks, then
+what the run ships (its decoding and fallback rule, chosen from its own data) and its summary.
+`DatasetDecoder` decodes a whole data set (validation, the fallback's choice, the benchmarks)."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import math
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tqdm.auto import tqdm
 
 from aslfr import names
 from aslfr.atomic import write_json
@@ -24,13 +23,22 @@ from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import ConfigError, TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
-from aslfr.model.decoding import decode, hand_frames
+from aslfr.model.decoding import hand_frames, transcribe
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
 from aslfr.model.model import FingerspellingModel
 from aslfr.model.model import build as build_model
-from aslfr.model.optim import current_lr, make_optimizer
+from aslfr.model.optim import make_optimizer
 from aslfr.summary import Summary
 from aslfr.train import decide
+from aslfr.train.callbacks import (
+    Checkpointing,
+    EpochEnd,
+    EpochProgress,
+    NanGuard,
+    TrainingLog,
+    Validation,
+    as_keras_xy,
+)
 from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.tracking import Tracker, new_run_id
 
@@ -61,15 +69,7 @@ def make_strategy(trainer: Trainer) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-@dataclass
-class Evaluation:
-    metrics: dict
-    truth: list[str]
-    predicted: list[str]
-    distances: np.ndarray
-
-
-class Decoder:
+class DatasetDecoder:
     """Batched decoding of a data set, compiled once, with one decoding or several at once:
     `how` = attention (greedy, key/value cache, early stop), ctc, joint or joint@W
     (`ModelConfig.decodes`), or a sequence of them; the model's configured decoding by default.
@@ -80,7 +80,7 @@ class Decoder:
         self.hows = (how,) if isinstance(how, str) else tuple(how or (model.cfg.decode,))
 
         def decoded(frames, mask):  # the tokens of each decoding, and each clip's frames showing the hand
-            tokens = tuple(decode(model, frames, mask, how=how) for how in self.hows)
+            tokens = tuple(transcribe(model, frames, mask, how=how) for how in self.hows)
             return tokens, hand_frames(model.cfg, frames, mask)
 
         # One trace for every batch: validation batches vary in size and (cut to their longest
@@ -115,189 +115,6 @@ class Decoder:
         """The true phrases and the first decoding's."""
         truth, predicted = self.each(dataset)
         return truth, predicted[self.hows[0]]
-
-
-class Loop(keras.callbacks.Callback):
-    """Everything that happens around Keras' own loop: step logging, evaluation every
-    `eval_every` epochs, checkpoints, the NaN guard, and the summary."""
-
-    def __init__(
-        self,
-        *,
-        trainer: Trainer,
-        tracker: Tracker,
-        checkpoints: Checkpoints,
-        decoder: Decoder,
-        val_ds,
-        state: dict,
-        steps_per_epoch: int,
-        batch_size: int,
-    ):
-        super().__init__()
-        self.trainer, self.tracker, self.checkpoints = trainer, tracker, checkpoints
-        self.decoder, self.val_ds, self.state = decoder, val_ds, state
-        self.steps_per_epoch, self.batch_size = steps_per_epoch, batch_size
-        self.log_every = max(1, trainer.log_every)
-        self.eval_every = max(1, trainer.eval_every)
-        self.diverged: str | None = None
-        self.last_eval: dict = state.get("last_eval", {})
-        self.scores: dict[str, float] = {}  # each decoding's val/score at the last evaluation
-        self.ema = keras.callbacks.SwapEMAWeights()  # optimizer.ema: evaluate the averaged weights
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.ema.set_model(model)
-
-    @property
-    def step(self) -> int:
-        return int(self.model.optimizer.iterations.numpy())
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0, self.seen = time.perf_counter(), 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = float(logs["loss"])
-        self.seen += self.batch_size
-        if not math.isfinite(loss):
-            self.diverged = (
-                f"the training loss became {loss} at epoch {self.state['epoch'] + 1}, step {self.step}"
-            )
-            self.model.stop_training = True
-            return
-        if self.step % self.log_every == 0:
-            self.tracker.log(
-                {
-                    names.TRAIN_LOSS: loss,
-                    names.TRAIN_LR: current_lr(self.model.optimizer),
-                    names.EPOCH: self.state["epoch"] + batch / self.steps_per_epoch,
-                },
-                self.step,
-            )
-
-    def evaluate(self) -> Evaluation:
-        """Loss (and top-k, with a decoder) teacher-forced; then every decoding the model can do,
-        each scored on the whole fold: val/score is the configured one's (the first decoder),
-        or with model.decode=best the best one's."""
-        values = self.model.evaluate(self.val_ds.map(_xy), verbose=0, return_dict=True)
-        metrics = {names.VAL_LOSS: float(values["loss"])}
-        if "top1" in values:  # a model without an attention decoder has no token predictions
-            metrics.update({names.VAL_TOP1: float(values["top1"]), names.VAL_TOP5: float(values["top5"])})
-        shown, self.scores = None, {}
-        truth, predictions = self.decoder.each(self.val_ds)
-        for how, predicted in predictions.items():
-            score = edit_score(truth, predicted)
-            self.scores[how] = score.score
-            if len(predictions) > 1:
-                metrics[names.val_score(how)] = score.score
-            # the configured decoding (or the best so far): the run's score and its examples
-            if shown is None or (self.decoder.cfg.choose_decode and score.score > metrics[names.VAL_SCORE]):
-                shown = Evaluation({}, truth, predicted, score.distances)
-                metrics.update({names.VAL_LEVENSHTEIN: score.mean_distance, names.VAL_SCORE: score.score})
-        if self.decoder.cfg.fallback_frames:
-            metrics[names.VAL_FALLBACKS] = self.decoder.fallbacks
-        shown.metrics = metrics
-        return shown
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.diverged:
-            return
-        seconds = time.perf_counter() - self.t0
-        epoch_number = epoch + 1
-        metrics = {
-            names.TRAIN_SAMPLES_PER_SEC: self.seen / max(seconds, 1e-9),
-            names.TRAIN_EPOCH_LOSS: float(logs["loss"]),
-            names.EPOCH: epoch_number,
-        }
-        evaluated = self.val_ds is not None and (
-            epoch_number % self.eval_every == 0 or epoch_number == self.params["epochs"]
-        )
-        averaged = evaluated and getattr(self.model.optimizer, "use_ema", False)
-        if averaged:  # the moving average in, for the metrics and the best checkpoint
-            self.ema.on_test_begin()
-        if evaluated:
-            t = time.perf_counter()
-            ev = self.evaluate()
-            metrics.update(ev.metrics, **{names.VAL_SECONDS: time.perf_counter() - t})
-            self.last_eval = ev.metrics
-            # Validation runs shortest first: pick examples across the whole range of lengths.
-            n = self.trainer.examples
-            pick = np.unique(np.linspace(0, len(ev.truth) - 1, n).astype(int))
-            self.tracker.log_examples(
-                [ev.truth[i] for i in pick], [ev.predicted[i] for i in pick], ev.distances[pick], self.step
-            )
-            self.tracker.log_histogram(ev.distances, self.step)
-            if ev.metrics[names.VAL_SCORE] > self.state.get("best_score", -math.inf):
-                self.state.update(
-                    best_score=ev.metrics[names.VAL_SCORE], best_epoch=epoch_number, best_scores=self.scores
-                )
-                self.checkpoints.save_best(self.model)
-            log.info("epoch %d: loss %.4f | %s", epoch_number, logs["loss"], describe_eval(ev.metrics))
-        if averaged:  # the trained weights back: training and its checkpoint go on from them
-            self.ema.on_test_end()
-        if not evaluated:
-            log.info("epoch %d: loss %.4f", epoch_number, logs["loss"])
-        self.tracker.log(metrics, self.step, commit=True)
-        self.state.update(epoch=epoch_number, last_eval=self.last_eval)
-        # What the checkpoint says is done must be in the W&B record first: after a kill -9
-        # the resume continues from the checkpoint, and the record must not miss epochs.
-        self.tracker.sync(self.step)
-        self.checkpoints.save(self.model, self.model.optimizer, self.state)
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """A progress bar inside each epoch (steps, loss, samples/s) when stderr is a terminal;
-    nothing otherwise (tqdm's `disable=None`), where Loop's line per epoch is the progress."""
-
-    def __init__(self, steps_per_epoch: int, batch_size: int, epochs: int):
-        super().__init__()
-        self.steps, self.batch_size, self.epochs = steps_per_epoch, batch_size, epochs
-        self.bar = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.bar = tqdm(
-            total=self.steps,
-            desc=f"epoch {epoch + 1}/{self.epochs}",
-            unit="step",
-            leave=False,
-            dynamic_ncols=True,
-            disable=None,
-        )
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        seconds = max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.set_postfix(
-            {
-                "loss": f"{float(logs['loss']):.4f}",
-                "samples/s": f"{(batch + 1) * self.batch_size / seconds:.0f}",
-            },
-            refresh=batch == 0,
-        )  # at once, then at tqdm's pace
-        self.bar.update()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.bar.close()
-
-    def on_train_end(self, logs=None):  # stopped mid-epoch (the NaN guard): close it too
-        if self.bar is not None:
-            self.bar.close()
-
-
-def describe_eval(metrics: dict) -> str:
-    """One line: val loss, top-k, edit distance, the score (and each decoding's)."""
-    parts = [f"val loss {metrics[names.VAL_LOSS]:.4f}"]
-    if names.VAL_TOP1 in metrics:
-        parts.append(f"top1 {metrics[names.VAL_TOP1]:.3f} top5 {metrics[names.VAL_TOP5]:.3f}")
-    parts.append(f"levenshtein {metrics[names.VAL_LEVENSHTEIN]:.2f} score {metrics[names.VAL_SCORE]:.4f}")
-    by_decode = {k.rsplit("_", 1)[1]: v for k, v in metrics.items() if k.startswith(names.VAL_SCORE + "_")}
-    if by_decode:
-        parts.append("(" + ", ".join(f"{how} {v:.4f}" for how, v in by_decode.items()) + ")")
-    return " ".join(parts)
-
-
-def _xy(batch):
-    """Keras' (inputs, targets) from a pipeline batch: the targets are the tokens."""
-    return batch, batch["tokens"]
 
 
 def choose_fallback(fallback: Fallback, train_phrases: list[str], run_dir: Path) -> dict:
@@ -405,7 +222,7 @@ def choose_threshold(model, cfg: Config, split: DataSplit, tokens, phrase: str, 
     gains = np.zeros(up_to + 1)
     if short.any():
         ds = _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train[short], length_step=0)
-        truth, predicted = Decoder(model, split.vocab)(ds)
+        truth, predicted = DatasetDecoder(model, split.vocab)(ds)
         gains = decide.threshold_gains(
             counts[short],
             edit_score(truth, predicted).distances,
@@ -460,7 +277,7 @@ def ship(
             write_json(run_dir / names.FALLBACK_FILE, {**rule, "min_hand_frames": threshold})
         metrics[names.FALLBACK_MIN_HAND_FRAMES] = threshold
         if val_ds is not None:
-            decoder = Decoder(model, split.vocab)
+            decoder = DatasetDecoder(model, split.vocab)
             truth, predicted = decoder(val_ds)
             report = decide.fallback_report(decoder.hand_frames, truth, predicted, rule["phrase"], threshold)
             metrics.update(
@@ -629,43 +446,42 @@ class Training:
     def fit(self) -> None:
         """Keras' fit from the epoch the checkpoint says is done to trainer.epochs; raises
         TrainingDiverged when the NaN guard stopped it."""
-        epochs, state = self.cfg.trainer.epochs, self.state
-        loop = Loop(
-            trainer=self.cfg.trainer,
-            tracker=self.tracker,
-            checkpoints=self.checkpoints,
-            decoder=Decoder(self.model, self.split.vocab, self.mcfg.decodes),
-            val_ds=self.val_ds,
-            state=state,
-            steps_per_epoch=self.steps_per_epoch,
-            batch_size=self.batch_size,
+        tcfg, state = self.cfg.trainer, self.state
+        guard = NanGuard(state)
+        end = EpochEnd(
+            guard,
+            Validation(
+                DatasetDecoder(self.model, self.split.vocab, self.mcfg.decodes), self.val_ds, tcfg.eval_every
+            ),
+            Checkpointing(self.checkpoints, state),
+            TrainingLog(tcfg, self.tracker, guard, state, self.steps_per_epoch),
         )
-        if state["epoch"] < epochs:
-            progress = EpochProgress(self.steps_per_epoch, self.batch_size, epochs)
+        if state["epoch"] < tcfg.epochs:
+            progress = EpochProgress(self.steps_per_epoch, self.batch_size, tcfg.epochs)
             # shuffle=False: the pipeline reshuffles every epoch itself (Keras would only warn
             # that it ignores shuffle=True for a tf.data.Dataset)
             self.model.fit(
-                self.train_ds.map(_xy),
-                epochs=epochs,
+                self.train_ds.map(as_keras_xy),
+                epochs=tcfg.epochs,
                 initial_epoch=int(state["epoch"]),
                 steps_per_epoch=self.steps_per_epoch,
-                callbacks=[loop, progress],
+                callbacks=[guard, end.log, end, progress],
                 verbose=0,
                 shuffle=False,
             )
-        if loop.diverged:
+        if guard.diverged:
             kept = (
                 f"The last good checkpoint (epoch {state['epoch']}) is in {self.checkpoints.dir}"
                 if state["epoch"]
                 else "No epoch was completed"
             )
             raise TrainingDiverged(
-                f"{loop.diverged}; training stopped. {kept}; lower optimizer.lr or "
+                f"{guard.diverged}; training stopped. {kept}; lower optimizer.lr or "
                 "optimizer.clipnorm, then re-run with the same hydra.run.dir to resume"
             )
         self.summary.update(
             {
-                **loop.last_eval,
+                **state.get("last_eval", {}),
                 names.PARAMS: self.n_params,
                 names.EPOCHS: int(state["epoch"]),
                 names.BEST_VAL_SCORE: state.get("best_score"),
