@@ -227,7 +227,11 @@ method: grid
 metric: {name: val/score, goal: maximize}
 parameters:
   trainer.seed: {values: [0, 1]}
-command: [${env}, python, ${program}, ${args_no_hyphens}]
+command:
+  - ${env}
+  - python
+  - ${program}
+  - ${args_no_hyphens}
 """
 
 

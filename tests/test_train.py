@@ -123,6 +123,7 @@ def test_offline_run_holds_every_logged_key(debug_run):
     assert run.series("infer/latency_ms")  # logged, not only summarized
 
 
+@pytest.mark.timeout(900)
 def test_cross_validation_multirun_through_submitit(tmp_path):
     """`-m hydra/launcher=local`: each fold a submitit job (in parallel), in the directories,
     W&B group and gathered W&B folder a multirun gives; aslfr-compare shows both folds."""
@@ -143,7 +144,7 @@ def test_cross_validation_multirun_through_submitit(tmp_path):
         text=True,
         cwd=ROOT,
         env=env,
-        timeout=600,
+        timeout=840,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
