@@ -23,7 +23,7 @@ from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.rundir import RunDir
 from aslfr.train.wandb_log import records
 
-from conftest import CONF, DEBUG, ROOT, compose_cfg, subprocess_env
+from conftest import CONF, DEBUG, ROOT, compose_cfg, subprocess_env, typed_cfg
 
 SBATCH = ROOT / "slurm" / "agents.sbatch"
 
@@ -274,7 +274,7 @@ def test_aslfr_sweep_runs_one_trial_per_gpu_at_once_each_pinned(tmp_path):
     assert sorted(seen.values()) == ["7", "9"]  # one trial on each GPU, at the same time
 
 
-def test_gpu_memory_growth_is_set_on_every_gpu_before_use(monkeypatch):
+def test_gpu_memory_growth_is_set_on_every_gpu_before_use(monkeypatch, tmp_path):
     """trainer.gpu_memory_growth on fake GPUs: set on each before TensorFlow uses it, and the
     record names them with CUDA_VISIBLE_DEVICES as found."""
     import tensorflow as tf
@@ -290,14 +290,15 @@ def test_gpu_memory_growth_is_set_on_every_gpu_before_use(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
-    trainer = OmegaConf.create({"gpu_memory_growth": True, "cpu_devices": 1, "precision": "float32"})
+    trainer = typed_cfg([], tmp_path).trainer
+    assert trainer.gpu_memory_growth  # the default
     record = loop.configure_devices(trainer)
     assert grown == [(g.name, True) for g in gpus]
     assert record["devices/cuda_visible_devices"] == "4,6" and record["devices/gpu_count"] == 2
     assert record["devices/gpus"][0] == "/physical_device:GPU:0 (Fake X1)"
     assert record["devices/slurm_job"] == "77"
     grown.clear()
-    loop.configure_devices(OmegaConf.merge(trainer, {"gpu_memory_growth": False}))
+    loop.configure_devices(typed_cfg(["trainer.gpu_memory_growth=false"], tmp_path).trainer)
     assert grown == []
 
 
