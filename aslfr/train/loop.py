@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from aslfr.atomic import write_json
 from aslfr.config import Config, Fallback, Strategy, Trainer
 from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
-from aslfr.errors import ConfigError, TrainingDiverged
+from aslfr.errors import ConfigError, Preempted, TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
 from aslfr.model.decoding import decode, hand_frames
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
@@ -34,14 +36,46 @@ from aslfr.train.tracking import Tracker, new_run_id
 log = logging.getLogger(__name__)
 
 
-def configure_devices(trainer: Trainer) -> None:
-    """Logical CPU devices and precision; must run before TensorFlow touches a device."""
+def configure_devices(trainer: Trainer) -> dict:
+    """GPU memory growth, logical CPU devices and precision; must run before TensorFlow touches a
+    device. Returns the devices the run sees (devices/*, for its summary and W&B config).
+
+    trainer.gpu_memory_growth: TensorFlow otherwise maps nearly all of every visible GPU's memory
+    at its first use, so a second process (another agent's trial) on the same GPU fails."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if trainer.gpu_memory_growth:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
     if trainer.cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * trainer.cpu_devices
         )
     keras.mixed_precision.set_global_policy(trainer.precision.value)
+    return device_record(gpus)
+
+
+def device_record(gpus: Sequence) -> dict:
+    """devices/*: CUDA_VISIBLE_DEVICES as the run found it, the GPUs TensorFlow sees (with their
+    model names), the host and the SLURM job."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job += "_" + os.environ["SLURM_ARRAY_TASK_ID"]
+
+    def named(gpu) -> str:
+        try:
+            model = tf.config.experimental.get_device_details(gpu).get("device_name")
+        except (ValueError, RuntimeError):  # a device TensorFlow cannot describe
+            model = None
+        return f"{gpu.name} ({model})" if model else gpu.name
+
+    return {
+        names.DEVICES_CUDA_VISIBLE: os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        names.DEVICES_GPUS: [named(g) for g in gpus],
+        names.DEVICES_GPU_COUNT: len(gpus),
+        names.DEVICES_HOST: socket.gethostname(),
+        names.DEVICES_SLURM_JOB: job,
+    }
 
 
 def make_strategy(trainer: Trainer) -> tf.distribute.Strategy:
@@ -487,12 +521,13 @@ def train(
     *,
     known: dict | None = None,
     after: Callable[[FingerspellingModel, Tracker], dict] | None = None,
+    devices: dict | None = None,
 ) -> dict:
     """Train (or resume) in `run_dir`; returns the summary written to summary.json.
     `known`: metrics already measured (the budget probe), put in the W&B summary at once.
     `after(model, tracker)`: called with the best weights loaded once training is done (the
     export, which logs its files with the run); the metrics it returns are logged and join the
-    summary."""
+    summary. `devices`: what configure_devices saw, in the summary and the W&B config."""
     run_dir = Path(run_dir)
     tcfg = cfg.trainer
     keras.utils.set_random_seed(tcfg.seed)
@@ -554,6 +589,8 @@ def train(
         state = {"epoch": 0, "wandb_id": new_run_id()}
 
     tracker = Tracker(cfg, run_dir, state["wandb_id"])
+    devices = devices or {}
+    tracker.record_devices(devices)
     # The id W&B really uses: under `wandb agent` it ignores `id=` and takes WANDB_RUN_ID.
     if tracker.run.id != state["wandb_id"]:
         log.info("W&B run id %s (given by W&B, e.g. a sweep agent's WANDB_RUN_ID)", tracker.run.id)
@@ -629,6 +666,7 @@ def train(
             names.BEST_EPOCH: state.get("best_epoch"),
             names.WANDB_ID: state["wandb_id"],
             names.WANDB_MODE: tracker.mode,
+            **devices,
         }
         best = checkpoints.dir / "best.weights.h5"
         # one step after the last epoch's row, which is already committed (and on disk); read
@@ -656,6 +694,10 @@ def train(
             )
         write_json(run_dir / "summary.json", summary, sort_keys=True)
         return summary
+    except Preempted as e:  # a sweep re-queues the run; SLURM or submitit requeue the job
+        tracker.preempting()
+        exit_code = e.exit_code
+        raise
     except BaseException:
         exit_code = exit_code or 1
         raise

@@ -30,14 +30,15 @@ SUBMISSION_METADATA = (
 
 def run(cfg: Config) -> dict:
     """One run in cfg.paths.output_dir (claimed by train.py: see aslfr/rundir.py)."""
-    loop.configure_devices(cfg.trainer)
+    devices = loop.configure_devices(cfg.trainer)
+    log.info("devices: %s", devices)
     run_dir = Path(cfg.paths.output_dir)
     known = {}
     if cfg.budget.probe:
         probe = budget.probe(cfg)
         log.info("budget probe (untrained model, %s): %s", cfg.model.name, probe.why())
         if not probe.ok:
-            return over_budget(cfg, run_dir, probe)
+            return over_budget(cfg, run_dir, probe, devices)
         known = probe.metrics()
     split = prepare.setup_from_config(cfg)
     log.info("\n%s", prepare.summary(split, cfg.data))
@@ -66,7 +67,7 @@ def run(cfg: Config) -> dict:
             )
             return report
 
-    summary = loop.train(cfg, split, run_dir, known=known, after=after)
+    summary = loop.train(cfg, split, run_dir, known=known, after=after, devices=devices)
     shown = (
         names.VAL_SCORE,
         names.BEST_VAL_SCORE,
@@ -78,7 +79,7 @@ def run(cfg: Config) -> dict:
     return summary
 
 
-def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
+def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement, devices: dict) -> dict:
     """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
     so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
     summary = {
@@ -86,8 +87,10 @@ def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
         names.VAL_SCORE: cfg.budget.worst_score,
         names.BUDGET_REASON: probe.why(),
         names.EPOCHS: 0,
+        **devices,
     }
     tracker = Tracker(cfg, run_dir, new_run_id())
+    tracker.record_devices(devices)
     tracker.record(summary, 0)
     tracker.finish(0)
     write_json(
