@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: train prepare test lint bench lock clean sweep agent sync leet dashboard optuna-dashboard
+.PHONY: train prepare test lint bench lock clean sweep agent agents sync leet dashboard optuna-dashboard
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -25,6 +25,7 @@ prepare: $(VENV)/.installed
 # `/usr/bin/env python train.py key=value ...`: that `python` must be this environment's (a plain
 # Debian PATH has none; another one lacks our dependencies). Same as `. .venv/bin/activate` first.
 #   make sweep SWEEP=sweeps/depth_width.yaml      make agent ID=ENTITY/PROJECT/SWEEP_ID
+#   make agents ID=ENTITY/PROJECT/SWEEP_ID GPUS=0,1 (one agent per GPU)
 #   make sync DIR=sweeps-out/NAME  (default: outputs, multirun, sweeps-out)   make leet DIR=...
 WANDB   ?= wandb
 IN_VENV := PATH="$(abspath $(BIN)):$$PATH"
@@ -35,6 +36,18 @@ sweep: $(VENV)/.installed
 agent: $(VENV)/.installed
 	@test -n "$(ID)" || { echo "usage: make agent ID=ENTITY/PROJECT/SWEEP_ID (printed by make sweep)"; exit 2; }
 	$(IN_VENV) $(WANDB) agent $(ARGS) $(ID)
+
+# One `wandb agent` per GPU of this machine, each seeing only its own GPU (CUDA_VISIBLE_DEVICES):
+#   make agents ID=ENTITY/PROJECT/SWEEP_ID GPUS=0,1,2,3 [ARGS="--count 10"]
+# Ctrl-C stops them all (each lets its running trial end as W&B's agent does).
+GPUS  ?= 0
+comma := ,
+agents: $(VENV)/.installed
+	@test -n "$(ID)" || { echo "usage: make agents ID=ENTITY/PROJECT/SWEEP_ID GPUS=0,1,2,3"; exit 2; }
+	@pids=""; for gpu in $(subst $(comma), ,$(GPUS)); do \
+	  echo "GPU $$gpu: wandb agent $(ARGS) $(ID)"; \
+	  CUDA_VISIBLE_DEVICES=$$gpu $(IN_VENV) $(WANDB) agent $(ARGS) $(ID) & pids="$$pids $$!"; \
+	done; status=0; for pid in $$pids; do wait $$pid || status=$$?; done; exit $$status
 
 sync: $(VENV)/.installed
 	$(IN_VENV) aslfr-sync $(DIR) $(ARGS)

@@ -367,6 +367,7 @@ class Trainer:
     jit: bool = MISSING
     strategy: Strategy = MISSING
     cpu_devices: int = MISSING
+    gpu_memory_growth: bool = MISSING
     examples: int = MISSING
     eval_batch_size: int = MISSING
 
@@ -503,11 +504,21 @@ def gather(sweeps_dir: str) -> str | None:
     return None
 
 
+def run_dir(default: str, sweeps_dir: str) -> str:
+    """`${run_dir:...}`, hydra.run.dir: under `wandb agent` (WANDB_SWEEP_ID and WANDB_RUN_ID)
+    SWEEPS_DIR/<sweep id>/run-<run id>, so that a run the sweep re-queues after a preemption
+    (same run id) comes back to its own directory and resumes from its checkpoint; otherwise
+    `default`, a new directory."""
+    sweep, run = os.environ.get("WANDB_SWEEP_ID"), os.environ.get("WANDB_RUN_ID")
+    return f"{sweeps_dir}/{sweep}/run-{run}" if sweep and run else default
+
+
 def register() -> None:
     """Before composing conf/: the schema (`schema` in Hydra's ConfigStore), the `${stamp:}`
     resolver of conf/config.yaml's hydra.run.dir and hydra.sweep.dir, cached like Hydra's own
     `now`, so every read in one run (and every job of one multirun) sees the same name, and
-    `${gather:}` (wandb.gather_dir)."""
+    `${gather:}` (wandb.gather_dir) and `${run_dir:}` (hydra.run.dir)."""
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("stamp", stamp, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("gather", gather, replace=True)
+    OmegaConf.register_new_resolver("run_dir", run_dir, replace=True)

@@ -40,14 +40,44 @@ class Interrupted(BaseException):
     exit_code = 128 + signal.SIGTERM
 
 
+class Preempted(Interrupted):
+    """SIGUSR1 or SIGUSR2: the scheduler's notice that the job is preempted or near its time
+    limit (SLURM's `--signal`: USR2 for Hydra's submitit launcher, USR1 for slurm/agents.sbatch).
+    The run unwinds as for SIGTERM, tells W&B it is being preempted (a sweep re-queues it), and
+    its process ends to be requeued: the requeued job resumes from the last checkpoint."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"preempted: signal {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+PREEMPTION_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
+
+
 def raise_interrupted(signum, frame):
     """A SIGTERM handler: `signal.signal(signal.SIGTERM, raise_interrupted)`."""
     raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
 
 
+def raise_preempted(signum, frame):
+    """A handler of PREEMPTION_SIGNALS."""
+    raise Preempted(signum)
+
+
+def hand_on(e: Preempted) -> None:
+    """After the run has unwound from a preemption signal: pass the signal on to the handler
+    that was installed before the run, if any; submitit's (Hydra's submitit launcher) then
+    records the job's resubmission, requeues it and exits. Otherwise exit 128 + signal."""
+    handler = signal.getsignal(e.signum)
+    if callable(handler):
+        handler(e.signum, None)
+    sys.exit(e.exit_code)
+
+
 def exit_on_error(fn: F) -> F:
     """Turn a HarnessError into one line on stderr and its exit status, without a traceback;
-    likewise Ctrl-C (130) and SIGTERM (143)."""
+    likewise Ctrl-C (130) and SIGTERM (143); a preemption signal is handed on (`hand_on`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -59,6 +89,13 @@ def exit_on_error(fn: F) -> F:
         except KeyboardInterrupt:
             print("interrupted (Ctrl-C)", file=sys.stderr, flush=True)
             sys.exit(128 + signal.SIGINT)
+        except Preempted as e:
+            print(
+                f"{e}: stopped at once to be requeued; it resumes from its last checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
+            hand_on(e)
         except Interrupted as e:
             print(f"interrupted ({e})", file=sys.stderr, flush=True)
             sys.exit(e.exit_code)

@@ -65,6 +65,13 @@ EPOCHS = "epochs"
 WANDB_ID = "wandb/id"
 WANDB_MODE = "wandb/mode"
 
+# the devices the run saw (summary and W&B config): which GPU a pinned agent or trial ran on
+DEVICES_CUDA_VISIBLE = "devices/cuda_visible_devices"  # the environment's, "" when unset
+DEVICES_GPUS = "devices/gpus"  # TensorFlow's GPUs, each with its model name when TensorFlow has it
+DEVICES_GPU_COUNT = "devices/gpu_count"
+DEVICES_HOST = "devices/host"
+DEVICES_SLURM_JOB = "devices/slurm_job"  # SLURM_JOB_ID[_SLURM_ARRAY_TASK_ID], "" outside SLURM
+
 # the export and the inference budget
 INFER_LATENCY_MS = "infer/latency_ms"
 INFER_MODEL_MB = "infer/model_mb"

@@ -16,7 +16,10 @@ alternate so machine noise hits all rows alike. FLOPs are counted from the archi
 (matmuls and attention; training = 3 x forward, the usual convention).
 
     python bench/train_throughput.py [--model large] [--batch 64] [--steps 8] [--rounds 2]
-                                     [--jit] [--precision mixed_bfloat16]
+                                     [--jit] [--precision mixed_bfloat16] [--versus mixed_bfloat16]
+
+--versus P adds a row: the same model built under precision P (trainer.precision), on the
+grouped batches, timed in the same rounds as the others, with its ratio to the grouped row.
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ def main() -> None:
     ap.add_argument("--jit", action="store_true", help="XLA-compile every train step")
     ap.add_argument("--precision", default="float32")
     ap.add_argument("--pool", type=int, default=8, help="data.length_pool of the pooled row")
+    ap.add_argument("--versus", help="another trainer.precision, side by side (e.g. mixed_bfloat16)")
     args = ap.parse_args()
 
     cfg = compose(
@@ -179,6 +183,12 @@ def main() -> None:
         "aslfr (default: no grouping)": (ours, data["full"]),
         "seed 001 (always max_frames)": (seed, data["full"]),
     }
+    if args.versus:  # the layers read the global policy when they are built
+        keras.mixed_precision.set_global_policy(args.versus)
+        keras.utils.set_random_seed(0)
+        other = compile_model(aslfr_model.build(mcfg), cfg, 100, 10)
+        keras.mixed_precision.set_global_policy(args.precision)
+        runs[f"aslfr, bucketed, {args.versus}"] = (other, data["cut"])
     for model, bs in runs.values():  # trace every shape, compile, warm up
         for shape in {b["frames"].shape[1]: b for b in bs}.values():
             model.train_on_batch(shape, shape["tokens"])
@@ -190,7 +200,7 @@ def main() -> None:
     rate = {name: n_samples / s for name, s in seconds.items()}
     peak = matmul_flops_per_s()
     names = list(runs)
-    bucketed, pooled, default, seed001 = names
+    bucketed, pooled, default, seed001 = names[:4]
     frames_seen = [b["frames"].shape[1] for b in data["cut"][:n_batches]]
     pooled_seen = [b["frames"].shape[1] for b in data["pooled"][:n_batches]]
     flops = {
@@ -221,6 +231,11 @@ def main() -> None:
         f"FLOP/s >= 30% of matmul -> {flops[bucketed] / seconds[bucketed] / peak:.0%}; "
         f"length pools >= 1.4x the default -> {rate[pooled] / rate[default]:.2f}x"
     )
+    if args.versus:
+        print(
+            f"{args.versus} against {args.precision} (grouped batches, same rounds): "
+            f"{rate[names[4]] / rate[bucketed]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ real runs in test_train.py, test_export.py and test_sweeps.py)."""
 from __future__ import annotations
 
 import pytest
+import wandb
 
 from aslfr.experiments import compare
 
@@ -101,7 +102,10 @@ def test_compare_prints_and_logs_the_parameter_importances_of_an_offline_sweep(t
     (first, a), (second, b) = (line.split() for line in lines)
     assert (first, second) == ("model.encoder.width", "model.encoder.depth") and float(a) > float(b)
     assert abs(float(a) + float(b) - 1) < 0.01
-    # logged with the leaderboard (offline here): the table and a summary value per parameter
+    # logged with the leaderboard (offline here): the table and a summary value per parameter.
+    # W&B's service writes the offline record after finish() returns; at exit (teardown) it is
+    # complete, as when aslfr-compare's own process ends.
+    wandb.teardown()
     (logged,) = read_runs(out / ".compare")
     assert logged.summary["importance/six/model.encoder.width"] == pytest.approx(float(a), abs=1e-3)
     assert logged.summary["compare/importance/_type"] == "table-file"

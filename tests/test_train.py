@@ -123,13 +123,17 @@ def test_offline_run_holds_every_logged_key(debug_run):
     assert run.series("infer/latency_ms")  # logged, not only summarized
 
 
-def test_cross_validation_multirun(tmp_path):
+@pytest.mark.timeout(900)
+def test_cross_validation_multirun_through_submitit(tmp_path):
+    """`-m hydra/launcher=local`: each fold a submitit job (in parallel), in the directories,
+    W&B group and gathered W&B folder a multirun gives; aslfr-compare shows both folds."""
     env = subprocess_env()
     proc = subprocess.run(
         [
             sys.executable,
             "train.py",
             "-m",
+            "hydra/launcher=local",
             *DEBUG,
             "data.fold=0,1",
             "trainer.epochs=1",
@@ -140,12 +144,16 @@ def test_cross_validation_multirun(tmp_path):
         text=True,
         cwd=ROOT,
         env=env,
-        timeout=600,
+        timeout=840,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
+    assert len(list((tmp_path / "cv" / ".submitit").glob("*/*_result.pkl"))) == 2  # two jobs
     runs = {r.config["data"]["fold"]: r for r in read_runs(tmp_path / "cv")}
     assert sorted(runs) == [0, 1]
     assert runs[0].group == runs[1].group and runs[0].name != runs[1].name
+    gathered = sorted((tmp_path / "cv" / "wandb").glob("offline-run-*"))  # as a local multirun
+    assert {link.resolve().parent.parent.name for link in gathered} == {"0", "1"}
     folds = [json.loads((tmp_path / "cv" / str(k) / "summary.json").read_text()) for k in (0, 1)]
     assert all("val/score" in f for f in folds)
     # the comparison: both folds, and the mean ± sd over folds the user runs it for

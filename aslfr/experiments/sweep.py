@@ -1,7 +1,7 @@
 """W&B sweep definitions (sweeps/*.yaml) and the offline runner that executes them with no W&B
 server:
 
-    aslfr-sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME]
+    aslfr-sweep sweeps/depth_width.yaml --trials 20 [--out DIR] [--name NAME] [--gpus 0,1]
                           [--storage URL] [hydra overrides for every trial, e.g. debug=default]
 
 A definition's `command` (e.g. `${env} python ${program} ${args_no_hyphens}`) is expanded as
@@ -784,6 +784,43 @@ def run_sweep(
     return out
 
 
+def gpu_env(gpu: str, base: Mapping[str, str] | None = None) -> dict:
+    """The environment of a runner pinned to one GPU: its trials see only that one."""
+    return {**(os.environ if base is None else base), "CUDA_VISIBLE_DEVICES": str(gpu)}
+
+
+def per_gpu(argv: list[str], gpus: list[str]) -> int:
+    """`--gpus 0,1`: one runner of this sweep per GPU (`argv` less --gpus), each in gpu_env, so
+    that as many trials run at once, each on its own GPU. They share the sweep as any runners
+    do. Ctrl-C reaches them all (one process group); returns the worst exit status."""
+    cmd = [sys.executable, "-m", "aslfr.experiments.sweep", *argv]
+    runners = []
+    for gpu in gpus:
+        print(f"GPU {gpu}: aslfr-sweep {' '.join(argv)}", flush=True)
+        runners.append(subprocess.Popen(cmd, env=gpu_env(gpu)))
+    status = 0
+    for runner in runners:
+        while True:
+            try:
+                status = max(status, runner.wait())
+                break
+            except KeyboardInterrupt:  # the runners have it too: wait for them to stop
+                continue
+    return status
+
+
+def _without_gpus(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--gpus":
+            skip = True
+        elif not arg.startswith("--gpus="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="aslfr-sweep", description=__doc__.splitlines()[0])
     ap.add_argument("definition", type=Path)
@@ -804,8 +841,18 @@ def main(argv: list[str] | None = None) -> None:
         help="a database URL (SQLAlchemy) for the study (default: the journal file optuna.journal in --out)",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--gpus",
+        help="comma-separated GPU ids (e.g. 0,1): one runner per GPU, each trial seeing only its own",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for every trial")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_intermixed_args(argv)
+    if args.gpus:
+        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+        if not gpus:
+            ap.error("--gpus: give GPU ids, e.g. --gpus 0,1")
+        sys.exit(per_gpu(_without_gpus(argv), gpus))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import optuna
 

@@ -50,11 +50,16 @@ class Submission:
 def score(
     model_path: Path, inference_args_path: Path, data_root: Path, sequence_ids: list[int] | None = None
 ) -> Result:
-    """Score the sequences `sequence_ids` of train.csv under data_root (all when None)."""
+    """Score the sequences `sequence_ids` of train.csv and, when present, of
+    supplemental_metadata.csv under data_root (a validation fold of a run that trained with the
+    supplemental data holds some); all of train.csv when None."""
     data_root = Path(data_root)
     sub = Submission(model_path, inference_args_path, data_root / "character_to_prediction_index.json")
     index = pd.read_csv(data_root / "train.csv")
     if sequence_ids is not None:
+        supplemental = data_root / "supplemental_metadata.csv"
+        if supplemental.exists():
+            index = pd.concat([index, pd.read_csv(supplemental)], ignore_index=True)
         index = index.set_index("sequence_id").loc[list(sequence_ids)].reset_index()
     ids, truth, predicted = [], [], []
     for path, rows in index.groupby("path", sort=False):

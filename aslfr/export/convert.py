@@ -35,7 +35,7 @@ from aslfr.data.vocab import Vocab
 from aslfr.errors import DataError
 from aslfr.model.config import model_config
 from aslfr.model.decoding import transcribe
-from aslfr.model.model import FingerspellingModel, build
+from aslfr.model.model import FingerspellingModel, build, float32_twin
 from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ def inference_module(
     of decoder steps (no early stop): the budget's latency benchmark uses it. `decode(model,
     frames, mask, max_length, early_stop)` replaces the model's own decoding (the benchmarks'
     baseline)."""
+    model = float32_twin(model)  # a model trained in mixed precision ships in float32
     cfg = model.cfg
     decode = decode or transcribe
     module = tf.Module()

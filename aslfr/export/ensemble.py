@@ -27,6 +27,7 @@ from aslfr.errors import DataError
 from aslfr.export import budget, competition
 from aslfr.export.convert import RunFiles, convert_module, preprocess, write_files
 from aslfr.model.decoding import transcribe_ensemble
+from aslfr.model.model import float32_twin
 from aslfr.runtime import quiet
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ def ensemble_module(runs: Sequence[RunFiles], models: Sequence, decode_steps: in
     of their columns."""
     columns = union_columns(runs)
     picks = [[columns.index(c) for c in run.pre.spec.columns] for run in runs]
+    models = [float32_twin(m) for m in models]  # (see inference_module)
     cfg = models[0].cfg
     module = tf.Module()
     module.weights = [v.value for model in models for v in model.variables]  # (see inference_module)

@@ -191,3 +191,20 @@ def build(cfg: ModelConfig) -> FingerspellingModel:
     if model.ctc_head is not None and not model.ctc_head.built:  # a training aid: not called above
         model.ctc_head.build((None, None, cfg.encoder.width))
     return model
+
+
+def float32_twin(model: FingerspellingModel) -> FingerspellingModel:
+    """`model` itself if it computes in float32; otherwise (trainer.precision=mixed_*: float16 or
+    bfloat16 compute over float32 weights) the same model built under the float32 policy with a
+    copy of its weights. The export converts the twin, so a model trained in mixed precision
+    ships a float32 graph (export.quantize=fp16 halves it only where asked)."""
+    if model.compute_dtype == "float32":
+        return model
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        twin = build(model.cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    twin.set_weights(model.get_weights())
+    return twin

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,7 @@ from aslfr.atomic import write_json
 from aslfr.config import Config, Fallback, Strategy, Trainer
 from aslfr.data import pipeline
 from aslfr.data.prepare import DataSplit
-from aslfr.errors import ConfigError, TrainingDiverged
+from aslfr.errors import ConfigError, Preempted, TrainingDiverged
 from aslfr.model.config import ModelConfig, model_config
 from aslfr.model.decoding import hand_frames, transcribe
 from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
@@ -45,14 +47,46 @@ from aslfr.train.tracking import Tracker, new_run_id
 log = logging.getLogger(__name__)
 
 
-def configure_devices(trainer: Trainer) -> None:
-    """Logical CPU devices and precision; must run before TensorFlow touches a device."""
+def configure_devices(trainer: Trainer) -> dict:
+    """GPU memory growth, logical CPU devices and precision; must run before TensorFlow touches a
+    device. Returns the devices the run sees (devices/*, for its summary and W&B config).
+
+    trainer.gpu_memory_growth: TensorFlow otherwise maps nearly all of every visible GPU's memory
+    at its first use, so a second process (another agent's trial) on the same GPU fails."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if trainer.gpu_memory_growth:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
     if trainer.cpu_devices > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * trainer.cpu_devices
         )
     keras.mixed_precision.set_global_policy(trainer.precision.value)
+    return device_record(gpus)
+
+
+def device_record(gpus: Sequence) -> dict:
+    """devices/*: CUDA_VISIBLE_DEVICES as the run found it, the GPUs TensorFlow sees (with their
+    model names), the host and the SLURM job."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if job and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job += "_" + os.environ["SLURM_ARRAY_TASK_ID"]
+
+    def named(gpu) -> str:
+        try:
+            model = tf.config.experimental.get_device_details(gpu).get("device_name")
+        except (ValueError, RuntimeError):  # a device TensorFlow cannot describe
+            model = None
+        return f"{gpu.name} ({model})" if model else gpu.name
+
+    return {
+        names.DEVICES_CUDA_VISIBLE: os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        names.DEVICES_GPUS: [named(g) for g in gpus],
+        names.DEVICES_GPU_COUNT: len(gpus),
+        names.DEVICES_HOST: socket.gethostname(),
+        names.DEVICES_SLURM_JOB: job,
+    }
 
 
 def make_strategy(trainer: Trainer) -> tf.distribute.Strategy:
@@ -395,14 +429,21 @@ class Training:
         return state
 
     @contextmanager
-    def tracking(self, known: dict | None = None) -> Iterator[Training]:
-        """The W&B run, open within; it ends with the run's exit status. `known`: metrics
-        already measured (the budget probe), in its summary at once."""
+    def tracking(self, known: dict | None = None, devices: dict | None = None) -> Iterator[Training]:
+        """The W&B run, open within; it ends with the run's exit status (a preempted run's marked
+        preempting first). `known`: metrics already measured (the budget probe), in its summary
+        at once; `devices`: what configure_devices saw, in the summary and the W&B config."""
         self.tracker = Tracker(self.cfg, self.run_dir, self.state["wandb_id"])
+        self.devices = devices or {}
         exit_code = 0
         try:
+            self.tracker.record_devices(self.devices)
             self._describe(known or {})
             yield self
+        except Preempted as e:  # a sweep re-queues the run; SLURM or submitit requeue the job
+            self.tracker.preempting()
+            exit_code = e.exit_code
+            raise
         except BaseException:
             exit_code = 1
             raise
@@ -488,6 +529,7 @@ class Training:
                 names.BEST_EPOCH: state.get("best_epoch"),
                 names.WANDB_ID: state["wandb_id"],
                 names.WANDB_MODE: self.tracker.mode,
+                **self.devices,
             }
         )
 

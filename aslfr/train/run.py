@@ -39,15 +39,16 @@ SHOWN = (
 def run(cfg: Config) -> dict:
     """One run in cfg.paths.output_dir, top to bottom. train.py has claimed the directory
     (aslfr/train/rundir.py) before TensorFlow loads; then each step is a call to its stage."""
-    loop.configure_devices(cfg.trainer)
+    devices = loop.configure_devices(cfg.trainer)
+    log.info("devices: %s", devices)
     run_dir = Path(cfg.paths.output_dir)
     probe = probe_budget(cfg)
     if probe is not None and not probe.ok:
-        return over_budget(cfg, run_dir, probe)
+        return over_budget(cfg, run_dir, probe, devices)
     split = prepare_data(cfg)
     training = loop.Training(cfg, split, run_dir)
     training.build()
-    with training.tracking(known=probe.metrics() if probe else None):
+    with training.tracking(known=probe.metrics() if probe else None, devices=devices):
         training.fit()
         training.ship()
         if cfg.export.enabled:
@@ -101,7 +102,7 @@ def export(cfg: Config, split: prepare.DataSplit, training: loop.Training) -> di
     return report
 
 
-def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
+def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement, devices: dict) -> dict:
     """Stop before any data work: log budget/ok=false and the sweep metric at its worst value,
     so a sweep learns the configuration cannot ship (exit status 0: nothing went wrong)."""
     summary = {
@@ -109,8 +110,10 @@ def over_budget(cfg: Config, run_dir: Path, probe: budget.Measurement) -> dict:
         names.VAL_SCORE: cfg.budget.worst_score,
         names.BUDGET_REASON: probe.why(),
         names.EPOCHS: 0,
+        **devices,
     }
     tracker = Tracker(cfg, run_dir, new_run_id())
+    tracker.record_devices(devices)
     tracker.record(summary, 0)
     tracker.finish(0)
     Summary(run_dir, summary).update({names.WANDB_ID: tracker.run.id, names.WANDB_MODE: tracker.mode}).write()

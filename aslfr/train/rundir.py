@@ -5,7 +5,8 @@ runs apart.
     outputs/2026-11-25/22-43-07.412-4kq9zt/     hydra.run.dir (multirun: multirun/DATE/STAMP/N)
         .hydra/config.yaml, hydra.yaml, overrides.yaml
                                                 the run's configuration, written by the run itself
-        status.json                             running | finished | failed | interrupted, host, pid
+        status.json                             running | finished | failed | interrupted |
+                                                preempted, host, pid
         .lock                                   held (an OS lock) while a process works here
 
 Why the run writes `.hydra/` itself (`hydra.output_subdir: null`): Hydra rewrites it with the new
@@ -35,7 +36,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from aslfr import names
 from aslfr.atomic import replacing, write_json
-from aslfr.errors import HarnessError, Interrupted, raise_interrupted
+from aslfr.errors import (
+    PREEMPTION_SIGNALS,
+    HarnessError,
+    Interrupted,
+    Preempted,
+    raise_interrupted,
+    raise_preempted,
+)
 
 log = logging.getLogger(__name__)
 RECORD = (names.RECORD_DIR, names.CONFIG_FILE)
@@ -156,7 +164,9 @@ class RunDir:
     def claim(self, cfg: DictConfig) -> Iterator[bool]:
         """Hold the directory for this process: refuse another configuration or a live owner,
         write the record, mark the status, and on the way out mark how the run ended. Yields
-        whether this is a resume. SIGTERM unwinds as Interrupted meanwhile."""
+        whether this is a resume. Meanwhile SIGUSR1/SIGUSR2 unwind as Preempted, and SIGTERM as
+        Interrupted (unless a handler of the caller's is in place); the handlers found before
+        are put back on the way out."""
         self.path.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self.path / LOCK, timeout=0)
         try:
@@ -174,11 +184,19 @@ class RunDir:
             self.set_status("running", command=[_program(), *sys.argv[1:]], resumed=resumed)
             log.info("run directory: %s%s", self.path, " (resuming)" if resumed else "")
             main = threading.current_thread() is threading.main_thread()  # signals: main only
-            previous = signal.signal(signal.SIGTERM, raise_interrupted) if main else None
+            handlers = dict.fromkeys(PREEMPTION_SIGNALS, raise_preempted)
+            # SIGTERM: unless the process that runs this one handles it (submitit ignores it
+            # and waits for its preemption signal)
+            if main and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                handlers[signal.SIGTERM] = raise_interrupted
+            previous = {s: signal.signal(s, h) for s, h in handlers.items()} if main else {}
             outcome, extra = "failed", {}
             try:
                 yield resumed
                 outcome = "finished"
+            except Preempted:
+                outcome = "preempted"
+                raise
             except (KeyboardInterrupt, Interrupted):
                 outcome = "interrupted"
                 raise
@@ -186,8 +204,8 @@ class RunDir:
                 extra["error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise
             finally:
-                if main:
-                    signal.signal(signal.SIGTERM, previous)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
                 self.set_status(outcome, **extra)
                 log.info("run directory: %s (%s)", self.path, outcome)
         finally:

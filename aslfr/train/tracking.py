@@ -265,5 +265,20 @@ class Tracker:
         for k, v in values.items():
             self.run.summary[k] = v
 
+    def record_devices(self, devices: Mapping) -> None:
+        """devices/* in the summary and, nested, in the config ({"devices": {...}}), where the
+        dashboard can filter and group runs by them (a resumed run may run elsewhere)."""
+        if not devices or self.mode == "disabled":
+            return
+        self.summary(devices)
+        nested = {k.split("/", 1)[1]: v for k, v in devices.items()}
+        self.run.config.update({"devices": nested}, allow_val_change=True)
+
+    def preempting(self) -> None:
+        """Tell W&B the run is being preempted (before it ends with a non-zero exit code): under
+        `wandb agent` the sweep then re-queues it, and its next start resumes it."""
+        if self.mode != "disabled":
+            self.run.mark_preempting()
+
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
