@@ -38,6 +38,22 @@ def ctc_frames(phrase: str) -> int:
     return len(phrase) + sum(a == b for a, b in zip(phrase, phrase[1:]))
 
 
+def raw_hand_frames(split, cfg, max_frames: int) -> np.ndarray:
+    """Each validation clip's frames showing the hand in the clip as recorded (before resampling
+    to data.max_frames), whether or not the frames without one are kept; in the validation
+    metric's order (shortest first with data.length_step, as aslfr.data.pipeline serves them)."""
+    p, points = split.prepared, split.spec.hand_points
+    order = np.asarray(split.val, np.int64)
+    if cfg.data.length_step:
+        lengths = np.minimum(np.diff(np.asarray(p.offsets))[order], max_frames)
+        order = order[np.argsort(lengths, kind="stable")]
+    out = []
+    for i in order:
+        seg = p.frames[p.offsets[i] : p.offsets[i + 1]]
+        out.append(int((~np.isnan(seg[:, points, :])).any(axis=(1, 2)).sum()))
+    return np.array(out)
+
+
 def rescored(run_dir: Path) -> dict[tuple[str, str], tuple[float, int]]:
     """(group, decoding) -> (score, clips) on the run's validation fold."""
     run = export.RunFiles.load(run_dir)
@@ -47,9 +63,12 @@ def rescored(run_dir: Path) -> dict[tuple[str, str], tuple[float, int]]:
     )
     model.cfg = dataclasses.replace(model.cfg, fallback_frames=0, fallback_tokens=())
     ds = validation_dataset(cfg, split, model.cfg, batch_size=64)
-    decoder = DatasetDecoder(model, split.vocab, model.cfg.decodes)
-    truth, predicted = decoder.each(ds)
-    h = decoder.hand_frames
+    weights = cfg.model.joint_weights or [model.cfg.joint_weight]
+    hows = [how for how in ("attention", "ctc") if how in model.cfg.decodes]
+    if "joint" in model.cfg.decodes:
+        hows += [f"joint@{w}" for w in weights]
+    truth, predicted = DatasetDecoder(model, split.vocab, hows).each(ds)
+    h = raw_hand_frames(split, cfg, model.cfg.max_frames)
     n = np.array([ctc_frames(t) for t in truth])
     out = {}
     for group, pick in GROUPS:
@@ -69,7 +88,7 @@ def main() -> None:
     for run_dir in args.run_dirs:
         by_label[re.sub(r"-seed\d+$", "", run_dir.name)].append(rescored(run_dir))
     hows = list(dict.fromkeys(how for runs in by_label.values() for r in runs for _, how in r))
-    print("h: the clip's frames showing the hand; n: the fewest frames CTC needs for its true phrase\n")
+    print("h: the clip's frames showing the hand (as recorded, before resampling); n: the fewest frames CTC needs for its true phrase\n")
     print("| runs | clips | n of clips | " + " | ".join(hows) + " |")
     print("|---|---|---|" + "---|" * len(hows))
     for label, runs in by_label.items():
