@@ -88,7 +88,10 @@ def main() -> None:
     for run_dir in args.run_dirs:
         by_label[re.sub(r"-seed\d+$", "", run_dir.name)].append(rescored(run_dir))
     hows = list(dict.fromkeys(how for runs in by_label.values() for r in runs for _, how in r))
-    print("h: the clip's frames showing the hand (as recorded, before resampling); n: the fewest frames CTC needs for its true phrase\n")
+    print(
+        "h: the clip's frames showing the hand (as recorded, before resampling); "
+        "n: the fewest frames CTC needs for its true phrase\n"
+    )
     print("| runs | clips | n of clips | " + " | ".join(hows) + " |")
     print("|---|---|---|" + "---|" * len(hows))
     for label, runs in by_label.items():
