@@ -207,15 +207,12 @@ _PER_CLIP = (
 def _file_sequences(path: Path, columns: list[str], batch_rows: int):
     """(sequence_id, raw [frames, columns]) of every sequence of one parquet file, frames in order."""
     read = [layout.INDEX_COLUMN, layout.FRAME_COLUMN, *columns]
-    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-    names = set(pf.schema_arrow.names)
-    missing = [c for c in read if c not in names]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
-        raise DataError(
-            f"{path}: lacks the hand column(s) {shown}; the statistics need both hands' x, y, z "
-            "columns as in the competition's files"
-        )
+    pf = reader.open_parquet(
+        path,
+        read,
+        "hand column(s)",
+        "the statistics need both hands' x, y, z columns as in the competition's files",
+    )
     ids = pf.read(columns=[layout.INDEX_COLUMN], use_threads=False).column(0).to_numpy()
     runs = 1 + int(np.count_nonzero(ids[1:] != ids[:-1])) if ids.size else 0
     if runs == np.unique(ids).size:  # each sequence's rows together: stream the file

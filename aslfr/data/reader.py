@@ -129,6 +129,19 @@ def _sequences(batches, columns: list[str]) -> Iterator[tuple[int, np.ndarray, n
         yield finish()
 
 
+def open_parquet(path: Path, columns: list[str], what: str, fix: str) -> pq.ParquetFile:
+    """`path` opened for streaming (column chunks through a small buffer rather than loaded
+    whole), after checking it has `columns`: else a DataError naming the file, the first missing
+    columns (`what` they are) and `fix`."""
+    pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    names = set(pf.schema_arrow.names)
+    missing = [c for c in columns if c not in names]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        raise DataError(f"{path}: lacks the {what} {shown}; {fix}")
+    return pf
+
+
 def read_file(
     root: Path,
     rel_path: str,
@@ -166,17 +179,13 @@ def read_file(
                 )
 
     try:
-        # Column chunks are streamed through a small buffer rather than loaded whole.
-        pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-        names = set(pf.schema_arrow.names)
-        missing = [c for c in read if c not in names]
-        if missing:
-            shown = ", ".join(missing[:5]) + (f", ... ({len(missing)} in all)" if len(missing) > 5 else "")
-            raise DataError(
-                f"{path}: lacks column(s) the features need: {shown}; check the file "
-                "(it should have all 1,630 columns of the competition files) or choose "
-                "data.features this file has"
-            )
+        pf = open_parquet(
+            path,
+            read,
+            "column(s) the features need",
+            "check the file (it should have all 1,630 columns of the competition files) or choose "
+            "data.features this file has",
+        )
         try:
             consume(pf.iter_batches(batch_size=batch_rows, columns=read, use_threads=False))
         except _NotContiguous:  # rows of a sequence are scattered: sort the (projected) file
