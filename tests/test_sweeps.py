@@ -186,6 +186,8 @@ def test_an_offline_sweep_of_train_py_ends_over_budget_trials_early_and_compares
         "10",
         "debug=default",
         "trainer.epochs=1",
+        "model.decoder.depth=0",  # CTC alone, no fallback search: the sweep is the point, not the model
+        "fallback.min_hand_frames=0",
         "budget.probe=true",
         f"paths.data_dir={tmp_path / 'data'}",
     )

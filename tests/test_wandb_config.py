@@ -65,6 +65,12 @@ def trial_in_process(tmp: Path, params: dict, data_dir: Path, env: dict) -> Path
         # greedy CTC alone unless the trial chooses: scoring every decoding (model.decode=best)
         # costs more than the rest of the tiny run, and the record is the same code either way
         *([] if "model.decode" in params else ["model.decode=ctc"]),
+        # CTC alone (no attention decoder to trace and teacher-force) unless the trial sets the
+        # decoder's depth, and no fallback search (a pass over the training folds): the record
+        # is of the config, whatever the model
+        *([] if "model.decoder.depth" in params else ["model.decoder.depth=0"]),
+        "fallback.min_hand_frames=0",
+        "trainer.examples=0",
         f"paths.data_dir={data_dir}",
         f"paths.output_dir={run_dir}",
         f"paths.sweeps_dir={tmp / 'sweeps-out'}",
@@ -165,7 +171,7 @@ def test_compare_reads_an_agent_trial_through_the_wandb_api(agent_run, monkeypat
     compare.main(["--wandb-path", "me/aslfr", "--out", str(tmp_path / "p.png"), "--no-wandb"])
     text = capsys.readouterr().out
     (row,) = compare.online_rows("me/aslfr")
-    assert (row.encoder, row.decoder, row.fold) == ("1x32", "1x32", 1)
+    assert (row.encoder, row.decoder, row.fold) == ("1x32", "0x32", 1)  # CTC alone: trial_in_process
     assert row.score is not None and logged.name in text and " 1x32 " in text
 
 
