@@ -23,7 +23,7 @@ import numpy as np
 from aslfr.data import prepare
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import DatasetDecoder, validation_dataset
+from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
 
 GROUPS = (  # name -> which clips: hand frames h, the true phrase's fewest CTC frames n
     ("h < n", lambda h, n: h < n),
@@ -38,15 +38,10 @@ def ctc_frames(phrase: str) -> int:
     return len(phrase) + sum(a == b for a, b in zip(phrase, phrase[1:]))
 
 
-def raw_hand_frames(split, cfg, max_frames: int) -> np.ndarray:
-    """Each validation clip's frames showing the hand in the clip as recorded (before resampling
-    to data.max_frames), whether or not the frames without one are kept; in the validation
-    metric's order (shortest first with data.length_step, as aslfr.data.pipeline serves them)."""
+def raw_hand_frames(split, order) -> np.ndarray:
+    """The clips `order`'s frames showing the hand as recorded (before resampling to
+    data.max_frames), whether or not the frames without one are kept."""
     p, points = split.prepared, split.spec.hand_points
-    order = np.asarray(split.val, np.int64)
-    if cfg.data.length_step:
-        lengths = np.minimum(np.diff(np.asarray(p.offsets))[order], max_frames)
-        order = order[np.argsort(lengths, kind="stable")]
     out = []
     for i in order:
         seg = p.frames[p.offsets[i] : p.offsets[i + 1]]
@@ -68,7 +63,7 @@ def rescored(run_dir: Path) -> dict[tuple[str, str], tuple[float, int]]:
     if "joint" in model.cfg.decodes:
         hows += [f"joint@{w}" for w in weights]
     truth, predicted = DatasetDecoder(model, split.vocab, hows).each(ds)
-    h = raw_hand_frames(split, cfg, model.cfg.max_frames)
+    h = raw_hand_frames(split, validation_order(cfg, split, model.cfg))  # in the decoded order
     n = np.array([ctc_frames(t) for t in truth])
     out = {}
     for group, pick in GROUPS:

@@ -43,7 +43,8 @@ def prepared_for(overrides, tmp_path, **kw):
 def test_kaggle_reader_on_synthetic_dir_yields_the_same_arrays(tmp_path):
     cfg, synth = prepared_for(TINY, tmp_path / "a")
     root = synth.prepared.meta["root"]
-    _, real = prepared_for(["data=kaggle", f"data.root={root}", "data.n_folds=4"], tmp_path / "b")
+    same = [f"data.features.handless_frames={cfg.data.features.handless_frames.value}"]  # kaggle keeps them
+    _, real = prepared_for(["data=kaggle", f"data.root={root}", "data.n_folds=4", *same], tmp_path / "b")
     a, b = synth.prepared, real.prepared
     assert len(a) > 100
     np.testing.assert_array_equal(np.asarray(a.frames), np.asarray(b.frames))

@@ -25,7 +25,7 @@ from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
 from aslfr.model.decoding import transcribe
-from aslfr.train.loop import DatasetDecoder, validation_dataset
+from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
 
 from conftest import ROOT, compose_cfg, min_ctc_frames, train
 
@@ -92,7 +92,8 @@ def keras_phrases_by_id(run, model, tmp_path: Path, how: str | None = None) -> d
     _, phrases = DatasetDecoder(model, split.vocab, how)(
         validation_dataset(cfg, split, model.cfg, batch_size=16)
     )
-    return dict(zip(split.prepared.sequence_id[split.val].tolist(), phrases))
+    order = validation_order(cfg, split, model.cfg)  # shortest first: the batches' order
+    return dict(zip(split.prepared.sequence_id[order].tolist(), phrases))
 
 
 @pytest.mark.slow

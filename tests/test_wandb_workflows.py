@@ -120,7 +120,18 @@ def test_make_runs_wandb_with_the_environment_first_on_the_path(tmp_path):
         ("sweep", "SWEEP=sweeps/decode.yaml", "sweep sweeps/decode.yaml"),
     ):
         out = subprocess.run(
-            ["make", "-s", "-o", f"{venv}/.installed", target, arg, f"VENV={venv}", f"WANDB={probe}"],
+            # ARGS= : `make test ARGS=...` running this test would pass its ARGS down (MAKEFLAGS)
+            [
+                "make",
+                "-s",
+                "-o",
+                f"{venv}/.installed",
+                target,
+                arg,
+                f"VENV={venv}",
+                f"WANDB={probe}",
+                "ARGS=",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -268,6 +268,16 @@ def frame_source(frames: np.ndarray) -> Callable[[], tf.Tensor]:
     return lambda: array
 
 
+def evaluation_order(indices, offsets, max_frames: int, length_step: int) -> np.ndarray:
+    """The sequences `indices` in the order an evaluation data set serves them: as given, or
+    shortest first (stable) when `length_step` cuts batches to their longest sequence."""
+    indices = np.asarray(indices, np.int64)
+    if not length_step:
+        return indices
+    lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
+    return indices[np.argsort(lengths, kind="stable")]
+
+
 def make_dataset(
     frames: np.ndarray,
     offsets: np.ndarray,
@@ -302,9 +312,8 @@ def make_dataset(
     CutMix within a signer (`augment.cutmix`) needs each sequence's `participants` (row-aligned
     with `offsets`) and the PAD and EOS tokens."""
     indices = np.asarray(indices, np.int64)
-    if length_step and not training:
-        lengths = np.minimum(np.diff(np.asarray(offsets))[indices], max_frames)
-        indices = indices[np.argsort(lengths, kind="stable")]
+    if not training:
+        indices = evaluation_order(indices, offsets, max_frames, length_step)
     all_frames = frame_source(frames)
     bounds = tf.constant(np.asarray(offsets, np.int64))
 

@@ -211,6 +211,12 @@ def validation_dataset(
     return _fold_dataset(cfg, split, mcfg, batch_size, tokens, split.val)
 
 
+def validation_order(cfg: Config, split: DataSplit, mcfg: ModelConfig) -> np.ndarray:
+    """The validation fold's sequences (rows of split.prepared) in the order
+    `validation_dataset` serves them, so that decoded phrases can be matched to their clips."""
+    return pipeline.evaluation_order(split.val, split.prepared.offsets, mcfg.max_frames, cfg.data.length_step)
+
+
 def _fold_dataset(
     cfg: Config,
     split: DataSplit,
