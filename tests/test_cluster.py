@@ -128,17 +128,17 @@ def sbatch_env(tmp_path: Path, **extra) -> tuple[dict, Path]:
     return env, out
 
 
+def sbatch(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """slurm/agents.sbatch under bash, as SLURM would start it, with `env`."""
+    return subprocess.run(
+        ["bash", str(SBATCH), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_the_sbatch_script_runs_one_agent_or_runner_on_its_gpu_from_the_environment(tmp_path):
     env, out = sbatch_env(tmp_path)
     venv = env["ASLFR_VENV"]
-    proc = subprocess.run(
-        ["bash", str(SBATCH), "me/aslfr/sw33p", "--count", "5"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = sbatch(env, tmp_path, "me/aslfr/sw33p", "--count", "5")
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().splitlines() == [
         "wandb agent me/aslfr/sw33p --count 5",
@@ -150,13 +150,10 @@ def test_the_sbatch_script_runs_one_agent_or_runner_on_its_gpu_from_the_environm
     assert "task 1200_3" in proc.stdout and "GPU 2" in proc.stdout
 
     out.unlink()
-    proc = subprocess.run(
-        ["bash", str(SBATCH), "--runner", "sweeps/folds.yaml", "--trials", "5", "trainer.epochs=40"],
-        env={**env, "CUDA_VISIBLE_DEVICES": "0"},  # SLURM's, within the task's cgroup: kept
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = sbatch(
+        {**env, "CUDA_VISIBLE_DEVICES": "0"},  # SLURM's, within the task's cgroup: kept
+        tmp_path,
+        *("--runner", "sweeps/folds.yaml", "--trials", "5", "trainer.epochs=40"),
     )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().splitlines() == [
@@ -168,7 +165,7 @@ def test_the_sbatch_script_runs_one_agent_or_runner_on_its_gpu_from_the_environm
     ]
 
     no_gpu = {k: v for k, v in env.items() if k != "SLURM_JOB_GPUS"}
-    proc = subprocess.run(["bash", str(SBATCH), "me/aslfr/sw33p"], env=no_gpu, capture_output=True, text=True)
+    proc = sbatch(no_gpu, tmp_path, "me/aslfr/sw33p")
     assert proc.returncode == 2 and "--gres=gpu:1" in proc.stderr
 
 
