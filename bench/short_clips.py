@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from aslfr.data import prepare
+from aslfr.data.landmark_stats import ctc_min_frames
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
 from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
@@ -31,11 +32,6 @@ GROUPS = (  # name -> which clips: hand frames h, the true phrase's fewest CTC f
     ("h ≥ 2n", lambda h, n: h >= 2 * n),
     ("all", lambda h, n: np.ones_like(h, bool)),
 )
-
-
-def ctc_frames(phrase: str) -> int:
-    """The fewest frames a CTC alignment of `phrase` needs."""
-    return len(phrase) + sum(a == b for a, b in zip(phrase, phrase[1:]))
 
 
 def raw_hand_frames(split, order) -> np.ndarray:
@@ -64,7 +60,7 @@ def rescored(run_dir: Path) -> dict[tuple[str, str], tuple[float, int]]:
         hows += [f"joint@{w}" for w in weights]
     truth, predicted = DatasetDecoder(model, split.vocab, hows).each(ds)
     h = raw_hand_frames(split, validation_order(cfg, split, model.cfg))  # in the decoded order
-    n = np.array([ctc_frames(t) for t in truth])
+    n = np.array([ctc_min_frames(t) for t in truth])
     out = {}
     for group, pick in GROUPS:
         chosen = np.flatnonzero(pick(h, n))
