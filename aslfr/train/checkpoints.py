@@ -60,7 +60,8 @@ class Checkpoints:
             raise FileNotFoundError(f"no complete checkpoint in {self.dir}")
         src = self.dir / state["dir"]
         model.load_weights(src / "model.weights.h5")
-        optimizer.build(model.trainable_variables)
+        if not optimizer.built:  # compile_model builds it; building twice would add slots
+            optimizer.build(model.trainable_variables)
         with np.load(src / "optimizer.npz") as z:
             values = [z[f"arr_{i}"] for i in range(len(z.files))]
         if len(values) != len(optimizer.variables):

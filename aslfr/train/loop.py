@@ -110,7 +110,7 @@ class DatasetDecoder:
     Several decodings share one trace and one pass over the data."""
 
     def __init__(self, model: FingerspellingModel, vocab, how: str | Sequence[str] | None = None):
-        self.vocab, self.cfg = vocab, model.cfg
+        self.model, self.vocab, self.cfg = model, vocab, model.cfg
         self.hows = (how,) if isinstance(how, str) else tuple(how or (model.cfg.decode,))
 
         def decoded(frames, mask):  # the tokens of each decoding, and each clip's frames showing the hand
@@ -190,13 +190,17 @@ def compile_model(model: keras.Model, cfg: Config, steps_per_epoch: int, epochs:
     model.awp_from_step = math.floor(cfg.optimizer.awp_from * steps_per_epoch * epochs)
     if not model.cfg.has_decoder:  # CTC only: the model adds its CTC loss itself
         model.compile(optimizer=optimizer, jit_compile=cfg.trainer.jit)
-        return model
-    model.compile(
-        optimizer=optimizer,
-        loss=SmoothedCrossEntropy(vocab_size, pad, cfg.model.label_smoothing),
-        metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
-        jit_compile=cfg.trainer.jit,
-    )
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss=SmoothedCrossEntropy(vocab_size, pad, cfg.model.label_smoothing),
+            metrics=[TokenTopK(1, pad), TokenTopK(5, pad)],
+            jit_compile=cfg.trainer.jit,
+        )
+    # The optimizer's slots made now, not by the first training step: a tf.function that creates
+    # variables while it traces is traced a second time, and the training step is the costliest
+    # trace of a run (seconds before the first epoch starts).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -246,11 +250,14 @@ def _fold_dataset(
     )
 
 
-def choose_threshold(model, cfg: Config, split: DataSplit, tokens, phrase: str, batch_size: int) -> dict:
+def choose_threshold(
+    decoder: DatasetDecoder, cfg: Config, split: DataSplit, tokens, phrase: str, batch_size: int
+) -> dict:
     """fallback.min_hand_frames=null: the threshold (frames showing the hand) below which the
     fallback phrase beats the model's own predictions on the training folds, searched up to
-    fallback.search_up_to frames; only the clips below that are decoded. The model decodes
-    without the fallback (model.cfg's)."""
+    fallback.search_up_to frames; only the clips below that are decoded, by `decoder` (the
+    model's decoding without the fallback)."""
+    model = decoder.model
     up_to = cfg.fallback.search_up_to
     # every training clip's frames showing the hand, in split.train's order (no length sort)
     seen = [
@@ -262,7 +269,7 @@ def choose_threshold(model, cfg: Config, split: DataSplit, tokens, phrase: str, 
     gains = np.zeros(up_to + 1)
     if short.any():
         ds = _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train[short], length_step=0)
-        truth, predicted = DatasetDecoder(model, split.vocab)(ds)
+        truth, predicted = decoder(ds)
         gains = decide.threshold_gains(
             counts[short],
             edit_score(truth, predicted).distances,
@@ -310,14 +317,14 @@ def ship(
     score = state.get("best_scores", {}).get(choice.name, state.get("best_score"))
     if rule:
         model.cfg = decide.fallback_off(mcfg)
+        decoder = DatasetDecoder(model, split.vocab)  # one trace for the training and validation folds
         threshold = rule["min_hand_frames"]
         if threshold is None:
-            metrics.update(choose_threshold(model, cfg, split, tokens, rule["phrase"], batch_size))
+            metrics.update(choose_threshold(decoder, cfg, split, tokens, rule["phrase"], batch_size))
             threshold = metrics[names.FALLBACK_MIN_HAND_FRAMES]
             write_json(run_dir / names.FALLBACK_FILE, {**rule, "min_hand_frames": threshold})
         metrics[names.FALLBACK_MIN_HAND_FRAMES] = threshold
         if val_ds is not None:
-            decoder = DatasetDecoder(model, split.vocab)
             truth, predicted = decoder(val_ds)
             report = decide.fallback_report(decoder.hand_frames, truth, predicted, rule["phrase"], threshold)
             metrics.update(
