@@ -178,6 +178,45 @@ def train(
     return proc
 
 
+def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> dict:
+    """What `train` runs, inside this test process: the same overrides composed as train.py's
+    Hydra app composes them (its `hydra.runtime.choices` too), the directory claimed, the run;
+    returns its summary and raises what the run raises. For tests of what a run does, not of the
+    process around it (exit codes, signals, the terminal, launchers): TensorFlow's import and the
+    conversion of the code it traces are paid once per test process instead of once per run."""
+    import keras
+    import wandb
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from aslfr.runtime import import_tensorflow
+
+    run_dir = run_dir or tmp_path / "run"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[*DEBUG, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    cfg.hydra.runtime.output_dir = str(run_dir)  # as Hydra's run_job sets it
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        config = typed(cfg)
+        with RunDir(run_dir).claim(cfg):
+            import_tensorflow()
+            from aslfr.train.run import run
+
+            return run(config)
+    finally:
+        # nothing of this run outlives it in the test process
+        HydraConfig.instance().cfg = None
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+        wandb.teardown()
+
+
 @pytest.fixture(scope="session")
 def debug_run(tmp_path_factory) -> Path:
     """The smoke run: the debug preset with the budget probe and the export switched back on.

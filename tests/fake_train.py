@@ -18,6 +18,8 @@ once, as train.py's probe does. Its own keys say what it does:
     fake.latency_ms=1         its inference latency
     fake.hold=true            before its first epoch, wait while a file hold-RUN_DIR_NAME exists
                               beside its run directory (SWEEP_DIR/hold-trial-001: the second trial)
+
+and it records CUDA_VISIBLE_DEVICES as train.py does (devices/cuda_visible_devices).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def main(args: list[str]) -> int:
     mode = cfg.get("wandb", {}).get("mode") or os.environ.get("WANDB_MODE", "offline")
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # the GPUs it was given, recorded as train.py records them (aslfr.train.loop.device_record)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    cfg["devices"] = {"cuda_visible_devices": visible}
 
     run = None
     if mode != "disabled":
@@ -75,7 +80,11 @@ def main(args: list[str]) -> int:
         )
         for key, goal in ((names.VAL_SCORE, "max"), (names.VAL_LEVENSHTEIN, "min")):
             run.define_metric(key, summary=goal)
-    record = {names.WANDB_ID: run.id if run else "", names.WANDB_MODE: mode}
+    record = {
+        names.WANDB_ID: run.id if run else "",
+        names.WANDB_MODE: mode,
+        names.DEVICES_CUDA_VISIBLE: visible,
+    }
 
     latency = float(fake.get("latency_ms", 1.0))
     if latency > float(cfg.get("budget", {}).get("latency_ms", 375)):

@@ -233,16 +233,21 @@ command:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(300)
 def test_aslfr_sweep_runs_one_trial_per_gpu_at_once_each_pinned(tmp_path):
     """--gpus 7,9 (ids no machine here has): two runners share the sweep, each trial sees only
-    its runner's GPU (CUDA_VISIBLE_DEVICES), and each run records it."""
+    its runner's GPU (CUDA_VISIBLE_DEVICES) and records it. The trials are tests/fake_train.py
+    (what train.py records of its devices: the winners' preset test); the
+    first holds until the second has started, so the two run at once."""
     import optuna
 
     assert sweep.gpu_env("7", {"A": "1"}) == {"A": "1", "CUDA_VISIBLE_DEVICES": "7"}
     definition = tmp_path / "pair.yaml"
-    definition.write_text(GRID2)
+    definition.write_text(GRID2.replace("program: train.py", "program: tests/fake_train.py"))
     out = tmp_path / "out"
+    out.mkdir()
+    hold = out / "hold-trial-000"
+    hold.touch()
     cmd = [
         sys.executable,
         "-m",
@@ -252,20 +257,23 @@ def test_aslfr_sweep_runs_one_trial_per_gpu_at_once_each_pinned(tmp_path):
         "7,9",
         "--out",
         str(out),
-        "debug=default",
+        "fake.hold=true",
         "trainer.epochs=1",
-        f"paths.data_dir={tmp_path / 'data'}",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=840)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "GPU 7: aslfr-sweep" in proc.stdout and "GPU 9: aslfr-sweep" in proc.stdout
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: (out / "trial-001").exists(), 240, "second trial", proc)
+    hold.unlink()
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "GPU 7: aslfr-sweep" in stdout and "GPU 9: aslfr-sweep" in stdout
     study = optuna.load_study(study_name="pair", storage=sweep.open_storage(out))
     assert len(study.trials) == 2 and len({t.user_attrs["runner"]["pid"] for t in study.trials}) == 2
     seen = {}
     for t in study.trials:
         summary = json.loads((out / f"trial-{t.number:03d}" / "summary.json").read_text())
         seen[t.user_attrs["runner"]["pid"]] = summary["devices/cuda_visible_devices"]
-        assert summary["devices/gpu_count"] == 0  # no such GPU here: TensorFlow sees none
         (run,) = read_runs(out / f"trial-{t.number:03d}")
         assert run.config["devices"]["cuda_visible_devices"] == summary["devices/cuda_visible_devices"]
     assert sorted(seen.values()) == ["7", "9"]  # one trial on each GPU, at the same time
@@ -329,16 +337,18 @@ def test_the_winners_preset_composes_with_every_data_source(tmp_path, data):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_the_winners_preset_trains_with_debug_in_mixed_precision_and_exports_float32(tmp_path):
+def test_the_winners_preset_trains_with_debug_in_mixed_precision_and_exports_float32(tmp_path, monkeypatch):
     """experiment=winners debug=default: trains in seconds (mixed precision, supplemental data,
-    every augmentation, AWP), and its export (switched back on) is a float32 graph."""
+    every augmentation, AWP), and its export (switched back on) is a float32 graph. The run
+    records the GPUs it was given (here a fake id) in its summary and W&B config."""
     from ai_edge_litert.interpreter import Interpreter
 
     from aslfr.export.convert import RunFiles
 
-    from conftest import train
+    from conftest import train_here
 
-    train(
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7")
+    train_here(
         tmp_path,
         "experiment=winners",
         "data.synthetic.n_supplemental=40",
@@ -353,3 +363,6 @@ def test_the_winners_preset_trains_with_debug_in_mixed_precision_and_exports_flo
     dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.float16 not in dtypes and np.float32 in dtypes
     assert RunFiles.load(run_dir).cfg.data.use_supplemental
+    assert summary["devices/cuda_visible_devices"] == "7" and summary["devices/gpu_count"] == 0
+    (run,) = read_runs(run_dir)
+    assert run.config["devices"]["cuda_visible_devices"] == "7"

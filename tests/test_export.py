@@ -27,7 +27,7 @@ from aslfr.export import convert as export
 from aslfr.model.decoding import transcribe
 from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
 
-from conftest import ROOT, compose_cfg, min_ctc_frames, train
+from conftest import ROOT, compose_cfg, min_ctc_frames, train, train_here
 
 
 def raw_sequences(root, columns, limit=None):
@@ -184,29 +184,22 @@ def test_quantized_exports_are_smaller_and_still_decode(debug_run, exported):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_path):
     """Two runs (seeds) and a member that selects fewer columns (no pose): one TFLite file over
     the union of their columns decodes the validation fold string for string as Keras' ensemble
     decoding does, is measured against the budget and scored by the competition's rules."""
+    from aslfr.export.__main__ import main as export_cli
     from aslfr.export.ensemble import ensemble_module, union_columns
     from aslfr.model.decoding import transcribe_ensemble
 
     other = tmp_path / "other"
     same_data = f"paths.data_dir={debug_run.parent / 'data'}"  # the same files and folds
-    train(
+    train_here(
         tmp_path, "trainer.epochs=2", "trainer.seed=1", "data.features.pose=false", same_data, run_dir=other
     )
     out = tmp_path / "ensemble"
-    proc = subprocess.run(
-        [sys.executable, "-m", "aslfr.export", str(debug_run), str(other), "--ensemble", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=500,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    export_cli([str(debug_run), str(other), "--ensemble", str(out)])  # aslfr-export, in this process
     report = json.loads((out / "ensemble.json").read_text())
     assert report["budget/ok"] is True and report["infer/val_score"] <= 1  # (debug models: may be < 0)
     runs = [export.RunFiles.load(d) for d in (debug_run, other)]
@@ -233,6 +226,7 @@ def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_
     )
 
 
+@pytest.mark.slow
 def test_export_cli_writes_a_submission_zip(debug_run, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(debug_run, copy)

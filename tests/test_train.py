@@ -16,14 +16,15 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
+from aslfr.data import prepare
 from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.rundir import RunDir
 
-from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train
+from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train, train_here, typed_cfg
 
-pytestmark = pytest.mark.slow  # train.py in subprocesses, end to end
+pytestmark = pytest.mark.slow  # train.py's runs end to end (in subprocesses where the process is tested)
 
 
 def test_run_directory_is_self_contained(debug_run):
@@ -253,7 +254,7 @@ def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
     # every validation clip under the fallback's threshold: the exported graph's fallback path
     # must then score exactly what the run reported
     every = "fallback.min_hand_frames=100000"
-    train(tmp_path, *RECIPE, every, "trainer.epochs=2", "trainer.eval_every=2", "export.enabled=true")
+    train_here(tmp_path, *RECIPE, every, "trainer.epochs=2", "trainer.eval_every=2", "export.enabled=true")
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
@@ -277,14 +278,17 @@ def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    from aslfr.errors import TrainingDiverged
+
     run_dir = tmp_path / "run"
-    train(tmp_path, "trainer.epochs=1", run_dir=run_dir)
+    train_here(tmp_path, "trainer.epochs=1")
     good = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     # resumed from epoch 1 with an absurd learning rate: the loss blows up in epoch 2
-    proc = train(tmp_path, "trainer.epochs=3", "optimizer.lr=1e12", run_dir=run_dir, check=False)
-    assert proc.returncode != 0
-    assert "loss became nan" in proc.stderr.lower() or "loss became inf" in proc.stderr.lower()
-    assert "last good checkpoint (epoch 1)" in proc.stderr
+    with pytest.raises(TrainingDiverged) as stopped:  # train.py prints it as one line, exit code 1
+        train_here(tmp_path, "trainer.epochs=3", "optimizer.lr=1e12")
+    message = str(stopped.value)
+    assert "loss became nan" in message.lower() or "loss became inf" in message.lower()
+    assert "last good checkpoint (epoch 1)" in message and "\n" not in message
     assert json.loads((run_dir / "checkpoints" / "latest.json").read_text()) == good
     assert (
         not (run_dir / "summary.json").exists()
@@ -300,9 +304,9 @@ def test_the_exports_row_follows_the_last_epoch_when_an_earlier_epoch_was_best(t
     W&B drops a row logged at an earlier step than its last (seen in a default run whose best
     epoch was 20 of 24)."""
     run_dir = tmp_path / "run"
-    train(tmp_path, "trainer.epochs=1", run_dir=run_dir)
+    train_here(tmp_path, "trainer.epochs=1")
     # a second epoch at learning rate 0 changes no weight: no better score, epoch 1 stays the best
-    train(tmp_path, "trainer.epochs=2", "optimizer.lr=0.0", "export.enabled=true", run_dir=run_dir)
+    train_here(tmp_path, "trainer.epochs=2", "optimizer.lr=0.0", "export.enabled=true")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best/epoch"] == 1 and summary["epochs"] == 2
     (run,) = read_runs(run_dir)
@@ -325,7 +329,8 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={run_dir}",
     ]
-    train(tmp_path, "trainer.epochs=1", run_dir=tmp_path / "warm")  # data + cache ready
+    warm = typed_cfg([*DEBUG, f"paths.output_dir={tmp_path / 'warm'}"], tmp_path)
+    prepare.setup_from_config(warm)  # the data and the feature cache ready
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -517,7 +522,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 def test_xla_trains_with_the_ctc_loss(tmp_path):
     """trainer.jit=true with the default CTC auxiliary loss (XLA has no kernel for TensorFlow's
     sparse CTC: the model takes the dense-label path, which XLA compiles)."""
-    train(tmp_path, "trainer.epochs=1", "trainer.jit=true", "model.ctc_weight=0.5")
+    train_here(tmp_path, "trainer.epochs=1", "trainer.jit=true", "model.ctc_weight=0.5")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert np.isfinite(summary["val/loss"])
 
@@ -589,12 +594,24 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
     ],
     ids=["ctc-only", "joint"],
 )
-def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rules(tmp_path, variant):
+def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rules(
+    tmp_path, variant, monkeypatch
+):
     """The winners' family end to end on Kaggle-layout files: a conformer (rotary positions) CTC-only
     model and one with both heads decoded jointly, each halving its frames; the export scores by the
     competition's rules what the run's own val/score says, and a two-head model logs every
     decoding's score."""
-    proc = train(
+    from aslfr.train import loop
+
+    decoders = []
+
+    class Counted(loop.DatasetDecoder):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            decoders.append(self)
+
+    monkeypatch.setattr(loop, "DatasetDecoder", Counted)
+    train_here(
         tmp_path,
         "model=conformer_small",
         *variant,
@@ -602,8 +619,8 @@ def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rule
         "budget.probe=true",
         "export.enabled=true",
     )
-    # each decoding is traced once for every validation batch's size and length
-    assert "retracing" not in proc.stdout + proc.stderr
+    # each dataset decoder is traced once for every batch's size and length
+    assert decoders and all(d.fn.experimental_get_tracing_count() == 1 for d in decoders)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["infer/val_score"] == pytest.approx(summary["best/val/score"], abs=1e-12)
     (run,) = read_runs(tmp_path / "run")
