@@ -365,6 +365,7 @@ class Trainer:
     log_every: int = MISSING
     precision: Precision = MISSING
     jit: bool = MISSING
+    grappler: bool = MISSING
     strategy: Strategy = MISSING
     cpu_devices: int = MISSING
     gpu_memory_growth: bool = MISSING

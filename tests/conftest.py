@@ -185,6 +185,7 @@ def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> 
     process around it (exit codes, signals, the terminal, launchers): TensorFlow's import and the
     conversion of the code it traces are paid once per test process instead of once per run."""
     import keras
+    import tensorflow as tf
     import wandb
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -214,6 +215,7 @@ def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> 
         HydraConfig.instance().cfg = None
         keras.backend.clear_session()
         keras.mixed_precision.set_global_policy("float32")
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": False})
         wandb.teardown()
 
 

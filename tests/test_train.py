@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from omegaconf import OmegaConf
 
 from aslfr.data import prepare
 from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
-from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.rundir import RunDir
 
-from conftest import DEBUG, ROOT, agent_command, agent_env, subprocess_env, train, train_here, typed_cfg
+from conftest import DEBUG, ROOT, subprocess_env, train, train_here, typed_cfg
 
 pytestmark = pytest.mark.slow  # train.py's runs end to end (in subprocesses where the process is tested)
 
@@ -187,10 +186,9 @@ def test_unknown_key_or_option_fails_before_any_work(tmp_path):
         assert time.perf_counter() - t < 60
 
 
-@pytest.mark.slow
-def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tmp_path):
-    """optimizer.awp: from awp_from of training on, the step's gradients are taken at weights
-    pushed up the loss gradient (then the push is taken back); before that, Keras' own step."""
+def compiled(tmp_path: Path, *overrides: str):
+    """The debug model compiled as a run compiles it (compile_model, 100 steps in all) and a batch
+    of random frames and tokens."""
     import keras
     import tensorflow as tf
 
@@ -201,20 +199,25 @@ def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tm
     from aslfr.model.model import build
     from aslfr.train.loop import compile_model
 
-    from conftest import typed_cfg
+    cfg = typed_cfg([*DEBUG, *overrides], tmp_path)
+    spec = FeatureSpec.from_config(cfg.data.features)
+    mcfg = model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS))
+    rng = np.random.default_rng(0)
+    batch = {
+        "frames": tf.constant(rng.normal(size=(4, mcfg.max_frames, mcfg.n_features)), tf.float32),
+        "mask": tf.ones([4, mcfg.max_frames]),
+        "tokens": tf.constant(rng.integers(0, mcfg.pad, (4, mcfg.max_length)), tf.int32),
+    }
+    keras.utils.set_random_seed(0)
+    return compile_model(build(mcfg), cfg, 10, 10), batch
+
+
+def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tmp_path):
+    """optimizer.awp: from awp_from of training on, the step's gradients are taken at weights
+    pushed up the loss gradient (then the push is taken back); before that, Keras' own step."""
 
     def trained(*overrides: str) -> list[np.ndarray]:
-        cfg = typed_cfg([*DEBUG, "optimizer.awp=0.05", *overrides], tmp_path)
-        spec = FeatureSpec.from_config(cfg.data.features)
-        mcfg = model_config(cfg.model, cfg.data, cfg.trainer.jit, spec, Vocab(CHARACTERS))
-        rng = np.random.default_rng(0)
-        batch = {
-            "frames": tf.constant(rng.normal(size=(4, mcfg.max_frames, mcfg.n_features)), tf.float32),
-            "mask": tf.ones([4, mcfg.max_frames]),
-            "tokens": tf.constant(rng.integers(0, mcfg.pad, (4, mcfg.max_length)), tf.int32),
-        }
-        keras.utils.set_random_seed(0)
-        model = compile_model(build(mcfg), cfg, 10, 10)  # 100 steps in all
+        model, batch = compiled(tmp_path, "optimizer.awp=0.05", *overrides)
         for _ in range(2):
             model.train_on_batch(batch, batch["tokens"])
         return [w.numpy() for w in model.trainable_weights]
@@ -227,6 +230,18 @@ def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tm
     assert all(np.array_equal(a, b) for a, b in zip(plain, late))  # not yet: Keras' own step
     assert not all(np.allclose(a, b) for a, b in zip(plain, awp))
     assert all(np.isfinite(w).all() for w in awp)
+
+
+def test_xla_trains_with_the_ctc_loss(tmp_path):
+    """trainer.jit=true with the CTC auxiliary loss (XLA has no kernel for TensorFlow's sparse
+    CTC: the model takes the dense-label path, which XLA compiles): the model compiled as a run
+    compiles it takes XLA-compiled training steps, with a finite loss."""
+    model, batch = compiled(tmp_path, "trainer.jit=true", "model.ctc_weight=0.5")
+    assert model.jit_compile
+    before = [w.numpy() for w in model.trainable_weights]
+    losses = [float(model.train_on_batch(batch, batch["tokens"], return_dict=True)["loss"]) for _ in range(2)]
+    assert np.isfinite(losses).all()
+    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
 
 
 RECIPE = [
@@ -277,15 +292,28 @@ def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
     assert [row for row in run.history if "val/score" in row][-1]["val/fallbacks"] == summary["val/fallbacks"]
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory) -> Path:
+    """A debug run of one epoch; tests resume copies of it (`resumed_copy`)."""
+    tmp = tmp_path_factory.mktemp("one-epoch")
+    train_here(tmp, "trainer.epochs=1")
+    return tmp / "run"
+
+
+def resumed_copy(one_epoch: Path, tmp_path: Path, *overrides: str) -> dict:
+    """`one_epoch` copied to tmp_path/run and resumed there with `overrides` (its data too)."""
+    shutil.copytree(one_epoch, tmp_path / "run")
+    return train_here(tmp_path, f"paths.data_dir={one_epoch.parent / 'data'}", *overrides)
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, one_epoch):
     from aslfr.errors import TrainingDiverged
 
     run_dir = tmp_path / "run"
-    train_here(tmp_path, "trainer.epochs=1")
-    good = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    good = json.loads((one_epoch / "checkpoints" / "latest.json").read_text())
     # resumed from epoch 1 with an absurd learning rate: the loss blows up in epoch 2
     with pytest.raises(TrainingDiverged) as stopped:  # train.py prints it as one line, exit code 1
-        train_here(tmp_path, "trainer.epochs=3", "optimizer.lr=1e12")
+        resumed_copy(one_epoch, tmp_path, "trainer.epochs=3", "optimizer.lr=1e12")
     message = str(stopped.value)
     assert "loss became nan" in message.lower() or "loss became inf" in message.lower()
     assert "last good checkpoint (epoch 1)" in message and "\n" not in message
@@ -298,15 +326,14 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_pa
     assert status["status"] == "failed" and "loss became" in status["error"]
 
 
-def test_the_exports_row_follows_the_last_epoch_when_an_earlier_epoch_was_best(tmp_path):
+def test_the_exports_row_follows_the_last_epoch_when_an_earlier_epoch_was_best(tmp_path, one_epoch):
     """The export's metrics are a W&B history row after the last epoch's, also when the best
     weights (which bring back their epoch's optimizer step count) are from an earlier epoch:
     W&B drops a row logged at an earlier step than its last (seen in a default run whose best
     epoch was 20 of 24)."""
     run_dir = tmp_path / "run"
-    train_here(tmp_path, "trainer.epochs=1")
     # a second epoch at learning rate 0 changes no weight: no better score, epoch 1 stays the best
-    train_here(tmp_path, "trainer.epochs=2", "optimizer.lr=0.0", "export.enabled=true")
+    resumed_copy(one_epoch, tmp_path, "trainer.epochs=2", "optimizer.lr=0.0", "export.enabled=true")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["best/epoch"] == 1 and summary["epochs"] == 2
     (run,) = read_runs(run_dir)
@@ -378,6 +405,8 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
 
 
 def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debug_run):
+    """Their directories are unique; one of them trains under the mirrored strategy on two
+    logical CPUs (trainer.strategy=mirrored trainer.cpu_devices=2)."""
     pattern = f"hydra.run.dir={tmp_path}/outputs/${{now:%Y-%m-%d}}/${{stamp:}}"
     data_dir = debug_run.parent / "data"  # the smoke run's: data and feature cache ready
     procs = [
@@ -391,6 +420,7 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debu
                 f"paths.data_dir={data_dir}",
                 pattern,
                 f"wandb.mode={mode}",
+                *extra,
             ],
             cwd=ROOT,
             env=subprocess_env(),
@@ -398,7 +428,10 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debu
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for w, mode in ((64, "offline"), (96, "disabled"))
+        for w, mode, extra in (
+            (64, "offline", []),
+            (96, "disabled", ["trainer.strategy=mirrored", "trainer.cpu_devices=2"]),
+        )
     ]
     outs = [p.communicate(timeout=280)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
@@ -418,6 +451,11 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debu
     assert all(r.status == "finished" and r.score is not None for r in rows)
     for out in outs:  # each run says where it is, at the start and at the end
         assert sum(f"run directory: {d}" in out for d in dirs) == 1, out
+    mirrored = outs[1]
+    assert "Using MirroredStrategy with devices" in mirrored and "CPU:1" in mirrored
+    assert "CPU:1" not in outs[0]
+    (mirrored_dir,) = [d for d in dirs if f"run directory: {d}" in mirrored]
+    assert np.isfinite(json.loads((mirrored_dir / "summary.json").read_text())["val/loss"])
 
 
 def snapshot(directory: Path) -> dict:
@@ -477,54 +515,6 @@ def test_a_directory_in_use_by_a_live_run_is_refused(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-
-
-def test_a_run_launched_by_wandb_agent_records_the_agents_run_id(tmp_path):
-    """train.py started exactly as `wandb agent` starts a trial: the W&B run, summary.json and
-    the checkpoint state all carry the agent's run id, and the sweep's parameters are the
-    values in the logged nested config."""
-    params = {"model.encoder.width": 48, "model.decoder.depth": 2, "optimizer.lr": 0.002}
-    run_id, run_dir = "agentrun7", tmp_path / "run"
-    cmd = agent_command(
-        [
-            "${env}",
-            "${interpreter}",
-            "${program}",
-            "${args_no_hyphens}",
-            *DEBUG,
-            "trainer.epochs=1",
-            f"paths.data_dir={tmp_path / 'data'}",
-            f"hydra.run.dir={run_dir}",
-        ],
-        params,
-    )
-    assert cmd[:3] == ["/usr/bin/env", "python", "train.py"]
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=agent_env(tmp_path, params, run_id), capture_output=True, text=True, timeout=280
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run,) = read_runs(run_dir)
-    assert run.id == run_id
-    assert json.loads((run_dir / "summary.json").read_text())["wandb/id"] == run_id
-    assert Checkpoints(run_dir / "checkpoints").latest_state()["wandb_id"] == run_id
-    for key, value in params.items():
-        assert OmegaConf.select(OmegaConf.create(run.config), key) == value, key
-
-
-def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    proc = train(tmp_path, "trainer.epochs=1", "trainer.strategy=mirrored", "trainer.cpu_devices=2")
-    out = proc.stdout + proc.stderr
-    assert "Using MirroredStrategy with devices" in out and "CPU:1" in out
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert np.isfinite(summary["val/loss"])
-
-
-def test_xla_trains_with_the_ctc_loss(tmp_path):
-    """trainer.jit=true with the default CTC auxiliary loss (XLA has no kernel for TensorFlow's
-    sparse CTC: the model takes the dense-label path, which XLA compiles)."""
-    train_here(tmp_path, "trainer.epochs=1", "trainer.jit=true", "model.ctc_weight=0.5")
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert np.isfinite(summary["val/loss"])
 
 
 def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):

@@ -24,6 +24,8 @@ import yaml
 
 import sweeps
 from aslfr.experiments import sync
+from aslfr.experiments.offline import read_runs
+from aslfr.train.checkpoints import Checkpoints
 
 from conftest import DEBUG, ROOT, TINY, agent_command, agent_env, subprocess_env
 
@@ -69,7 +71,9 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
     plus fast overrides, runs in the documented environment on a PATH with no other Python and
     composes the proposed values. One of them (depth_width, the sweep with the most keys) also
     trains and links its W&B run into sweeps-out/<sweep id>/wandb; for the others Hydra prints
-    the job's config (`--cfg job`): training is the same code whatever the values."""
+    the job's config (`--cfg job`): training is the same code whatever the values. The run that
+    trains carries the agent's run id (its W&B run, summary.json, its checkpoint) and logs the
+    proposed values in its nested config."""
     bare = subprocess.run(
         ["/usr/bin/env", "python", "-V"], env={"PATH": plain_path(tmp_path)}, capture_output=True
     )
@@ -101,9 +105,16 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
         got = got["name"] if isinstance(got, dict) else got  # a config group: model=small
         assert str(got) == str(value), key
     if trains:
-        assert json.loads((run_dir / "summary.json").read_text())
+        assert json.loads((run_dir / "summary.json").read_text())["wandb/id"] == "trial0"
+        assert Checkpoints(run_dir / "checkpoints").latest_state()["wandb_id"] == "trial0"
         (link,) = (sweeps_dir / "sw33p" / "wandb").glob("offline-run-*")
         assert link.resolve().parent == (run_dir / "wandb").resolve()
+        (run,) = read_runs(run_dir)
+        assert run.id == "trial0"
+        for key, value in params.items():
+            logged = dotted(run.config, key)
+            logged = logged["name"] if isinstance(logged, dict) else logged
+            assert str(logged) == str(value), key
 
 
 def test_make_runs_wandb_with_the_environment_first_on_the_path(tmp_path):
