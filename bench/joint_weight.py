@@ -16,7 +16,8 @@ from pathlib import Path
 from aslfr.data import prepare
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import DatasetDecoder, validation_dataset
+from aslfr.train.datasets import validation_dataset
+from aslfr.train.decoder import DatasetDecoder
 
 
 def rescored(run_dir: Path, weights: list[float]) -> dict[str, float]:

@@ -24,7 +24,8 @@ from aslfr.data import prepare
 from aslfr.data.landmark_stats import ctc_min_frames
 from aslfr.export import convert as export
 from aslfr.model.losses import edit_score
-from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
+from aslfr.train.datasets import validation_dataset, validation_order
+from aslfr.train.decoder import DatasetDecoder
 
 GROUPS = (  # name -> which clips: hand frames h, the true phrase's fewest CTC frames n
     ("h < n", lambda h, n: h < n),

@@ -25,7 +25,8 @@ from aslfr.experiments.offline import read_runs
 from aslfr.export import competition
 from aslfr.export import convert as export
 from aslfr.model.decoding import transcribe
-from aslfr.train.loop import DatasetDecoder, validation_dataset, validation_order
+from aslfr.train.datasets import validation_dataset, validation_order
+from aslfr.train.decoder import DatasetDecoder
 
 from conftest import ROOT, compose_cfg, min_ctc_frames, train, train_here
 

@@ -591,16 +591,17 @@ def test_a_conformer_trains_exports_and_scores_the_same_by_the_competitions_rule
     model and one with both heads decoded jointly, each halving its frames; the export scores by the
     competition's rules what the run's own val/score says, and a two-head model logs every
     decoding's score."""
-    from aslfr.train import loop
+    from aslfr.train import decoder, loop, shipping
 
     decoders = []
 
-    class Counted(loop.DatasetDecoder):
+    class Counted(decoder.DatasetDecoder):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             decoders.append(self)
 
-    monkeypatch.setattr(loop, "DatasetDecoder", Counted)
+    for user in (loop, shipping):  # validation, and the shipped decoding's
+        monkeypatch.setattr(user, "DatasetDecoder", Counted)
     train_here(
         tmp_path,
         "model=conformer_small",

@@ -1,11 +1,9 @@
 """The training of one run (`Training`): devices and strategy, the model's configuration and data
-sets, the model built or restored, Keras `fit` with the callbacks of aslfr.train.callbacks, then
-what the run ships (its decoding and fallback rule, chosen from its own data) and its summary.
-`DatasetDecoder` decodes a whole data set (validation, the fallback's choice, the benchmarks)."""
+sets (aslfr.train.datasets), the model built or restored, Keras `fit` with the callbacks of
+aslfr.train.callbacks, then what the run ships (aslfr.train.shipping) and its summary."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -15,23 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from aslfr import names
-from aslfr.atomic import write_json
-from aslfr.config import Config, Fallback, Strategy, Trainer
-from aslfr.data import pipeline
+from aslfr.config import Config, Strategy, Trainer
 from aslfr.data.prepare import DataSplit
 from aslfr.errors import ConfigError, Preempted, TrainingDiverged
-from aslfr.model.config import ModelConfig, model_config
-from aslfr.model.decoding import hand_frames, transcribe
-from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK, best_constant_phrase, edit_score
-from aslfr.model.model import FingerspellingModel
+from aslfr.model.config import model_config
+from aslfr.model.losses import SmoothedCrossEntropy, TokenTopK
 from aslfr.model.model import build as build_model
 from aslfr.model.optim import make_optimizer
 from aslfr.summary import Summary
-from aslfr.train import decide
 from aslfr.train.callbacks import (
     Checkpointing,
     EpochEnd,
@@ -42,6 +34,9 @@ from aslfr.train.callbacks import (
     as_keras_xy,
 )
 from aslfr.train.checkpoints import Checkpoints
+from aslfr.train.datasets import fold_dataset, validation_dataset
+from aslfr.train.decoder import DatasetDecoder
+from aslfr.train.shipping import choose_fallback, ship
 from aslfr.train.tracking import Tracker, new_run_id
 
 log = logging.getLogger(__name__)
@@ -107,85 +102,6 @@ def make_strategy(trainer: Trainer) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-class DatasetDecoder:
-    """Batched decoding of a data set, compiled once, with one decoding or several at once:
-    `how` = attention (greedy, key/value cache, early stop), ctc, joint or joint@W
-    (`ModelConfig.decodes`), or a sequence of them; the model's configured decoding by default.
-    Several decodings share one trace and one pass over the data."""
-
-    def __init__(self, model: FingerspellingModel, vocab, how: str | Sequence[str] | None = None):
-        self.model, self.vocab, self.cfg = model, vocab, model.cfg
-        self.hows = (how,) if isinstance(how, str) else tuple(how or (model.cfg.decode,))
-
-        def decoded(frames, mask):  # the tokens of each decoding, and each clip's frames showing the hand
-            tokens = tuple(transcribe(model, frames, mask, how=how) for how in self.hows)
-            return tokens, hand_frames(model.cfg, frames, mask)
-
-        # One trace for every batch: validation batches vary in size and (cut to their longest
-        # clip) in frames, which would retrace per shape and make TensorFlow warn about it.
-        self.fn = tf.function(
-            decoded,
-            input_signature=[
-                tf.TensorSpec([None, None, model.cfg.n_features], tf.float32),
-                tf.TensorSpec([None, None], tf.float32),
-            ],
-        )
-        self.hand_frames = np.zeros(0, np.int64)  # of the last call's clips, in their order
-
-    @property
-    def fallbacks(self) -> int:
-        """Clips of the last call given the fallback phrase."""
-        return int((self.hand_frames < self.cfg.fallback_frames).sum())
-
-    def each(self, dataset) -> tuple[list[str], dict[str, list[str]]]:
-        """The true phrases and, for each decoding, the decoded ones (in the data set's order)."""
-        truth, predicted, seen = [], {how: [] for how in self.hows}, []
-        for batch in dataset:
-            outs, hand = self.fn(batch["frames"], batch["mask"])
-            for how, out in zip(self.hows, outs):
-                predicted[how] += [self.vocab.decode(row) for row in out.numpy()]
-            truth += [self.vocab.decode(row) for row in batch["tokens"].numpy()]
-            seen.append(hand.numpy())
-        self.hand_frames = np.concatenate(seen) if seen else np.zeros(0, np.int64)
-        return truth, predicted
-
-    def __call__(self, dataset) -> tuple[list[str], list[str]]:
-        """The true phrases and the first decoding's."""
-        truth, predicted = self.each(dataset)
-        return truth, predicted[self.hows[0]]
-
-
-def choose_fallback(fallback: Fallback, train_phrases: list[str], run_dir: Path) -> dict:
-    """The fallback rule of this run (`fallback`; {} when off): the configured phrase, or the one
-    that maximizes the expected (N - D)/N on the training folds' phrases, and the threshold
-    (None until the run has chosen it: fallback.min_hand_frames=null). Written to the run
-    directory, where the export finds it."""
-    threshold, phrase = fallback.min_hand_frames, fallback.phrase
-    if threshold is not None and threshold <= 0:
-        return {}
-    if phrase is None:
-        phrase, expected = best_constant_phrase(train_phrases)
-    else:
-        score = edit_score(train_phrases, [phrase] * len(train_phrases))
-        expected = float(score.n_chars - score.distances.sum()) / max(len(train_phrases), 1)
-    rule = {
-        "min_hand_frames": threshold,
-        "phrase": phrase,
-        "expected_score": expected,
-    }
-    write_json(run_dir / names.FALLBACK_FILE, rule)
-    below = "a number of" if threshold is None else f"fewer than {threshold}"
-    log.info(
-        "fallback: clips with %s frames showing the hand decode as %r (expected N - D per clip on "
-        "the training folds: %.2f)%s",
-        below,
-        phrase,
-        expected,
-        "; the number is chosen on the training folds after training" if threshold is None else "",
-    )
-    return rule
-
-
 def compile_model(model: keras.Model, cfg: Config, steps_per_epoch: int, epochs: int) -> keras.Model:
     """Optimizer, schedule, loss and metrics from the config (the benchmarks compile this way too)."""
     pad, vocab_size = model.cfg.pad, model.cfg.vocab_size
@@ -206,149 +122,6 @@ def compile_model(model: keras.Model, cfg: Config, steps_per_epoch: int, epochs:
     # trace of a run (seconds before the first epoch starts).
     model.optimizer.build(model.trainable_variables)
     return model
-
-
-def validation_dataset(
-    cfg: Config, split: DataSplit, mcfg: ModelConfig, batch_size: int, tokens: np.ndarray | None = None
-) -> tf.data.Dataset:
-    """The validation fold as the validation metric reads it: deterministic batches of
-    `batch_size`, frames cut to data.length_step, phrases encoded for the model (`tokens`, if
-    already encoded for every prepared sequence). The runs' own metric, the export's tests and
-    the benches that re-score a run all read it here, so they decode the same batches."""
-    tokens = split.vocab.encode(list(split.prepared.phrase), mcfg.max_length) if tokens is None else tokens
-    return _fold_dataset(cfg, split, mcfg, batch_size, tokens, split.val)
-
-
-def validation_order(cfg: Config, split: DataSplit, mcfg: ModelConfig) -> np.ndarray:
-    """The validation fold's sequences (rows of split.prepared) in the order
-    `validation_dataset` serves them, so that decoded phrases can be matched to their clips."""
-    return pipeline.evaluation_order(split.val, split.prepared.offsets, mcfg.max_frames, cfg.data.length_step)
-
-
-def _fold_dataset(
-    cfg: Config,
-    split: DataSplit,
-    mcfg: ModelConfig,
-    batch_size: int,
-    tokens: np.ndarray,
-    indices: np.ndarray,
-    training: bool = False,
-    **options,
-) -> tf.data.Dataset:
-    """The sequences `indices` as the model reads them, for training or (in order, or shortest
-    first with data.length_step) for evaluation: the options every use shares here, the others
-    (augmentation, batching by length, length_step=0...) as given."""
-    p = split.prepared
-    return pipeline.make_dataset(
-        p.frames,
-        p.offsets,
-        tokens,
-        indices,
-        spec=split.spec,
-        stats=split.stats,
-        max_frames=mcfg.max_frames,
-        batch_size=batch_size,
-        seed=cfg.trainer.seed,
-        training=training,
-        **{"length_step": cfg.data.length_step, **options},
-    )
-
-
-def choose_threshold(
-    decoder: DatasetDecoder, cfg: Config, split: DataSplit, tokens, phrase: str, batch_size: int
-) -> dict:
-    """fallback.min_hand_frames=null: the threshold (frames showing the hand) below which the
-    fallback phrase beats the model's own predictions on the training folds, searched up to
-    fallback.search_up_to frames; only the clips below that are decoded, by `decoder` (the
-    model's decoding without the fallback)."""
-    model = decoder.model
-    up_to = cfg.fallback.search_up_to
-    # every training clip's frames showing the hand, in split.train's order (no length sort)
-    seen = [
-        hand_frames(model.cfg, b["frames"], b["mask"]).numpy()
-        for b in _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train, length_step=0)
-    ]
-    counts = np.concatenate(seen) if seen else np.zeros(0, np.int64)
-    short = counts < up_to
-    gains = np.zeros(up_to + 1)
-    if short.any():
-        ds = _fold_dataset(cfg, split, model.cfg, batch_size, tokens, split.train[short], length_step=0)
-        truth, predicted = decoder(ds)
-        gains = decide.threshold_gains(
-            counts[short],
-            edit_score(truth, predicted).distances,
-            edit_score(truth, [phrase] * len(truth)).distances,
-            up_to,
-        )
-    threshold = decide.best_threshold(gains)
-    n_chars = sum(len(str(t)) for t in split.prepared.phrase[split.train])
-    log.info(
-        "fallback: %s on the training folds (%d of %d clips show the hand in fewer than %d frames; "
-        "the phrase %s there)",
-        f"below {threshold} frames showing the hand" if threshold else "off",
-        int(short.sum()),
-        len(counts),
-        up_to,
-        f"saves {gains[threshold]:.0f} characters' edits" if threshold else "never beats the model",
-    )
-    return {
-        names.FALLBACK_MIN_HAND_FRAMES: threshold,
-        names.FALLBACK_TRAIN_CLIPS: int((counts < threshold).sum()),
-        names.FALLBACK_TRAIN_GAIN: float(gains[threshold]) / max(n_chars, 1),
-    }
-
-
-def ship(
-    model,
-    cfg: Config,
-    split: DataSplit,
-    tokens,
-    state: dict,
-    rule: dict,
-    val_ds,
-    batch_size: int,
-    run_dir: Path,
-) -> dict:
-    """With the best weights loaded: the decoding and the fallback threshold the run ships
-    (aslfr.train.decide), set on model.cfg and written to the run directory. Returns what is
-    logged and summarized: the choices, the fallback's clips and gain on each fold, and the
-    shipped model's score on the validation fold (best/val/score)."""
-    choice = decide.choose_decoding(model.cfg, state.get("best_scores", {}), state.get("best_epoch"))
-    mcfg, metrics = choice.cfg, dict(choice.metrics)
-    write_json(
-        run_dir / names.DECODING_FILE, {"decode": mcfg.decode.value, "joint_weight": mcfg.joint_weight}
-    )
-    score = state.get("best_scores", {}).get(choice.name, state.get("best_score"))
-    if rule:
-        model.cfg = decide.fallback_off(mcfg)
-        decoder = DatasetDecoder(model, split.vocab)  # one trace for the training and validation folds
-        threshold = rule["min_hand_frames"]
-        if threshold is None:
-            metrics.update(choose_threshold(decoder, cfg, split, tokens, rule["phrase"], batch_size))
-            threshold = metrics[names.FALLBACK_MIN_HAND_FRAMES]
-            write_json(run_dir / names.FALLBACK_FILE, {**rule, "min_hand_frames": threshold})
-        metrics[names.FALLBACK_MIN_HAND_FRAMES] = threshold
-        if val_ds is not None:
-            truth, predicted = decoder(val_ds)
-            report = decide.fallback_report(decoder.hand_frames, truth, predicted, rule["phrase"], threshold)
-            metrics.update(
-                {names.FALLBACK_VAL_CLIPS: report["clips"], names.FALLBACK_VAL_GAIN: report["gain"]}
-            )
-            score = report["score"]
-            log.info(
-                "fallback: %d of %d validation clips use it, %+.4f val/score",
-                report["clips"],
-                len(truth),
-                report["gain"],
-            )
-        tokens_of = tuple(int(t) for t in split.vocab.encode([rule["phrase"]], mcfg.max_length)[0])
-        mcfg = dataclasses.replace(
-            mcfg, fallback_frames=threshold, fallback_tokens=tokens_of if threshold else ()
-        )
-    model.cfg = mcfg
-    if score is not None:
-        metrics[names.BEST_VAL_SCORE] = score
-    return metrics
 
 
 class Training:
@@ -397,7 +170,7 @@ class Training:
         """The training folds, augmented and batched as data.* says; endless (Keras counts
         steps_per_epoch)."""
         cfg, split = self.cfg, self.split
-        return _fold_dataset(
+        return fold_dataset(
             cfg,
             split,
             self.mcfg,
