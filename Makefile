@@ -85,6 +85,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/export_latency.py
 	$(BIN)/python bench/decoding.py
+	$(BIN)/python bench/debug_run.py
 
 # Re-resolve the pinned environment from pyproject.toml (needs the package registry).
 lock:
