@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wandb
 from omegaconf import OmegaConf
 
-from aslfr.experiments import sweep
+from aslfr.experiments import compare, sweep
 from aslfr.experiments.offline import read_runs
 from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.rundir import RunDir
@@ -39,15 +40,17 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     raise AssertionError(f"no {what} in {timeout:.0f} s")
 
 
-# -- preemption: submitit requeues the job, the run resumes ------------------------------------
+# -- a multirun through submitit: folds as jobs, a preempted job requeued --------------------
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_submitit_job_preempted_mid_training_is_requeued_and_resumes_its_run(tmp_path):
-    """hydra/launcher=local: the job gets submitit's preemption signal (USR2) after an epoch's
-    checkpoint; the run stops at once (status preempted, its W&B run marked preempting), submitit
-    requeues the job, and the job resumes in the same run directory from that checkpoint, under the
-    same W&B id, to the end: one W&B run, every epoch once."""
-    multirun, epochs = tmp_path / "multi", 5
+def test_cross_validation_through_submitit_requeues_a_preempted_fold(tmp_path):
+    """`-m hydra/launcher=local data.fold=0,1`: each fold a submitit job (in parallel), in the
+    directories, W&B group and gathered W&B folder a multirun gives; aslfr-compare shows both
+    folds with mean and spread. Fold 0's job gets submitit's preemption signal (USR2) after an
+    epoch's checkpoint: the run stops at once (status preempted, its W&B run marked preempting),
+    submitit requeues the job, and the job resumes in the same run directory from that checkpoint,
+    under the same W&B id, to the end: one W&B run, every epoch once."""
+    multirun, epochs = tmp_path / "cv", 4
     cmd = [
         sys.executable,
         "train.py",
@@ -55,7 +58,7 @@ def test_a_submitit_job_preempted_mid_training_is_requeued_and_resumes_its_run(t
         "hydra/launcher=local",
         *DEBUG,
         f"trainer.epochs={epochs}",
-        "data.fold=0",
+        "data.fold=0,1",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.sweep.dir={multirun}",
     ]
@@ -69,7 +72,9 @@ def test_a_submitit_job_preempted_mid_training_is_requeued_and_resumes_its_run(t
     os.kill(job, signal.SIGUSR2)  # what SLURM sends (submitit's --signal) before preempting
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out[-3000:]
+    assert "Submitit 'local' sweep output dir" in out
 
+    # the preempted fold: requeued, resumed, one W&B run
     done = Checkpoints(run_dir / "checkpoints")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == epochs and RunDir(run_dir).status()["status"] == "finished"
@@ -83,6 +88,33 @@ def test_a_submitit_job_preempted_mid_training_is_requeued_and_resumes_its_run(t
     assert epochs_logged == list(range(1, epochs + 1))
     first = sorted(run.paths)[0]  # the part that was preempted told W&B so
     assert any(r.WhichOneof("record_type") == "preempting" for r in records(first))
+
+    # the folds: two jobs, one W&B group, gathered as a local multirun gathers them
+    assert len(list((multirun / ".submitit").glob("*/*_result.pkl"))) == 2
+    runs = {r.config["data"]["fold"]: r for r in read_runs(multirun)}
+    assert sorted(runs) == [0, 1]
+    assert runs[0].group == runs[1].group and runs[0].name != runs[1].name
+    gathered = sorted((multirun / "wandb").glob("offline-run-*"))
+    assert {link.resolve().parent.parent.name for link in gathered} == {"0", "1"}
+    folds = [json.loads((multirun / str(k) / "summary.json").read_text()) for k in (0, 1)]
+    # the comparison: both folds, and the mean ± sd over folds the user runs it for
+    rows = compare.offline_rows([multirun])
+    (cv,) = compare.fold_summaries(rows)
+    scores = [f["best/val/score"] for f in folds]
+    assert cv.folds == [0, 1] and cv.mean == pytest.approx(np.mean(scores))
+    assert cv.sd == pytest.approx(np.std(scores, ddof=1))
+    table = compare.leaderboard(rows)
+    assert "cross-validation" in table and f"{cv.mean:8.4f} {cv.sd:8.4f}" in table
+    # debug runs are not exported: the plot shows them against their parameters, not nothing
+    what, shown = compare.plotted(rows)
+    assert what == "parameters" and len(shown) == 2
+    # ... and the mean ± sd goes to W&B too
+    png = compare.plot(rows, multirun / "pareto.png")
+    compare.log_to_wandb(rows, png, multirun / ".compare", "aslfr", "cv")
+    wandb.teardown()  # the service writes the offline record after finish(), complete at exit
+    (logged,) = read_runs(multirun / ".compare")
+    assert logged.history[0]["compare/folds/_type"] == "table-file"
+    assert logged.summary[f"folds/{cv.name}/mean"] == pytest.approx(cv.mean)
 
 
 # -- slurm/agents.sbatch ------------------------------------------------------------------------
