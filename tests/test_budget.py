@@ -57,33 +57,27 @@ def test_the_reference_graph_is_timed_once_per_machine_and_again_when_it_changes
 
 
 def test_feasibility_follows_the_latency_on_the_reference_cpu(tmp_path, timings, monkeypatch):
+    """The probe's arithmetic on a fixed conversion and timing (a model taking 10 ms here), so that
+    the outcome does not depend on this machine's speed; real conversions and timings of the
+    probe: test_a_run_logs_both_latencies_and_its_export_as_a_submission_artifact and
+    test_export.py's over-budget run."""
     cache = tmp_path / "cache"
     cfg = typed_cfg(["debug=default", f"budget.reference.cache_dir={cache}"], tmp_path)
-    # the probes below time a fixed latency: one conversion of the untrained model serves them all
-    converted: list[bytes] = []
-    real_convert = budget.convert
-
-    def convert_once(*args, **kwargs) -> bytes:
-        if not converted:
-            converted.append(real_convert(*args, **kwargs))
-        return converted[0]
-
-    monkeypatch.setattr(budget, "convert", convert_once)
+    monkeypatch.setattr(budget, "convert", lambda *args, **kw: bytes(1_500_000))
+    monkeypatch.setattr(budget, "latency_ms", lambda *args, **kw: 10.0)
     # as cached, this machine runs the reference graph twice as fast as the reference CPU
     write_json(reference.cache_path(cache), {**reference.key(), "ms": cfg.budget.reference.ms / 2})
     m = budget.probe(cfg)
     assert timings == []  # the cached figure was used
-    assert m.cpu_factor == pytest.approx(2.0)
+    assert m.cpu_factor == pytest.approx(2.0) and m.model_mb == 1.5
     assert m.latency_ms == pytest.approx(2 * m.latency_ms_raw)
     assert m.projected_hours == pytest.approx(m.latency_ms * cfg.budget.test_sequences / 3.6e6)
     logged = m.metrics()
     assert logged["infer/latency_ms"] == m.latency_ms and logged["infer/latency_ms_raw"] == m.latency_ms_raw
     assert logged["infer/cpu_factor"] == m.cpu_factor
 
-    # a model taking 10 ms here, 20 ms on the reference CPU, against a budget of 15 ms: a fast
-    # machine must not pass what the reference CPU would find too slow (the timing is fixed so
-    # that the outcome does not depend on this machine's speed)
-    monkeypatch.setattr(budget, "latency_ms", lambda *args, **kw: 10.0)
+    # 10 ms here, 20 ms on the reference CPU, against a budget of 15 ms: a fast machine must not
+    # pass what the reference CPU would find too slow
     cfg.budget.latency_ms = 15
     m = budget.probe(cfg)
     assert (m.latency_ms_raw, m.latency_ms) == (10.0, pytest.approx(20.0))

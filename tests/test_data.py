@@ -210,7 +210,8 @@ def test_fold_rule_depends_on_the_listing_only():
 
 
 def test_folds_do_not_move_with_supplemental_rows_or_skips(tmp_path):
-    base = [*TINY, "data.synthetic.n_supplemental=60"]
+    # one data set (generated once), three preparations of it
+    base = [*TINY, "data.synthetic.n_supplemental=60", f"paths.data_dir={tmp_path / 'data'}"]
     _, plain = prepared_for(base, tmp_path / "a")
     _, supp = prepared_for([*base, "data.use_supplemental=true"], tmp_path / "b")
     _, short = prepared_for([*base, "data.max_phrase_length=12"], tmp_path / "c")
