@@ -196,6 +196,17 @@ def test_ctc_loss_for_xla_equals_the_cpu_kernel_and_compiles():
     dense = tf.function(lambda *a: ctc_loss(*a, pad=59, dense=True), jit_compile=True)
     got = float(dense(logits, mask, tokens))
     assert np.isfinite(want) and got == pytest.approx(want, rel=1e-5)
+    # an empty batch (a replica's share of a short last batch under a mirrored strategy): loss 0,
+    # from the kernel's path and the dense one, traced for any batch size as Keras traces it
+    spec = [
+        tf.TensorSpec([None, 24, 60]),
+        tf.TensorSpec([None, 24], tf.bool),
+        tf.TensorSpec([None, 12], tf.int64),
+    ]
+    for is_dense in (False, True):
+        traced = tf.function(lambda *a, d=is_dense: ctc_loss(*a, pad=59, dense=d), input_signature=spec)
+        assert float(traced(logits[:0], mask[:0], tokens[:0])) == 0.0
+        assert float(traced(logits, mask, tokens)) == pytest.approx(want, rel=1e-5)
 
 
 def test_the_encoder_variants_mask_padding_and_halve_the_frames():

@@ -105,7 +105,17 @@ def ctc_loss(logits, mask, tokens, pad: int, dense: bool = False):
     [B, L] (characters < pad, then EOS/PAD), per character, averaged over the sequences whose
     frames can hold their phrase. Sparse labels select TensorFlow's C++ CTC kernel; `dense`
     computes the same loss from dense labels with ordinary TensorFlow ops, which XLA compiles
-    (trainer.jit=true: XLA has no kernel for the C++ one)."""
+    (trainer.jit=true: XLA has no kernel for the C++ one). An empty batch has loss 0: a replica's
+    share of a short last evaluation batch under a mirrored strategy can be empty, and the kernel
+    refuses batch size 0."""
+    return tf.cond(
+        tf.shape(tokens)[0] > 0,
+        lambda: _ctc_loss(logits, mask, tokens, pad, dense),
+        lambda: tf.constant(0.0, tf.float32),
+    )
+
+
+def _ctc_loss(logits, mask, tokens, pad: int, dense: bool):
     tokens = tf.cast(tokens, tf.int32)
     is_char = tokens < pad
     target_len = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
