@@ -114,6 +114,9 @@ def min_ctc_frames(tokens, eos: int = 61) -> int:
 
 # -- train.py in a subprocess, as users run it ----------------------------------------------
 DEBUG = ["debug=default", "wandb.mode=offline"]
+# For tests of what surrounds a run (its process, directory, W&B record, launcher), not of the
+# model: CTC alone and no fallback search, less than half the time of a debug run.
+CTC_ONLY = ["model.decoder.depth=0", "fallback.min_hand_frames=0"]
 
 
 def subprocess_env(**extra: str) -> dict:

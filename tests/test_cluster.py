@@ -24,7 +24,7 @@ from aslfr.train.checkpoints import Checkpoints
 from aslfr.train.rundir import RunDir
 from aslfr.train.wandb_log import records
 
-from conftest import CONF, DEBUG, ROOT, compose_cfg, subprocess_env, typed_cfg
+from conftest import CONF, CTC_ONLY, DEBUG, ROOT, compose_cfg, subprocess_env, typed_cfg
 
 SBATCH = ROOT / "slurm" / "agents.sbatch"
 
@@ -50,13 +50,14 @@ def test_cross_validation_through_submitit_requeues_a_preempted_fold(tmp_path):
     epoch's checkpoint: the run stops at once (status preempted, its W&B run marked preempting),
     submitit requeues the job, and the job resumes in the same run directory from that checkpoint,
     under the same W&B id, to the end: one W&B run, every epoch once."""
-    multirun, epochs = tmp_path / "cv", 4
+    multirun, epochs = tmp_path / "cv", 6
     cmd = [
         sys.executable,
         "train.py",
         "-m",
         "hydra/launcher=local",
         *DEBUG,
+        *CTC_ONLY,
         f"trainer.epochs={epochs}",
         "data.fold=0,1",
         f"paths.data_dir={tmp_path / 'data'}",

@@ -22,7 +22,7 @@ from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.train.rundir import RunDir
 
-from conftest import DEBUG, ROOT, subprocess_env, train, train_here, typed_cfg
+from conftest import CTC_ONLY, DEBUG, ROOT, subprocess_env, train, train_here, typed_cfg
 
 pytestmark = pytest.mark.slow  # train.py's runs end to end (in subprocesses where the process is tested)
 
@@ -244,14 +244,14 @@ def test_the_whole_recipe_trains_and_exports_what_it_validated(tmp_path):
 def one_epoch(tmp_path_factory) -> Path:
     """A debug run of one epoch; tests resume copies of it (`resumed_copy`)."""
     tmp = tmp_path_factory.mktemp("one-epoch")
-    train_here(tmp, "trainer.epochs=1")
+    train_here(tmp, *CTC_ONLY, "trainer.epochs=1")
     return tmp / "run"
 
 
 def resumed_copy(one_epoch: Path, tmp_path: Path, *overrides: str) -> dict:
     """`one_epoch` copied to tmp_path/run and resumed there with `overrides` (its data too)."""
     shutil.copytree(one_epoch, tmp_path / "run")
-    return train_here(tmp_path, f"paths.data_dir={one_epoch.parent / 'data'}", *overrides)
+    return train_here(tmp_path, f"paths.data_dir={one_epoch.parent / 'data'}", *CTC_ONLY, *overrides)
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path, one_epoch):
@@ -300,11 +300,12 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
         sys.executable,
         "train.py",
         *DEBUG,
+        *CTC_ONLY,
         "trainer.epochs=40",
         f"paths.data_dir={tmp_path / 'data'}",
         f"hydra.run.dir={run_dir}",
     ]
-    warm = typed_cfg([*DEBUG, f"paths.output_dir={tmp_path / 'warm'}"], tmp_path)
+    warm = typed_cfg([*DEBUG, *CTC_ONLY, f"paths.output_dir={tmp_path / 'warm'}"], tmp_path)
     prepare.setup_from_config(warm)  # the data and the feature cache ready
     proc = subprocess.Popen(
         cmd,
@@ -340,7 +341,7 @@ def test_resume_after_kill_9_keeps_every_completed_epoch_in_the_wandb_record(tmp
 
     end = done + 2
     caplog.set_level(logging.INFO)
-    train_here(tmp_path, f"trainer.epochs={end}")  # the same command again (in this process)
+    train_here(tmp_path, *CTC_ONLY, f"trainer.epochs={end}")  # the same command again (in this process)
     assert f"after epoch {done}" in caplog.text
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs"] == end
@@ -364,6 +365,7 @@ def test_two_runs_started_together_write_to_their_own_directories(tmp_path, debu
                 sys.executable,
                 "train.py",
                 *DEBUG,
+                *CTC_ONLY,
                 "trainer.epochs=1",
                 f"model.encoder.width={w}",
                 f"paths.data_dir={data_dir}",
@@ -483,6 +485,7 @@ def test_a_progress_bar_inside_each_epoch_on_a_terminal(tmp_path):
             sys.executable,
             "train.py",
             *DEBUG,
+            *CTC_ONLY,
             "trainer.epochs=2",
             "export.enabled=true",
             f"paths.data_dir={tmp_path / 'data'}",

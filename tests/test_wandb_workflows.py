@@ -27,7 +27,7 @@ from aslfr.experiments import sync
 from aslfr.experiments.offline import read_runs
 from aslfr.train.checkpoints import Checkpoints
 
-from conftest import DEBUG, ROOT, TINY, agent_command, agent_env, subprocess_env
+from conftest import CTC_ONLY, DEBUG, ROOT, TINY, agent_command, agent_env, subprocess_env
 
 VENV_BIN = Path(sys.executable).parent  # the environment the README's set-up makes (.venv/bin)
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -205,6 +205,7 @@ def test_a_multirun_gathers_its_runs_for_wandbs_viewer_and_syncs_in_one_command(
         "train.py",
         "-m",
         *fast(tmp_path),
+        *CTC_ONLY,
         "trainer.seed=0,1",
         f"hydra.sweep.dir={sweep_dir}",
     ]
