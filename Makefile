@@ -71,7 +71,7 @@ optuna-dashboard: $(VENV)/.installed
 
 # The whole suite (CI), on every core; `make test ARGS='-m "not slow"'` is the inner loop.
 test: lint
-	$(BIN)/python -m pytest -q -n auto $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist worksteal $(ARGS)
 
 # ruff (lint, format) and the stages' import contracts (pyproject.toml)
 lint: $(VENV)/.installed

@@ -168,7 +168,7 @@ command:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_an_offline_sweep_of_train_py_ends_over_budget_trials_early_and_compares_its_runs(tmp_path):
+def test_an_offline_sweep_of_train_py_ends_over_budget_trials_early_and_compares_its_runs(tmp_path, capsys):
     """The one sweep of real train.py trials: the agent's arguments compose, an over-budget trial
     stops after its probe and is infeasible for the sampler, the other trains; every trial is
     logged offline in the sweep's W&B group and gathered in out/wandb; aslfr-compare reads them."""
@@ -214,18 +214,16 @@ def test_an_offline_sweep_of_train_py_ends_over_budget_trials_early_and_compares
     assert {link.resolve().parent.parent.name for link in gathered} == {"trial-000", "trial-001"}
 
     # the comparison: every trial on the leaderboard, the Pareto plot, the chart logged to W&B
-    cmp = subprocess.run(
-        [sys.executable, "-m", "aslfr.experiments.compare", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert cmp.returncode == 0, cmp.stderr[-3000:]
-    assert "trial-000" in cmp.stdout and "trial-001" in cmp.stdout
-    assert cmp.stdout.count("OVER") == 1 and "Pareto front" in cmp.stdout
+    import wandb
+
+    from aslfr.experiments import compare
+
+    compare.main([str(out)])  # aslfr-compare OUT, in this process
+    shown = capsys.readouterr().out
+    assert "trial-000" in shown and "trial-001" in shown
+    assert shown.count("OVER") == 1 and "Pareto front" in shown
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wandb.teardown()  # the service writes the offline record after finish(), complete at exit
     (logged,) = read_runs(out / ".compare")
     row = logged.history[0]  # W&B stores media as references, flattened here
     assert row["compare/pareto/_type"] == "image-file"
