@@ -181,10 +181,10 @@ def test_adversarial_weight_perturbation_changes_the_step_only_from_its_start(tm
 
 
 def test_xla_trains_with_the_ctc_loss(tmp_path):
-    """trainer.jit=true with the CTC auxiliary loss (XLA has no kernel for TensorFlow's sparse
-    CTC: the model takes the dense-label path, which XLA compiles): the model compiled as a run
-    compiles it takes XLA-compiled training steps, with a finite loss."""
-    model, batch = compiled(tmp_path, "trainer.jit=true", "model.ctc_weight=0.5")
+    """trainer.jit=true with the CTC loss (XLA has no kernel for TensorFlow's sparse CTC: the
+    model takes the dense-label path, which XLA compiles): the model compiled as a run compiles
+    it takes XLA-compiled training steps, with a finite loss."""
+    model, batch = compiled(tmp_path, *CTC_ONLY, "trainer.jit=true")  # the CTC loss alone
     assert model.jit_compile
     before = [w.numpy() for w in model.trainable_weights]
     losses = [float(model.train_on_batch(batch, batch["tokens"], return_dict=True)["loss"]) for _ in range(2)]

@@ -89,6 +89,7 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
     run_dir, sweeps_dir = tmp_path / "run", tmp_path / "sweeps-out"
     cmd += [*fast(tmp_path), f"paths.sweeps_dir={sweeps_dir}", f"hydra.run.dir={run_dir}"]
     cmd.append("data.n_sequences=240")  # lr_batch proposes batches of up to 128
+    cmd.append("fallback.min_hand_frames=0")  # no sweep searches it: no fallback search
     env = {
         **agent_env(tmp_path, params, "trial0", sweep_id="sw33p"),
         "PATH": documented_env(tmp_path)["PATH"],
