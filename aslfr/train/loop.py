@@ -60,7 +60,7 @@ def configure_devices(trainer: Trainer) -> dict:
         )
     keras.mixed_precision.set_global_policy(trainer.precision.value)
     # Grappler optimizes each function graph the first time it runs: seconds per graph (the
-    # decoders' loops most), a third of a debug run; the steps it speeds up are the same numbers.
+    # decoders' loops most), paid back only over many steps; the steps compute the same numbers.
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": not trainer.grappler})
     return device_record(gpus)
 
