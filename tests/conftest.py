@@ -181,12 +181,19 @@ def train(
     return proc
 
 
-def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> dict:
+def train_here(
+    tmp_path: Path,
+    *overrides: str,
+    run_dir: Path | None = None,
+    data_dir: Path | None = None,
+    env: dict | None = None,
+) -> dict:
     """What `train` runs, inside this test process: the same overrides composed as train.py's
     Hydra app composes them (its `hydra.runtime.choices` too), the directory claimed, the run;
     returns its summary and raises what the run raises. For tests of what a run does, not of the
     process around it (exit codes, signals, the terminal, launchers): TensorFlow's import and the
-    conversion of the code it traces are paid once per test process instead of once per run."""
+    conversion of the code it traces are paid once per test process instead of once per run.
+    `env`: variables set for the run (an agent's or the offline runner's environment)."""
     import keras
     import tensorflow as tf
     import wandb
@@ -199,13 +206,22 @@ def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             "config",
-            overrides=[*DEBUG, f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", *overrides],
+            overrides=[
+                *DEBUG,
+                f"paths.data_dir={data_dir or tmp_path / 'data'}",
+                f"hydra.run.dir={run_dir}",
+                *overrides,
+            ],
             return_hydra_config=True,
         )
     cfg.hydra.runtime.output_dir = str(run_dir)  # as Hydra's run_job sets it
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    mp = pytest.MonkeyPatch()
+    for key, value in (env or {}).items():
+        mp.setenv(key, value)
+    wandb.teardown()  # W&B reads the environment when it sets up: a fresh set-up for this run
     try:
         config = typed(cfg)
         with RunDir(run_dir).claim(cfg):
@@ -214,6 +230,7 @@ def train_here(tmp_path: Path, *overrides: str, run_dir: Path | None = None) -> 
 
             return run(config)
     finally:
+        mp.undo()
         # nothing of this run outlives it in the test process
         HydraConfig.instance().cfg = None
         keras.backend.clear_session()

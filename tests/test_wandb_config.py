@@ -10,19 +10,14 @@ from pathlib import Path
 import pytest
 import wandb
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
-from aslfr.config import typed
 from aslfr.experiments import compare
 from aslfr.experiments.offline import read_runs
 from aslfr.experiments.sweep import agent_args
-from aslfr.runtime import import_tensorflow
-from aslfr.train.rundir import RunDir
 from aslfr.train.tracking import CHOICES, CONFIGURATION
 
-from conftest import CONF, ROOT, agent_env
+from conftest import ROOT, agent_env, train_here
 
 SWEEP_FILES = sorted((ROOT / "sweeps").glob("*.yaml"))
 # the group case: a config group's option as a sweep parameter, beside a dotted key
@@ -60,7 +55,6 @@ def trial_in_process(tmp: Path, params: dict, data_dir: Path, env: dict) -> Path
     run_dir = tmp / "run"
     overrides = [
         *agent_args(params),
-        "debug=default",
         "trainer.epochs=1",
         # greedy CTC alone unless the trial chooses: scoring every decoding (model.decode=best)
         # costs more than the rest of the tiny run, and the record is the same code either way
@@ -71,29 +65,10 @@ def trial_in_process(tmp: Path, params: dict, data_dir: Path, env: dict) -> Path
         *([] if "model.decoder.depth" in params else ["model.decoder.depth=0"]),
         "fallback.min_hand_frames=0",
         "trainer.examples=0",
-        f"paths.data_dir={data_dir}",
-        f"paths.output_dir={run_dir}",
+        f"paths.output_dir={run_dir}",  # literal: the test resolves the record outside Hydra
         f"paths.sweeps_dir={tmp / 'sweeps-out'}",
     ]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # as @hydra.main sets it: runtime.choices
-    with open_dict(cfg):
-        del cfg["hydra"]
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.setenv("WANDB_MODE", "offline")
-        wandb.teardown()  # W&B reads the agent's environment when it sets up: a fresh set-up
-        try:
-            import_tensorflow()
-            from aslfr.train.run import run
-
-            with RunDir(run_dir).claim(cfg):
-                run(typed(cfg))
-        finally:
-            wandb.teardown()  # the next run in this process must not inherit this agent's settings
-            HydraConfig.instance().cfg = None
+    train_here(tmp, *overrides, run_dir=run_dir, data_dir=data_dir, env=env)
     return run_dir
 
 
