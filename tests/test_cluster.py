@@ -50,7 +50,7 @@ def test_cross_validation_through_submitit_requeues_a_preempted_fold(tmp_path):
     epoch's checkpoint: the run stops at once (status preempted, its W&B run marked preempting),
     submitit requeues the job, and the job resumes in the same run directory from that checkpoint,
     under the same W&B id, to the end: one W&B run, every epoch once."""
-    multirun, epochs = tmp_path / "cv", 6
+    multirun, epochs = tmp_path / "cv", 4
     cmd = [
         sys.executable,
         "train.py",
@@ -384,13 +384,14 @@ def test_the_winners_preset_trains_with_debug_in_mixed_precision_and_exports_flo
     train_here(
         tmp_path,
         "experiment=winners",
+        "trainer.epochs=1",
         "data.synthetic.n_supplemental=40",
         "export.enabled=true",
         "budget.probe=false",
     )
     run_dir = tmp_path / "run"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["epochs"] == 2 and "infer/val_score" in summary
+    assert summary["epochs"] == 1 and "infer/val_score" in summary
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer.precision == "mixed_float16"
     interpreter = Interpreter(model_content=(run_dir / "model.tflite").read_bytes())
     dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
