@@ -197,8 +197,16 @@ def test_an_ensemble_exports_as_one_file_that_decodes_like_keras(debug_run, tmp_
 
     other = tmp_path / "other"
     same_data = f"paths.data_dir={debug_run.parent / 'data'}"  # the same files and folds
+    # (the first member's decoding and fallback are the ensemble's: this one's are not searched)
     train_here(
-        tmp_path, "trainer.epochs=1", "trainer.seed=1", "data.features.pose=false", same_data, run_dir=other
+        tmp_path,
+        "trainer.epochs=1",
+        "trainer.seed=1",
+        "data.features.pose=false",
+        "model.decode=attention",
+        "fallback.min_hand_frames=0",
+        same_data,
+        run_dir=other,
     )
     out = tmp_path / "ensemble"
     export_cli([str(debug_run), str(other), "--ensemble", str(out)])  # aslfr-export, in this process

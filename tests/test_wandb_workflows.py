@@ -88,7 +88,6 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
     assert cmd[:3] == ["/usr/bin/env", "python", "train.py"]
     run_dir, sweeps_dir = tmp_path / "run", tmp_path / "sweeps-out"
     cmd += [*fast(tmp_path), f"paths.sweeps_dir={sweeps_dir}", f"hydra.run.dir={run_dir}"]
-    cmd.append("data.n_sequences=240")  # lr_batch proposes batches of up to 128
     cmd.append("fallback.min_hand_frames=0")  # no sweep searches it: no fallback search
     env = {
         **agent_env(tmp_path, params, "trial0", sweep_id="sw33p"),
@@ -96,7 +95,7 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
     }
     trains = sweep_file.stem == "depth_width"
     if not trains:
-        cmd += ["--cfg", "job"]
+        cmd += ["data.n_sequences=240", "--cfg", "job"]  # lr_batch proposes batches of up to 128
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = run_dir / ".hydra" / "config.yaml"
