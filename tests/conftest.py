@@ -285,8 +285,14 @@ def debug_run(tmp_path_factory) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """The tests of the shared smoke run (`debug_run`) first, in their order, the rest after in
-    theirs. pytest-xdist (--dist worksteal) hands each worker a contiguous share of this list and
-    others steal from a share's end: the smoke run's tests stay together at the front of the
-    first worker's share, so no worker sits waiting for the smoke run's lock."""
-    items.sort(key=lambda item: "debug_run" not in getattr(item, "fixturenames", ()))
+    """The tests of the shared smoke run (`debug_run`) first, then the other slow tests, then the
+    fast ones, each group in its own order. pytest-xdist (--dist worksteal) hands each worker a
+    contiguous share of this list and an idle worker steals from the end of another's share: the
+    smoke run's tests stay together at the front of the first share (no worker sits waiting for
+    the smoke run's lock), and the last tests left to share out are short ones, so the workers
+    finish together."""
+
+    def group(item) -> tuple[bool, bool]:
+        return "debug_run" not in item.fixturenames, item.get_closest_marker("slow") is None
+
+    items.sort(key=group)
