@@ -108,7 +108,7 @@ def plan(
         name=name or f"aslfr - {where}",
         keys=swept_keys(definition) if definition else list(DEFAULT_KEYS),
         scores=score_keys(cfg),
-        budget_ms=float(cfg.budget.latency_ms),
+        budget_ms=cfg.budget.latency_ms,  # a float: the schema (aslfr.config.Budget) types it
         sweep=sweep,
         group=group,
     )
