@@ -293,6 +293,6 @@ def pytest_collection_modifyitems(items):
     finish together."""
 
     def group(item) -> tuple[bool, bool]:
-        return "debug_run" not in item.fixturenames, item.get_closest_marker("slow") is None
+        return "debug_run" not in getattr(item, "fixturenames", ()), item.get_closest_marker("slow") is None
 
     items.sort(key=group)
