@@ -95,7 +95,7 @@ def test_a_trial_of_each_sweep_runs_by_wandbs_own_command_without_python_on_the_
     }
     trains = sweep_file.stem == "depth_width"
     if not trains:
-        cmd += ["data.n_sequences=240", "--cfg", "job"]  # lr_batch proposes batches of up to 128
+        cmd += ["--cfg", "job"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
     job = run_dir / ".hydra" / "config.yaml"
