@@ -221,6 +221,7 @@ def train_here(
             return_hydra_config=True,
         )
     cfg.hydra.runtime.output_dir = str(run_dir)  # as Hydra's run_job sets it
+    log_format = cfg.hydra.job_logging.formatters.simple.format  # Hydra's job logging's
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -232,9 +233,9 @@ def train_here(
     root, level = logging.getLogger(), logging.getLogger().level
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = logging.FileHandler(run_dir / "train.log")
-    log_file.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    log_file.setFormatter(logging.Formatter(log_format))
     root.addHandler(log_file)
-    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    root.setLevel(min(level, logging.INFO))
     try:
         config = typed(cfg)
         with RunDir(run_dir).claim(cfg):
